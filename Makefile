@@ -1,0 +1,44 @@
+# Two commands matter: `make run` and `make test`. Everything else is a helper.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: install system-deps run test lint style check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests need (headless Chromium for the dashboard, redis-server for scale-out).
+system-deps:
+	sh scripts/system-deps.sh
+
+run: install
+	$(BIN)/ticker serve --host $(HOST) --port $(PORT)
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+style: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check: lint
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

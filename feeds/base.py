@@ -1,0 +1,98 @@
+"""What every adapter shares: the Feed shape (re-exported) and option parsing.
+
+Pure; no I/O. ``parse_options`` turns the ``key=value`` strings of a ``--feed`` SPEC into typed
+values, with one-line errors that name the valid options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ticker.events import Event, Feed, FeedFactory, Listing, News, Tick
+
+__all__ = [
+    "Event",
+    "Feed",
+    "FeedFactory",
+    "Listing",
+    "News",
+    "Option",
+    "Tick",
+    "as_float",
+    "as_int",
+    "help_of",
+    "parse_options",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One feed option: its help line, default (a string, parsed like a given value) and parser."""
+
+    help: str
+    default: str | None
+    parse: Callable[[str], Any] = str
+
+
+def as_int(lo: int, hi: int) -> Callable[[str], int]:
+    """Parser for an integer in [lo, hi]."""
+
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise ValueError(f"{s!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise ValueError(f"{v} is out of range {lo}..{hi}")
+        return v
+
+    return parse
+
+
+def as_float(lo: float, hi: float) -> Callable[[str], float]:
+    """Parser for a number in [lo, hi]."""
+
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise ValueError(f"{s!r} is not a number") from None
+        if not lo <= v <= hi:
+            raise ValueError(f"{v:g} is out of range {lo:g}..{hi:g}")
+        return v
+
+    return parse
+
+
+def parse_options(spec: Mapping[str, Option], given: Mapping[str, str]) -> dict[str, Any]:
+    """Typed options from ``given`` strings, defaults filled in.
+
+    Raises:
+        ValueError: an unknown option (the message lists the valid ones) or a bad value.
+    """
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise ValueError(
+            f"unknown option {', '.join(unknown)}; valid options: {', '.join(sorted(spec))}"
+        )
+    out: dict[str, Any] = {}
+    for key, opt in spec.items():
+        raw = given.get(key, opt.default)
+        if raw is None:
+            out[key] = None
+            continue
+        try:
+            out[key] = opt.parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"option {key}: {exc}") from None
+    return out
+
+
+def help_of(spec: Mapping[str, Option]) -> dict[str, str]:
+    """``{name: "help (default X)"}`` for ``ticker feeds``."""
+    return {
+        k: o.help + (f" (default {o.default})" if o.default not in (None, "") else "")
+        for k, o in spec.items()
+    }

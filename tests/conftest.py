@@ -1,0 +1,103 @@
+"""Shared test helpers: timing scale, real-data location, a running ``ticker serve`` process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Timing constants are multiplied by MS; TICKER_TEST_TIMEOUT_FACTOR scales them on slow machines.
+MS = 0.001 * float(os.environ.get("TICKER_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def real_data_dir() -> Path | None:
+    """``$TICKER_REAL_DATA`` or ``../shared/data`` beside the repo; None when absent."""
+    env = os.environ.get("TICKER_REAL_DATA")
+    for cand in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The folder of real third-party data; skips (one line) only when it is absent."""
+    d = real_data_dir()
+    if d is None:
+        pytest.skip("real data folder absent (set TICKER_REAL_DATA or provide ../shared/data)")
+    return d
+
+
+class ServerProcess:
+    """A ``python -m ticker serve`` subprocess; ``url`` is read from its first stdout line."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = ["--port", "0", *args] if "--port" not in args else list(args)
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ticker", "serve", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(self.env or {})},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {err[-2000:]}")
+        self.url = line.split()[-1]
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def ticker_server() -> Iterator[type[ServerProcess]]:
+    """Factory fixture: ``ticker_server("--feed", "sim:seed=1")``; every process is stopped."""
+    started: list[ServerProcess] = []
+
+    class _Tracked(ServerProcess):
+        def start(self) -> None:
+            super().start()
+            started.append(self)
+
+    yield _Tracked
+    for s in started:
+        if s.proc is not None and s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()

@@ -1,0 +1,651 @@
+"""The broadcaster: book + one Conflator per throttle window -> encoded frames -> sockets.
+
+I/O shell around :class:`~ticker.book.Book` and :class:`~ticker.conflate.Conflator`.
+
+How a tick travels: ``publish`` folds it into the book and marks it pending in every active
+window (O(windows), never O(clients)). Each window flushes on its own timer: one ``drain`` for all of
+its clients, each changed symbol encoded once, one shared tail per distinct subscription (a
+*group*), and per connection only ``seq`` is spliced in front before a non-blocking
+``transport.write``. Nothing awaits per client, so one slow socket cannot stall the loop.
+
+Slow consumers: a connection whose transport buffer is over ``max_buffer`` stops receiving
+(its price state is simply "needs a snapshot", so memory stays bounded); when the buffer drains
+below a quarter of the bound it gets a fresh ``snapshot`` and the news it missed (from the ring);
+still over the bound after ``slow_close_after`` seconds, it is closed with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ticker import __version__
+from ticker.book import Book
+from ticker.conflate import Conflator, Subscription
+from ticker.events import Event, Listing, News, Tick
+from ticker.limits import TokenBucket
+from ticker.protocol import (
+    Ack,
+    Error,
+    Hello,
+    NewsItem,
+    NewsRequest,
+    Ping,
+    Pong,
+    ProtocolError,
+    Request,
+    Resync,
+    ServerMessage,
+    Subscribe,
+    Throttle,
+    Unsubscribe,
+    delta_payload,
+    delta_tail,
+    encode,
+    parse_request,
+    quote_fragments,
+    snapshot_payload,
+    ws_text_frame,
+)
+
+__all__ = ["Client", "Hub", "HubConfig", "Transport", "effective_window"]
+
+log = logging.getLogger("ticker.broadcaster")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+
+
+class Transport(Protocol):
+    """What the hub needs of a connection's transport (an ``asyncio.WriteTransport``)."""
+
+    def write(self, data: bytes) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+    def abort(self) -> None: ...
+
+
+CloseFn = Callable[[int, str], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """Broadcaster settings (CLI flags and the ``[server]`` table of ``--config`` map onto these).
+
+    Attributes:
+        throttle_ms: default window for new connections.
+        max_throttle_ms: larger requested windows are clamped to this.
+        news_retain: news items kept for ``since`` replay and ``/api/news``.
+        max_symbols_per_request: a larger ``symbols``/``topics`` list is ``too_many_symbols``.
+        max_frame_bytes: inbound frames over this are closed with 1009.
+        max_buffer_bytes: a connection's outbound buffer bound (slow consumers).
+        slow_close_after: seconds over the bound before a slow consumer is closed with 1013.
+        rate: control messages per second per connection (token bucket refill).
+        burst: control messages a connection may send at once (bucket size).
+        heartbeat_s: server ping interval; dead peers are dropped within two intervals.
+        history_ticks: ticks retained per symbol for ``/api/history`` bars.
+    """
+
+    throttle_ms: float = 100.0
+    max_throttle_ms: float = 10_000.0
+    news_retain: int = 10_000
+    max_symbols_per_request: int = 1_000
+    max_frame_bytes: int = 64 * 1024
+    max_buffer_bytes: int = 1024 * 1024
+    slow_close_after: float = 10.0
+    rate: float = 20.0
+    burst: float = 60.0
+    heartbeat_s: float = 20.0
+    history_ticks: int = 20_000
+
+
+def effective_window(ms: float, max_ms: float) -> int:
+    """The window a requested ``ms`` becomes: clamped to ``max_ms``; 10 ms steps up to 1 s,
+    100 ms steps above (so a few shared windows serve every client). 0 stays 0."""
+    ms = min(ms, max_ms)
+    if ms <= 0:
+        return 0
+    if ms <= 1000:
+        return max(10, int(round(ms / 10.0)) * 10)
+    return min(int(max_ms), int(round(ms / 100.0)) * 100)
+
+
+class Client:
+    """One WebSocket connection's state: subscriptions, window, seq, news cursor, limits."""
+
+    __slots__ = (
+        "__weakref__",
+        "behind_since",
+        "bucket",
+        "close",
+        "closing",
+        "group",
+        "news_all",
+        "news_sent_id",
+        "news_topics",
+        "remote",
+        "seq",
+        "session",
+        "strikes",
+        "sub",
+        "transport",
+        "window",
+    )
+
+    def __init__(self, transport: Transport, close: CloseFn, session: str, remote: str,
+                 bucket: TokenBucket) -> None:
+        self.transport = transport
+        self.close = close
+        self.session = session
+        self.remote = remote
+        self.bucket = bucket
+        self.strikes = 0
+        self.sub = Subscription()
+        self.window: _Window | None = None
+        self.group: _Group | None = None
+        self.seq = 0
+        self.news_all = False
+        self.news_topics: frozenset[str] = frozenset()
+        self.news_sent_id = 0
+        self.behind_since: float | None = None
+        self.closing = False
+
+    def wants_news(self, symbols: tuple[str, ...]) -> bool:
+        """Whether a news item tagged with ``symbols`` is on this connection's topics."""
+        return self.news_all or not self.news_topics.isdisjoint(symbols)
+
+
+class _Group:
+    """Connections that share a window and a subscription, hence the same delta bytes."""
+
+    __slots__ = ("members", "sub")
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.members: dict[Client, None] = {}
+
+
+class _Window:
+    """One throttle window: its Conflator, its flush timer and its groups."""
+
+    __slots__ = ("clients", "conflator", "groups", "handle", "ms")
+
+    def __init__(self, ms: int, conflator: Conflator) -> None:
+        self.ms = ms
+        self.conflator = conflator
+        self.groups: dict[Subscription, _Group] = {}
+        self.handle: asyncio.Handle | None = None
+        self.clients = 0
+
+
+class Hub:
+    """Latest state, news ring and every connection; feeds publish into it, clients read from it.
+
+    Args:
+        config: settings.
+        loop: the running loop (defaults to the current one).
+    """
+
+    def __init__(self, config: HubConfig | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.config = config or HubConfig()
+        self.loop = loop or asyncio.get_running_loop()
+        self.book = Book()
+        self.clients: dict[Client, None] = {}
+        self.news: deque[tuple[int, tuple[str, ...], bytes, NewsItem]] = deque(
+            maxlen=self.config.news_retain
+        )
+        self.news_last_id = 0
+        self.history: dict[str, deque[tuple[float, float, float]]] = {}
+        self.stats: Counter[str] = Counter()
+        self.started = time.time()
+        self._windows: dict[int, _Window] = {}
+        self._window_list: list[_Window] = []
+        self._news_clients: dict[Client, None] = {}
+        self._behind: dict[Client, None] = {}
+        self._housekeeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.default_window = effective_window(self.config.throttle_ms,
+                                               self.config.max_throttle_ms)
+
+    # Ingest (called by feeds through the bus; never awaits)
+
+    def publish(self, ev: Event) -> None:
+        """Take one event from a feed: a tick, a news item or a listing."""
+        if type(ev) is Tick:
+            self._on_tick(ev)
+        elif type(ev) is News:
+            self._on_news(ev)
+        elif type(ev) is Listing:
+            self.book.declare(ev.symbols)
+        else:
+            raise TypeError(f"not an event: {type(ev).__name__}")
+
+    def _on_tick(self, tick: Tick) -> None:
+        self.stats["ticks_in"] += 1
+        q = self.book.apply(tick)
+        sym = tick.symbol
+        price = tick.price
+        h = self.history.get(sym)
+        if h is None:
+            h = self.history[sym] = deque(maxlen=self.config.history_ticks)
+        h.append((tick.ts, price, tick.size or 0.0))
+        del q
+        for w in self._window_list:
+            w.conflator.offer(sym, price)
+            if w.handle is None:
+                self._schedule(w)
+
+    def _on_news(self, ev: News) -> None:
+        self.stats["news_in"] += 1
+        prev = self.news_last_id
+        # Ids increase across restarts too (they start from the wall clock in ms), so a client
+        # that resumes with `since` after a server restart never sees an id twice.
+        nid = ev.id if ev.id > prev else max(prev + 1, int(time.time() * 1000))
+        self.news_last_id = nid
+        item = NewsItem(nid, ev.ts, ev.headline, ev.source, ev.symbols, ev.url, ev.summary)
+        payload = encode(item)
+        self.news.append((nid, ev.symbols, payload, item))
+        frame = ws_text_frame(payload)
+        limit = self.config.max_buffer_bytes
+        for c in self._news_clients:
+            if c.behind_since is not None or not c.wants_news(ev.symbols):
+                continue
+            tr = c.transport
+            if tr.get_write_buffer_size() > limit:
+                self._fall_behind(c, prev)
+                continue
+            if not tr.is_closing():
+                tr.write(frame)
+                c.news_sent_id = nid
+                self.stats["frames_sent"] += 1
+                self.stats["bytes_sent"] += len(frame)
+
+    # Flushing
+
+    def _schedule(self, w: _Window) -> None:
+        if w.ms == 0:
+            w.handle = self.loop.call_soon(self._flush, w)
+        else:
+            deadline = w.conflator.next_deadline()
+            assert deadline is not None
+            w.handle = self.loop.call_at(deadline, self._flush, w)
+
+    def _flush(self, w: _Window) -> None:
+        w.handle = None
+        now = self.loop.time()
+        drained = w.conflator.drain(now, self.book.quotes)
+        if w.conflator.pending:  # not due yet (timer fired early): try again at the deadline
+            self._schedule(w)
+        if not drained:
+            return
+        frags = quote_fragments(drained)
+        t = time.time() * 1000.0
+        limit = self.config.max_buffer_bytes
+        stats = self.stats
+        frames = 0
+        nbytes = 0
+        for sub, group in w.groups.items():
+            if sub.every:
+                excl = sub.symbols
+                parts = [f for s, f in frags.items() if s not in excl]
+            elif len(sub.symbols) < len(frags):
+                parts = [frags[s] for s in sub.symbols if s in frags]
+            else:
+                incl = sub.symbols
+                parts = [f for s, f in frags.items() if s in incl]
+            if not parts:
+                continue
+            tail = delta_tail(t, parts)
+            for c in group.members:
+                if c.behind_since is not None:
+                    continue
+                tr = c.transport
+                if tr.get_write_buffer_size() > limit:
+                    self._fall_behind(c)
+                    continue
+                if tr.is_closing():
+                    continue
+                c.seq += 1
+                frame = ws_text_frame(delta_payload(c.seq, tail))
+                tr.write(frame)
+                frames += 1
+                nbytes += len(frame)
+        stats["deltas_sent"] += frames
+        stats["frames_sent"] += frames
+        stats["bytes_sent"] += nbytes
+        stats["flushes"] += 1
+
+    # Slow consumers
+
+    def _fall_behind(self, c: Client, news_id: int | None = None) -> None:
+        """Stop writing to ``c`` until its buffer drains; its news resume after ``news_id``
+        (default: everything up to now was sent or not on its topics)."""
+        if c.behind_since is None:
+            c.behind_since = self.loop.time()
+            c.news_sent_id = self.news_last_id if news_id is None else news_id
+            self._behind[c] = None
+            self.stats["slow_behind"] += 1
+
+    def _check_behind(self) -> None:
+        now = self.loop.time()
+        low = self.config.max_buffer_bytes // 4
+        for c in list(self._behind):
+            if c.closing:
+                self._behind.pop(c, None)
+                continue
+            size = c.transport.get_write_buffer_size()
+            if size <= low:
+                self._behind.pop(c, None)
+                since = c.news_sent_id
+                c.behind_since = None
+                self.stats["slow_resyncs"] += 1
+                self._send_snapshot(c, c.sub.resolve(self.book.known))
+                if c.news_all or c.news_topics:
+                    self._replay_news(c, since)
+            elif c.behind_since is not None and now - c.behind_since > \
+                    self.config.slow_close_after:
+                self._behind.pop(c, None)
+                self.stats["slow_closes"] += 1
+                self._close(c, CLOSE_TRY_AGAIN, "slow consumer")
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self._behind:
+                self._check_behind()
+
+    # Connections
+
+    def start(self) -> None:
+        """Start background housekeeping (slow-consumer catch-up and closes)."""
+        if self._housekeeper is None:
+            self._housekeeper = self.loop.create_task(self._housekeeping())
+
+    async def stop(self) -> None:
+        """Stop housekeeping and timers (connections are closed by :meth:`close_all`)."""
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeper
+            self._housekeeper = None
+        for w in self._window_list:
+            if w.handle is not None:
+                w.handle.cancel()
+                w.handle = None
+
+    def connect(self, transport: Transport, close: CloseFn, remote: str = "") -> Client:
+        """Register a new connection and send it ``hello``."""
+        c = Client(transport, close, "s-" + secrets.token_hex(6), remote,
+                   TokenBucket(self.config.rate, self.config.burst, self.loop.time()))
+        self.clients[c] = None
+        self._move(c, self.default_window, c.sub)
+        self.stats["connections_total"] += 1
+        self.send(c, Hello(c.session, self.default_window, tuple(self.book.known),
+                           self.news_last_id, server=f"ticker/{__version__}"))
+        return c
+
+    def disconnect(self, c: Client) -> None:
+        """Forget a connection (idempotent)."""
+        c.closing = True
+        if self.clients.pop(c, None) is None:
+            return
+        self._news_clients.pop(c, None)
+        self._behind.pop(c, None)
+        self._leave(c)
+
+    async def close_all(self, code: int = CLOSE_GOING_AWAY, message: str = "server shutdown",
+                        timeout: float = 3.0) -> None:
+        """Close every connection with ``code`` (1001 on shutdown), in parallel, bounded in time."""
+        clients = list(self.clients)
+        if not clients:
+            return
+
+        async def one(c: Client) -> None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await c.close(code, message)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                c.transport.abort()
+
+        await asyncio.gather(*(one(c) for c in clients), return_exceptions=True)
+
+    def _close(self, c: Client, code: int, reason: str) -> None:
+        """Close one connection in the background (its buffer may be full: abort if stuck)."""
+        if c.closing:
+            return
+        c.closing = True
+        self.stats[f"closed_{code}"] += 1
+
+        async def run() -> None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await c.close(code, reason)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                c.transport.abort()
+
+        task = self.loop.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _leave(self, c: Client) -> None:
+        w, g = c.window, c.group
+        if g is not None and w is not None:
+            g.members.pop(c, None)
+            if not g.members:
+                del w.groups[g.sub]
+        if w is not None:
+            w.clients -= 1
+            if w.clients == 0:
+                if w.handle is not None:
+                    w.handle.cancel()
+                del self._windows[w.ms]
+                self._window_list.remove(w)
+        c.window = None
+        c.group = None
+
+    def _move(self, c: Client, ms: int, sub: Subscription) -> None:
+        """Put ``c`` in the group for (window ``ms``, ``sub``), creating either when needed."""
+        if c.window is not None and c.window.ms == ms and c.sub == sub and c.group is not None:
+            return
+        self._leave(c)
+        w = self._windows.get(ms)
+        if w is None:
+            w = _Window(ms, Conflator(ms / 1000.0, self.book.quotes))
+            self._windows[ms] = w
+            self._window_list.append(w)
+        w.clients += 1
+        g = w.groups.get(sub)
+        if g is None:
+            g = w.groups[sub] = _Group(sub)
+        g.members[c] = None
+        c.window = w
+        c.group = g
+        c.sub = sub
+
+    # Sending
+
+    def send(self, c: Client, msg: ServerMessage) -> None:
+        """Send one control message (hello, ack, error, pong, news replay) to one connection."""
+        self.send_payload(c, encode(msg))
+
+    def send_payload(self, c: Client, payload: bytes) -> None:
+        tr = c.transport
+        if c.closing or tr.is_closing():
+            return
+        frame = ws_text_frame(payload)
+        tr.write(frame)
+        self.stats["frames_sent"] += 1
+        self.stats["bytes_sent"] += len(frame)
+
+    def _send_snapshot(self, c: Client, symbols: Iterable[str]) -> None:
+        assert c.window is not None
+        quotes = c.window.conflator.snapshot(symbols)
+        c.seq += 1
+        self.stats["snapshots_sent"] += 1
+        self.send_payload(c, snapshot_payload(c.seq, quotes))
+
+    def _replay_news(self, c: Client, since: int) -> None:
+        """Send retained news with id > ``since`` on ``c``'s topics, oldest first."""
+        items = []
+        for item in reversed(self.news):
+            if item[0] <= since:
+                break
+            items.append(item)
+        limit = self.config.max_buffer_bytes
+        tr = c.transport
+        last = since
+        for nid, syms, payload, _ in reversed(items):
+            if c.wants_news(syms):
+                if tr.get_write_buffer_size() > limit:
+                    self._fall_behind(c, last)
+                    return
+                self.send_payload(c, payload)
+            last = nid
+        c.news_sent_id = max(c.news_sent_id, self.news_last_id)
+
+    def _error(self, c: Client, code: str, message: str, rid: Any = None,
+               symbols: tuple[str, ...] | None = None) -> None:
+        self.stats[f"error_{code}"] += 1
+        self.send(c, Error(code, message, rid, symbols))
+
+    # Inbound
+
+    def receive(self, c: Client, data: bytes | None) -> None:
+        """Handle one inbound frame (``None`` for a binary frame). Never raises for bad input."""
+        if c.closing:
+            return
+        if not c.bucket.take(self.loop.time()):
+            c.strikes += 1
+            if c.strikes > self.config.burst:
+                self._close(c, CLOSE_POLICY, "rate limit exceeded")
+            else:
+                self._error(c, "rate_limited",
+                            f"over {self.config.rate:g} messages/s; message dropped")
+            return
+        c.strikes = 0
+        if data is None:
+            self._error(c, "bad_request", "binary frames are not accepted; send JSON text")
+            return
+        req = parse_request(data, max_symbols=self.config.max_symbols_per_request)
+        if isinstance(req, ProtocolError):
+            self._error(c, req.code, req.message, req.id)
+            return
+        self.handle(c, req)
+
+    def handle(self, c: Client, req: Request) -> None:
+        """Serve one valid request."""
+        if isinstance(req, Subscribe):
+            self._subscribe(c, req)
+        elif isinstance(req, Unsubscribe):
+            self._unsubscribe(c, req)
+        elif isinstance(req, NewsRequest):
+            self._news(c, req)
+        elif isinstance(req, Throttle):
+            ms = effective_window(req.ms, self.config.max_throttle_ms)
+            changed = c.window is None or c.window.ms != ms
+            self._move(c, ms, c.sub)
+            if req.id is not None:
+                self.send(c, Ack(req.id, {"ms": ms}))
+            if changed and not c.sub.empty:
+                # The new window's clients hold its state, not the old one's: start from a
+                # snapshot of it so deltas apply cleanly.
+                self._send_snapshot(c, c.sub.resolve(self.book.known))
+        elif isinstance(req, Resync):
+            if req.id is not None:
+                self.send(c, Ack(req.id, {}))
+            self._send_snapshot(c, c.sub.resolve(self.book.known))
+        elif isinstance(req, Ping):
+            self.send(c, Pong(req.t))
+
+    def _resolve(self, symbols: tuple[str, ...]) -> tuple[list[str], list[str], bool]:
+        """Split requested symbols into (known, unknown, star); matches case-insensitively."""
+        known_set = self.book.known
+        known: list[str] = []
+        unknown: list[str] = []
+        star = False
+        for s in symbols:
+            if s == "*":
+                star = True
+            elif s in known_set:
+                known.append(s)
+            elif s.upper() in known_set:
+                known.append(s.upper())
+            else:
+                unknown.append(s)
+        return list(dict.fromkeys(known)), unknown, star
+
+    def _subscribe(self, c: Client, req: Subscribe) -> None:
+        known, unknown, star = self._resolve(req.symbols)
+        self._move(c, c.window.ms if c.window else self.default_window,
+                   c.sub.add(known, star=star))
+        if req.id is not None:
+            self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known}))
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            self._error(c, "unknown_symbol", f"unknown symbols: {shown}", req.id,
+                        tuple(unknown))
+        if star or known:
+            self._send_snapshot(c, c.sub.resolve(self.book.known) if star else known)
+
+    def _unsubscribe(self, c: Client, req: Unsubscribe) -> None:
+        known, unknown, star = self._resolve(req.symbols)
+        self._move(c, c.window.ms if c.window else self.default_window,
+                   c.sub.remove(known + unknown, star=star))
+        if req.id is not None:
+            self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known + unknown}))
+
+    def _news(self, c: Client, req: NewsRequest) -> None:
+        topics = set(req.topics)
+        c.news_all = "*" in topics
+        topics.discard("*")
+        c.news_topics = frozenset(topics | {t.upper() for t in topics})
+        if c.news_all or c.news_topics:
+            self._news_clients[c] = None
+        else:
+            self._news_clients.pop(c, None)
+        if req.id is not None:
+            oldest = self.news[0][0] if self.news else self.news_last_id + 1
+            self.send(c, Ack(req.id, {"topics": list(req.topics), "oldest_id": oldest,
+                                      "last_id": self.news_last_id}))
+        if req.since is not None and (c.news_all or c.news_topics):
+            self._replay_news(c, req.since)
+        else:
+            c.news_sent_id = self.news_last_id
+
+    # Queries (HTTP API)
+
+    def news_after(self, since: int | None, limit: int) -> list[NewsItem]:
+        """Retained news with id > ``since`` (oldest first), at most ``limit``; the latest ``limit``
+        when ``since`` is None."""
+        if since is None:
+            items = list(self.news)[-limit:] if limit > 0 else []
+            return [i[3] for i in items]
+        out: list[NewsItem] = []
+        for item in reversed(self.news):
+            if item[0] <= since:
+                break
+            out.append(item[3])
+        out.reverse()
+        return out[:limit]
+
+    def health(self) -> dict[str, Any]:
+        """Counters and state for ``/healthz``."""
+        return {
+            "connections": len(self.clients),
+            "slow_consumers": len(self._behind),
+            "windows_ms": sorted(self._windows),
+            "groups": sum(len(w.groups) for w in self._window_list),
+            "symbols": len(self.book.known),
+            "news_last_id": self.news_last_id,
+            "news_retained": len(self.news),
+            "stats": dict(self.stats),
+        }

@@ -1,0 +1,146 @@
+"""Conflation: latest value wins within a window; deltas carry only what changed.
+
+Pure; no I/O. The caller passes ``now`` (``loop.time()`` seconds); nothing here awaits.
+
+One :class:`Conflator` serves *every* connection that uses the same throttle window: it remembers
+the state it last flushed (``sent``), which is exactly the state every in-step client of that
+window holds. Deltas are therefore computed once per window for all clients, and a client's memory
+is a seat in a group, not a copy of prices. A client that joins (subscribe, resync, a new window, or
+catching up after being slow) gets a ``snapshot`` of ``sent`` and is in step from then on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ticker.book import Quote
+
+__all__ = ["Conflator", "Subscription"]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Which symbols a connection wants.
+
+    ``every`` False: exactly ``symbols``. ``every`` True (``"*"``): every symbol, current and future,
+    except ``symbols`` (unsubscribed ones). Hashable, so connections with equal subscriptions share
+    one encoded frame.
+    """
+
+    every: bool = False
+    symbols: frozenset[str] = frozenset()
+
+    def includes(self, symbol: str) -> bool:
+        """Whether ``symbol`` is covered."""
+        return (symbol not in self.symbols) if self.every else (symbol in self.symbols)
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is subscribed."""
+        return not self.every and not self.symbols
+
+    def add(self, symbols: Iterable[str], *, star: bool = False) -> Subscription:
+        """The subscription after ``subscribe`` of ``symbols`` (``star``: ``"*"`` was given)."""
+        if star:
+            return Subscription(True, frozenset())
+        if self.every:
+            return Subscription(True, self.symbols.difference(symbols))
+        return Subscription(False, self.symbols.union(symbols))
+
+    def remove(self, symbols: Iterable[str], *, star: bool = False) -> Subscription:
+        """The subscription after ``unsubscribe`` of ``symbols`` (``star``: ``"*"`` was given)."""
+        if star:
+            return Subscription()
+        if self.every:
+            return Subscription(True, self.symbols.union(symbols))
+        return Subscription(False, self.symbols.difference(symbols))
+
+    def resolve(self, known: Iterable[str]) -> list[str]:
+        """The concrete symbols covered, out of ``known``, in ``known``'s order."""
+        return [s for s in known if self.includes(s)]
+
+
+class Conflator:
+    """Latest state per symbol for one throttle window, flushed at most every ``interval`` seconds.
+
+    Args:
+        interval: the window in seconds; 0 means flush whenever something is pending.
+        quotes: the book's live quotes; ``sent`` starts as a copy, so clients that join now get
+            the current state in their snapshot.
+
+    ``offer`` records that a symbol ticked (and its window high/low/count); ``drain`` returns, once
+    per window, the changed fields of every symbol that ticked. Memory is bounded by the number of
+    symbols, never by the number of ticks.
+    """
+
+    __slots__ = ("interval", "last_flush", "pending", "sent")
+
+    def __init__(self, interval: float, quotes: Mapping[str, Quote] | None = None) -> None:
+        if interval < 0 or math.isnan(interval):
+            raise ValueError(f"interval must be >= 0, got {interval!r}")
+        self.interval = interval
+        self.sent: dict[str, Quote] = {s: dict(q) for s, q in (quotes or {}).items()}
+        # symbol -> [count, window high, window low] since the last flush
+        self.pending: dict[str, list[float]] = {}
+        self.last_flush = -math.inf
+
+    # Public API
+
+    def offer(self, symbol: str, price: float) -> None:
+        """Note a tick of ``symbol`` at ``price`` (the book already holds the new quote)."""
+        w = self.pending.get(symbol)
+        if w is None:
+            self.pending[symbol] = [1, price, price]
+        else:
+            w[0] += 1
+            if price > w[1]:
+                w[1] = price
+            elif price < w[2]:
+                w[2] = price
+
+    def next_deadline(self) -> float | None:
+        """When the next flush is due, or None when nothing is pending."""
+        if not self.pending:
+            return None
+        return self.last_flush + self.interval
+
+    def drain(self, now: float, quotes: Mapping[str, Quote]) -> dict[str, dict[str, Any]]:
+        """Deltas for every symbol that ticked, if the window is due; ``{}`` when not due.
+
+        Each delta holds only the fields that differ from what was last flushed, always with
+        ``ts``; a symbol never flushed before gets its full quote. When more than one tick was
+        conflated, the delta also carries the window's ``w_high``, ``w_low`` and ``w_count``.
+        """
+        pending = self.pending
+        if not pending or now < self.last_flush + self.interval:
+            return {}
+        self.last_flush = now
+        sent = self.sent
+        out: dict[str, dict[str, Any]] = {}
+        for sym, (count, hi, lo) in pending.items():
+            q = quotes[sym]
+            prev = sent.get(sym)
+            if prev is None:
+                d = dict(q)
+                sent[sym] = dict(q)
+            else:
+                d = {k: v for k, v in q.items() if prev.get(k) != v}
+                if not d:
+                    continue
+                prev.update(d)
+                d["ts"] = q["ts"]
+            if count > 1:
+                d["w_high"] = hi
+                d["w_low"] = lo
+                d["w_count"] = int(count)
+            out[sym] = d
+        pending.clear()
+        return out
+
+    def snapshot(self, symbols: Iterable[str]) -> dict[str, Quote]:
+        """Copies of the last flushed quotes of ``symbols`` (those flushed at least once)."""
+        sent = self.sent
+        return {s: dict(sent[s]) for s in symbols if s in sent}

@@ -1,0 +1,236 @@
+"""HTTP and WebSocket server: ``create_app(feeds) -> web.Application``.
+
+I/O shell. Routes: ``/ws`` (PROTOCOL.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
+``/api/news``, ``/`` and ``/static/`` (files from ``web/`` only), ``/vendor/plotly.min.js`` (from the
+installed ``plotly`` package, so the dashboard works offline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from ticker import __version__
+from ticker.broadcaster import Hub, HubConfig
+from ticker.bus import FeedRunner, FeedSource, MemoryBus
+from ticker.events import Feed
+
+__all__ = ["HUB", "RUNNERS", "WEB_DIR", "create_app", "plotly_js_path"]
+
+log = logging.getLogger("ticker.server")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+HUB = web.AppKey("hub", Hub)
+RUNNERS = web.AppKey("runners", list[FeedRunner])
+BUS = web.AppKey("bus", MemoryBus)
+CONFIG = web.AppKey("config", HubConfig)
+SOURCES = web.AppKey("sources", list[FeedSource])
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+STARTED = web.AppKey("started", float)
+
+
+def plotly_js_path() -> Path:
+    """The ``plotly.min.js`` bundled with the installed ``plotly`` Python package."""
+    import plotly
+
+    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _bad(message: str) -> web.Response:
+    return _json({"error": "bad_request", "message": message}, status=400)
+
+
+# WebSocket
+
+
+async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    hub = app[HUB]
+    cfg = app[CONFIG]
+    ws = web.WebSocketResponse(
+        compress=False,  # small deltas: deflate costs 4-6x per message (PERF-NOTES)
+        max_msg_size=cfg.max_frame_bytes,
+        heartbeat=cfg.heartbeat_s,
+        timeout=2.0,
+        decode_text=False,  # we parse bytes; invalid UTF-8 is a bad_json error, not a close
+    )
+    await ws.prepare(request)
+    transport = request.transport
+    if transport is None:  # the peer went away during the handshake
+        return ws
+    app[SOCKETS].add(ws)
+
+    async def close(code: int, reason: str) -> None:
+        await ws.close(code=code, message=reason.encode())
+
+    client = hub.connect(transport, close, request.remote or "")
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                hub.receive(client, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                hub.receive(client, None)
+            elif msg.type is WSMsgType.ERROR:
+                break
+    finally:
+        hub.disconnect(client)
+    return ws
+
+
+# HTTP API
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    hub = app[HUB]
+    body = {
+        "status": "ok",
+        "server": f"ticker/{__version__}",
+        "uptime_s": round(time.time() - app[STARTED], 3),
+        "feeds": [r.health() for r in app[RUNNERS]],
+        "bus": app[BUS].health(),
+    }
+    body.update(hub.health())
+    return _json(body)
+
+
+async def api_symbols(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    quotes = hub.book.quotes
+    return _json({"symbols": [
+        {"symbol": s, "price": quotes[s]["price"] if s in quotes else None}
+        for s in hub.book.known
+    ]})
+
+
+async def api_quotes(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    wanted = request.query.get("symbols")
+    syms = [s for s in wanted.split(",") if s] if wanted else None
+    return _json({"quotes": hub.book.snapshot(syms)})
+
+
+def _int_param(request: web.Request, name: str, default: int | None, lo: int,
+               hi: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            body=orjson.dumps({"error": "bad_request", "message": f"'{name}' must be an integer"}),
+            content_type="application/json",
+        ) from None
+    if v < lo:
+        raise web.HTTPBadRequest(
+            body=orjson.dumps({"error": "bad_request", "message": f"'{name}' must be >= {lo}"}),
+            content_type="application/json",
+        )
+    return min(v, hi) if hi is not None else v
+
+
+async def api_news(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    since = _int_param(request, "since", None, 0)
+    limit = _int_param(request, "limit", 100, 0, 10_000)
+    assert limit is not None
+    items = hub.news_after(since, limit)
+    return _json({
+        "items": [orjson.loads(orjson.dumps(i)) for i in items],
+        "oldest_id": hub.news[0][0] if hub.news else None,
+        "last_id": hub.news_last_id,
+    })
+
+
+# Static files
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html")
+
+
+async def plotly_js(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(plotly_js_path(), headers={"Cache-Control": "max-age=86400"})
+
+
+# Lifecycle
+
+
+async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
+    hub = Hub(app[CONFIG])
+    app[HUB] = hub
+    bus = MemoryBus(hub.publish)
+    app[BUS] = bus
+    runners = [FeedRunner(src, bus.publish) for src in app[SOURCES]]
+    app[RUNNERS] = runners
+    hub.start()
+    for r in runners:
+        r.start()
+    yield
+    for r in runners:
+        await r.stop()
+    await hub.stop()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    if HUB in app:
+        await app[HUB].close_all()
+
+
+def create_app(feeds: Sequence[FeedSource | Feed] = (), config: HubConfig | None = None,
+               ) -> web.Application:
+    """Build the application. Feeds start when the app starts and stop when it stops.
+
+    Args:
+        feeds: feed sources (restartable) or ready feed instances.
+        config: broadcaster settings.
+    """
+    app = web.Application(client_max_size=1024 * 1024)
+    app[CONFIG] = config or HubConfig()
+    app[SOURCES] = [f if isinstance(f, FeedSource) else FeedSource.of(f) for f in feeds]
+    app[SOCKETS] = weakref.WeakSet()
+    app[STARTED] = time.time()
+    app.cleanup_ctx.append(_run_feeds)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/symbols", api_symbols)
+    app.router.add_get("/api/quotes", api_quotes)
+    app.router.add_get("/api/news", api_news)
+    app.router.add_get("/vendor/plotly.min.js", plotly_js)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", WEB_DIR, follow_symlinks=False)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int, *,
+                stop: asyncio.Event | None = None) -> None:
+    """Run ``app`` until ``stop`` is set; print ``listening on http://HOST:PORT`` first."""
+    runner = web.AppRunner(app, shutdown_timeout=2.0, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    assert server is not None
+    sockname = server.sockets[0].getsockname()  # type: ignore[union-attr]
+    bound_host, bound_port = sockname[0], sockname[1]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"listening on http://{shown}:{bound_port}", flush=True)
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await runner.cleanup()
