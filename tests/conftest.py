@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,13 +43,14 @@ class ServerProcess:
         self.env = env
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.start()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ticker", "serve", *self.args],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
             cwd=ROOT,
             env={**os.environ, **(self.env or {})},
@@ -56,10 +58,15 @@ class ServerProcess:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
         if not line.startswith("listening on "):
-            err = self.proc.stderr.read() if self.proc.stderr else ""
             self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {err[-2000:]}")
+            self.proc.wait()
+            raise RuntimeError(f"server did not start: {line!r} {self.stderr()[-2000:]}")
         self.url = line.split()[-1]
+
+    def stderr(self) -> str:
+        """Everything the server logged so far."""
+        self.log.seek(0)
+        return self.log.read()
 
     @property
     def ws_url(self) -> str:
