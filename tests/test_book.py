@@ -1,0 +1,86 @@
+"""The latest-state book and the token bucket. Sync, no event loop."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from ticker.book import Book
+from ticker.events import Listing, Tick
+from ticker.limits import TokenBucket
+
+
+def test_first_tick_opens_the_session() -> None:
+    b = Book()
+    q = b.apply(Tick("AAPL", 100.0, 1.0, size=10, bid=99.9, ask=100.1, prev_close=95.0))
+    assert q == {"symbol": "AAPL", "price": 100.0, "ts": 1.0, "open": 100.0, "high": 100.0,
+                 "low": 100.0, "bid": 99.9, "ask": 100.1, "size": 10, "volume": 10,
+                 "prev_close": 95.0, "change": 5.0, "change_pct": 5.2632}
+    assert list(b.known) == ["AAPL"]
+
+
+def test_high_low_volume_and_change_follow_ticks() -> None:
+    b = Book()
+    b.apply(Tick("X", 10.0, 1, size=5, prev_close=10.0))
+    b.apply(Tick("X", 12.0, 2, size=1))
+    q = b.apply(Tick("X", 8.0, 3, size=2))
+    assert (q["high"], q["low"], q["open"], q["volume"]) == (12.0, 8.0, 10.0, 8)
+    assert q["change"] == -2.0 and q["change_pct"] == -20.0
+    # A source-given cumulative volume wins over accumulated sizes.
+    assert b.apply(Tick("X", 9.0, 4, size=3, volume=1000))["volume"] == 1000
+
+
+def test_no_prev_close_means_no_change_fields() -> None:
+    q = Book().apply(Tick("Y", 1.0, 1))
+    assert "change" not in q and "change_pct" not in q
+
+
+def test_declare_reports_only_new_symbols_in_order() -> None:
+    b = Book()
+    assert b.declare(Listing(("B", "A")).symbols) == ["B", "A"]
+    assert b.declare(["A", "C"]) == ["C"]
+    assert list(b.known) == ["B", "A", "C"]
+    assert b.snapshot() == {}
+
+
+def test_snapshot_copies() -> None:
+    b = Book()
+    b.apply(Tick("A", 1.0, 1))
+    snap = b.snapshot(["A", "missing"])
+    snap["A"]["price"] = 99
+    assert b.quotes["A"]["price"] == 1.0 and "missing" not in snap
+
+
+@given(st.lists(st.floats(0.01, 1e6, allow_nan=False), min_size=1, max_size=50))
+def test_high_low_bound_every_price(prices: list[float]) -> None:
+    b = Book()
+    for i, p in enumerate(prices):
+        q = b.apply(Tick("Z", p, float(i)))
+    assert q["high"] == max(prices) and q["low"] == min(prices)
+    assert q["open"] == prices[0] and q["price"] == prices[-1]
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    tb = TokenBucket(rate=10, burst=3, now=0.0)
+    assert [tb.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert not tb.take(0.05)
+    assert tb.take(0.1)
+    assert [tb.take(100.0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_token_bucket_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(0, 1, 0.0)
+    with pytest.raises(ValueError):
+        TokenBucket(1, 0, 0.0)
+
+
+@given(st.lists(st.floats(0, 0.5, allow_nan=False), max_size=200))
+def test_token_bucket_never_exceeds_rate_plus_burst(gaps: list[float]) -> None:
+    tb = TokenBucket(rate=20, burst=5, now=0.0)
+    now = 0.0
+    taken = 0
+    for g in gaps:
+        now += g
+        taken += tb.take(now)
+    assert taken <= 5 + 20 * now + 1e-9
