@@ -20,18 +20,58 @@ __all__ = ["DEFAULT_SYMBOLS", "SimFeed", "SimMarket", "parse_symbols", "poisson"
 
 # Well-known tickers with plausible starting prices.
 DEFAULT_SYMBOLS: dict[str, float] = {
-    "AAPL": 228.0, "MSFT": 415.0, "GOOGL": 172.0, "AMZN": 186.0, "NVDA": 132.0,
-    "META": 560.0, "TSLA": 245.0, "JPM": 212.0, "V": 282.0, "JNJ": 158.0,
-    "WMT": 80.0, "XOM": 118.0, "UNH": 560.0, "MA": 495.0, "PG": 168.0,
-    "HD": 395.0, "KO": 64.0, "PEP": 160.0, "BAC": 41.0, "DIS": 96.0,
+    "AAPL": 228.0,
+    "MSFT": 415.0,
+    "GOOGL": 172.0,
+    "AMZN": 186.0,
+    "NVDA": 132.0,
+    "META": 560.0,
+    "TSLA": 245.0,
+    "JPM": 212.0,
+    "V": 282.0,
+    "JNJ": 158.0,
+    "WMT": 80.0,
+    "XOM": 118.0,
+    "UNH": 560.0,
+    "MA": 495.0,
+    "PG": 168.0,
+    "HD": 395.0,
+    "KO": 64.0,
+    "PEP": 160.0,
+    "BAC": 41.0,
+    "DIS": 96.0,
 }
 MORE_SYMBOLS: dict[str, float] = {
-    "ORCL": 170.0, "CSCO": 56.0, "INTC": 23.0, "ADBE": 500.0, "CRM": 290.0,
-    "NFLX": 780.0, "AMD": 145.0, "QCOM": 165.0, "TXN": 200.0, "IBM": 215.0,
-    "GS": 520.0, "MS": 125.0, "C": 68.0, "WFC": 70.0, "CVX": 155.0,
-    "PFE": 28.0, "MRK": 100.0, "ABBV": 190.0, "T": 22.0, "VZ": 43.0,
-    "NKE": 78.0, "MCD": 295.0, "SBUX": 97.0, "BA": 155.0, "CAT": 390.0,
-    "GE": 180.0, "MMM": 130.0, "HON": 210.0, "UPS": 130.0, "COST": 890.0,
+    "ORCL": 170.0,
+    "CSCO": 56.0,
+    "INTC": 23.0,
+    "ADBE": 500.0,
+    "CRM": 290.0,
+    "NFLX": 780.0,
+    "AMD": 145.0,
+    "QCOM": 165.0,
+    "TXN": 200.0,
+    "IBM": 215.0,
+    "GS": 520.0,
+    "MS": 125.0,
+    "C": 68.0,
+    "WFC": 70.0,
+    "CVX": 155.0,
+    "PFE": 28.0,
+    "MRK": 100.0,
+    "ABBV": 190.0,
+    "T": 22.0,
+    "VZ": 43.0,
+    "NKE": 78.0,
+    "MCD": 295.0,
+    "SBUX": 97.0,
+    "BA": 155.0,
+    "CAT": 390.0,
+    "GE": 180.0,
+    "MMM": 130.0,
+    "HON": 210.0,
+    "UPS": 130.0,
+    "COST": 890.0,
 }
 MAX_SYMBOLS = 10_000
 
@@ -72,7 +112,7 @@ def poisson(rng: random.Random, lam: float) -> int:
             k += 1
             p *= rng.random()
         return k
-    return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
+    return max(0, round(rng.gauss(lam, math.sqrt(lam))))
 
 
 class SimMarket:
@@ -153,16 +193,18 @@ class SimMarket:
                 ask = round(bid + 10.0**-digits, digits)
             size = int(rng.paretovariate(1.3)) * (100 if rng.random() < 0.3 else 1)
             self.volume[i] += size
-            out.append(Tick(
-                symbol=self.symbols[i],
-                price=round(p, digits),
-                ts=ts + (j * 1e-3),
-                size=float(size),
-                bid=bid,
-                ask=ask,
-                volume=float(self.volume[i]),
-                prev_close=self.prev_close[i] if (first or self.volume[i] == size) else None,
-            ))
+            out.append(
+                Tick(
+                    symbol=self.symbols[i],
+                    price=round(p, digits),
+                    ts=ts + (j * 1e-3),
+                    size=float(size),
+                    bid=bid,
+                    ask=ask,
+                    volume=float(self.volume[i]),
+                    prev_close=self.prev_close[i] if (first or self.volume[i] == size) else None,
+                )
+            )
         return out
 
 

@@ -17,11 +17,26 @@ from feeds.sim import parse_symbols
 __all__ = ["COMPANIES", "SimNewsFeed", "headline_for"]
 
 COMPANIES: dict[str, str] = {
-    "AAPL": "Apple", "MSFT": "Microsoft", "GOOGL": "Alphabet", "AMZN": "Amazon",
-    "NVDA": "Nvidia", "META": "Meta", "TSLA": "Tesla", "JPM": "JPMorgan", "V": "Visa",
-    "JNJ": "Johnson & Johnson", "WMT": "Walmart", "XOM": "Exxon Mobil",
-    "UNH": "UnitedHealth", "MA": "Mastercard", "PG": "Procter & Gamble", "HD": "Home Depot",
-    "KO": "Coca-Cola", "PEP": "PepsiCo", "BAC": "Bank of America", "DIS": "Disney",
+    "AAPL": "Apple",
+    "MSFT": "Microsoft",
+    "GOOGL": "Alphabet",
+    "AMZN": "Amazon",
+    "NVDA": "Nvidia",
+    "META": "Meta",
+    "TSLA": "Tesla",
+    "JPM": "JPMorgan",
+    "V": "Visa",
+    "JNJ": "Johnson & Johnson",
+    "WMT": "Walmart",
+    "XOM": "Exxon Mobil",
+    "UNH": "UnitedHealth",
+    "MA": "Mastercard",
+    "PG": "Procter & Gamble",
+    "HD": "Home Depot",
+    "KO": "Coca-Cola",
+    "PEP": "PepsiCo",
+    "BAC": "Bank of America",
+    "DIS": "Disney",
 }
 
 _SINGLE = [
@@ -38,16 +53,39 @@ _PAIR = [
 ]
 _WORDS = {
     "move": ["jump", "slide", "rally", "slip", "surge", "dip", "edge higher", "fall sharply"],
-    "event": ["earnings beat", "revenue miss", "guidance update", "regulatory filing",
-              "product launch", "analyst day", "supply warning", "buyback news"],
+    "event": [
+        "earnings beat",
+        "revenue miss",
+        "guidance update",
+        "regulatory filing",
+        "product launch",
+        "analyst day",
+        "supply warning",
+        "buyback news",
+    ],
     "verb": ["raises", "cuts", "reaffirms", "withdraws"],
-    "driver": ["demand stays strong", "costs climb", "margins improve", "sales slow",
-               "AI spending grows", "the dollar weakens"],
+    "driver": [
+        "demand stays strong",
+        "costs climb",
+        "margins improve",
+        "sales slow",
+        "AI spending grows",
+        "the dollar weakens",
+    ],
     "rate": ["upgrade", "downgrade", "initiate coverage of", "raise targets for"],
-    "deal": ["a $2 billion buyback", "a strategic partnership", "a licensing deal",
-             "an acquisition", "a joint venture"],
-    "quote": ["demand remains resilient", "pricing is stable", "the cycle has turned",
-              "investment will accelerate"],
+    "deal": [
+        "a $2 billion buyback",
+        "a strategic partnership",
+        "a licensing deal",
+        "an acquisition",
+        "a joint venture",
+    ],
+    "quote": [
+        "demand remains resilient",
+        "pricing is stable",
+        "the cycle has turned",
+        "investment will accelerate",
+    ],
     "catalyst": ["earnings", "the Fed decision", "a product event", "index rebalancing"],
     "market": ["cloud revenue", "market value", "quarterly sales", "unit shipments"],
 }
@@ -74,8 +112,7 @@ def headline_for(rng: random.Random, symbols: list[str]) -> tuple[str, tuple[str
 
 _OPTIONS: dict[str, Option] = {
     "symbols": Option("a count, or a +-separated list of tickers to tag", "20", parse_symbols),
-    "rate": Option("items per minute (Poisson arrivals), 0.01..60000", "6",
-                   as_float(0.01, 60_000)),
+    "rate": Option("items per minute (Poisson arrivals), 0.01..60000", "6", as_float(0.01, 60_000)),
     "seed": Option("random seed", "1", as_int(0, 2**63 - 1)),
     "source": Option("source name shown with each item", "simnews", str),
 }

@@ -13,9 +13,21 @@ from ticker.limits import TokenBucket
 def test_first_tick_opens_the_session() -> None:
     b = Book()
     q = b.apply(Tick("AAPL", 100.0, 1.0, size=10, bid=99.9, ask=100.1, prev_close=95.0))
-    assert q == {"symbol": "AAPL", "price": 100.0, "ts": 1.0, "open": 100.0, "high": 100.0,
-                 "low": 100.0, "bid": 99.9, "ask": 100.1, "size": 10, "volume": 10,
-                 "prev_close": 95.0, "change": 5.0, "change_pct": 5.2632}
+    assert q == {
+        "symbol": "AAPL",
+        "price": 100.0,
+        "ts": 1.0,
+        "open": 100.0,
+        "high": 100.0,
+        "low": 100.0,
+        "bid": 99.9,
+        "ask": 100.1,
+        "size": 10,
+        "volume": 10,
+        "prev_close": 95.0,
+        "change": 5.0,
+        "change_pct": 5.2632,
+    }
     assert list(b.known) == ["AAPL"]
 
 

@@ -44,8 +44,16 @@ def test_single_tick_carries_no_window_fields_and_unchanged_fields_are_left_out(
     c = Conflator(interval=0.0)
     feed(book, c, tick("MSFT", 10.0, 1, bid=9.9, ask=10.1))
     first = c.drain(0.0, book.quotes)["MSFT"]
-    assert first == {"symbol": "MSFT", "price": 10.0, "ts": 1, "open": 10.0, "high": 10.0,
-                     "low": 10.0, "bid": 9.9, "ask": 10.1}
+    assert first == {
+        "symbol": "MSFT",
+        "price": 10.0,
+        "ts": 1,
+        "open": 10.0,
+        "high": 10.0,
+        "low": 10.0,
+        "bid": 9.9,
+        "ask": 10.1,
+    }
     feed(book, c, tick("MSFT", 10.0, 2, bid=9.95, ask=10.1))
     assert c.drain(0.0, book.quotes) == {"MSFT": {"ts": 2, "bid": 9.95}}
 
@@ -141,14 +149,14 @@ ops = st.lists(
 
 def apply_delta(state: dict[str, dict[str, Any]], quotes: dict[str, dict[str, Any]]) -> None:
     for sym, fields in quotes.items():
-        state.setdefault(sym, {}).update({k: v for k, v in fields.items()
-                                          if k not in WINDOW_KEYS})
+        state.setdefault(sym, {}).update({k: v for k, v in fields.items() if k not in WINDOW_KEYS})
 
 
 @settings(max_examples=300, deadline=None)
 @given(ops=ops, interval=st.sampled_from([0.0, 0.05, 0.1, 0.25]))
-def test_snapshot_plus_deltas_reproduce_the_book(ops: list[tuple[str, Any]],
-                                                 interval: float) -> None:
+def test_snapshot_plus_deltas_reproduce_the_book(
+    ops: list[tuple[str, Any]], interval: float
+) -> None:
     """Any tick sequence, any flush schedule: every client ends with exactly the server's state,
     no delta carries an unchanged field (ts aside, which every delta carries), and no client gets
     two deltas within one window."""
@@ -185,8 +193,11 @@ def test_snapshot_plus_deltas_reproduce_the_book(ops: list[tuple[str, Any]],
                     for state in clients:
                         before = state.get(sym)
                         if before is not None:
-                            unchanged = {k for k, v in d.items()
-                                         if k not in WINDOW_KEYS | {"ts"} and before.get(k) == v}
+                            unchanged = {
+                                k
+                                for k, v in d.items()
+                                if k not in WINDOW_KEYS | {"ts"} and before.get(k) == v
+                            }
                             assert not unchanged, f"delta repeats {unchanged}"
                 for state in clients:
                     apply_delta(state, out)
@@ -200,8 +211,15 @@ def test_snapshot_plus_deltas_reproduce_the_book(ops: list[tuple[str, Any]],
 
 @settings(max_examples=200, deadline=None)
 @given(
-    steps=st.lists(st.tuples(st.sets(st.sampled_from(SYMS)), st.booleans(),
-                             st.sets(st.sampled_from(SYMS)), st.booleans()), max_size=12),
+    steps=st.lists(
+        st.tuples(
+            st.sets(st.sampled_from(SYMS)),
+            st.booleans(),
+            st.sets(st.sampled_from(SYMS)),
+            st.booleans(),
+        ),
+        max_size=12,
+    ),
     probe=st.sampled_from([*SYMS, "E"]),
 )
 def test_subscription_matches_a_set_model(

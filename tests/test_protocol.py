@@ -71,7 +71,13 @@ def test_server_messages_carry_their_type() -> None:
 
 def test_optional_fields_are_omitted_not_null() -> None:
     assert orjson.loads(encode(NewsItem(1, 1.0, "h", "s"))).keys() == {
-        "type", "id", "ts", "headline", "source", "symbols"}
+        "type",
+        "id",
+        "ts",
+        "headline",
+        "source",
+        "symbols",
+    }
     assert "id" not in orjson.loads(encode(Error("bad_json", "x")))
 
 
@@ -156,7 +162,8 @@ def test_too_many_symbols() -> None:
 
 def test_valid_requests() -> None:
     assert parse_request(b'{"op":"subscribe","symbols":["A","*"],"id":1}') == Subscribe(
-        ("A", "*"), 1)
+        ("A", "*"), 1
+    )
     assert parse_request('{"op":"news","topics":[],"since":0}') == NewsRequest((), 0)
     assert parse_request(b'{"op":"throttle","ms":0}') == Throttle(0)
     assert parse_request(b'{"op":"resync"}') == Resync()
@@ -164,23 +171,39 @@ def test_valid_requests() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 ops = st.sampled_from(["subscribe", "unsubscribe", "news", "throttle", "resync", "ping", "x"])
 requestish = st.fixed_dictionaries(
     {"op": ops},
-    optional={"symbols": json_values, "topics": json_values, "since": json_values,
-              "ms": json_values, "t": json_values, "id": json_values},
+    optional={
+        "symbols": json_values,
+        "topics": json_values,
+        "since": json_values,
+        "ms": json_values,
+        "t": json_values,
+        "id": json_values,
+    },
 )
 
 
 @settings(max_examples=500, deadline=None)
-@given(raw=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
-                     json_values.map(orjson.dumps), requestish.map(orjson.dumps)))
+@given(
+    raw=st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200).map(str.encode),
+        json_values.map(orjson.dumps),
+        requestish.map(orjson.dumps),
+    )
+)
 def test_parse_request_never_raises(raw: bytes) -> None:
     """Any bytes at all: a Request, or a ProtocolError with a documented code."""
     result = parse_request(raw)

@@ -44,7 +44,7 @@ def test_quotes_are_plausible() -> None:
         assert t.bid < t.ask and t.size is not None and t.size >= 1
     aapl = [t.price for t in ticks if t.symbol == "AAPL"]
     assert all(abs(p / DEFAULT_SYMBOLS["AAPL"] - 1) < 0.2 for p in aapl)
-    vols = [t.volume for t in ticks if t.symbol == "KO"]
+    vols = [t.volume or 0.0 for t in ticks if t.symbol == "KO"]
     assert vols == sorted(vols)
 
 
@@ -76,8 +76,11 @@ def test_feed_options_are_checked() -> None:
 
 
 def test_parse_options_types_and_defaults() -> None:
-    spec = {"n": Option("count", "3", as_int(1, 5)), "x": Option("x", None, as_float(0, 1)),
-            "s": Option("s", "hi")}
+    spec = {
+        "n": Option("count", "3", as_int(1, 5)),
+        "x": Option("x", None, as_float(0, 1)),
+        "s": Option("s", "hi"),
+    }
     assert parse_options(spec, {}) == {"n": 3, "x": None, "s": "hi"}
     assert parse_options(spec, {"n": "5", "x": "0.5"})["x"] == 0.5
     with pytest.raises(ValueError, match="out of range"):
@@ -95,7 +98,9 @@ def test_headlines_are_tagged() -> None:
 def test_parse_spec() -> None:
     assert parse_spec("sim") == ("sim", {})
     assert parse_spec("sim:symbols=50,rate=2000, seed=7") == (
-        "sim", {"symbols": "50", "rate": "2000", "seed": "7"})
+        "sim",
+        {"symbols": "50", "rate": "2000", "seed": "7"},
+    )
     for bad in (":x=1", "sim:rate", "sim:=3"):
         with pytest.raises(SpecError):
             parse_spec(bad)

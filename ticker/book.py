@@ -63,8 +63,14 @@ class Book:
         if q is None:
             if sym not in self.known:
                 self.known[sym] = None
-            q = {"symbol": sym, "price": price, "ts": tick.ts, "open": price, "high": price,
-                 "low": price}
+            q = {
+                "symbol": sym,
+                "price": price,
+                "ts": tick.ts,
+                "open": price,
+                "high": price,
+                "low": price,
+            }
             self.quotes[sym] = q
         else:
             q["price"] = price

@@ -25,9 +25,9 @@ __all__ = ["Conflator", "Subscription"]
 class Subscription:
     """Which symbols a connection wants.
 
-    ``every`` False: exactly ``symbols``. ``every`` True (``"*"``): every symbol, current and future,
-    except ``symbols`` (unsubscribed ones). Hashable, so connections with equal subscriptions share
-    one encoded frame.
+    ``every`` False: exactly ``symbols``. ``every`` True (``"*"``): every symbol, current and
+    future, except ``symbols`` (unsubscribed ones). Hashable, so connections with equal
+    subscriptions share one encoded frame.
     """
 
     every: bool = False

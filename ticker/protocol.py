@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -153,7 +153,8 @@ class Error:
 class Ack:
     """Message type: ack. Answers any request that carried an ``id``, with op-specific fields.
 
-    ``{"type":"ack","id":1,"symbols":["AAPL"]}``; for ``throttle`` ``{"type":"ack","id":2,"ms":100}``;
+    ``{"type":"ack","id":1,"symbols":["AAPL"]}``;
+    for ``throttle`` ``{"type":"ack","id":2,"ms":100}``;
     for ``news`` ``{"type":"ack","id":3,"topics":["*"],"oldest_id":12,"last_id":41}``.
     """
 
@@ -266,12 +267,16 @@ def _as_dict(msg: ServerMessage | Request) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "ack", "id": msg.id}
         out.update(msg.fields)
         return out
-    key, name = ("type", _SERVER_TYPES[type(msg)]) if type(msg) in _SERVER_TYPES else (
-        "op",
-        _CLIENT_OPS[type(msg)],
+    key, name = (
+        ("type", _SERVER_TYPES[type(msg)])
+        if type(msg) in _SERVER_TYPES
+        else (
+            "op",
+            _CLIENT_OPS[type(msg)],
+        )
     )
     out = {key: name}
-    for f in msg.__slots__:  # type: ignore[union-attr]
+    for f in msg.__slots__:
         v = getattr(msg, f)
         if v is None and f in ("id", "url", "summary", "symbols", "since", "t"):
             continue
@@ -328,12 +333,16 @@ def decode(data: bytes | str) -> ServerMessage | Request:
 # Request parsing (client -> server), with the error codes of PROTOCOL.md
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _symbols(obj: dict[str, Any], key: str, rid: RequestId, max_symbols: int | None,
-             ) -> tuple[str, ...] | ProtocolError:
+def _symbols(
+    obj: dict[str, Any],
+    key: str,
+    rid: RequestId,
+    max_symbols: int | None,
+) -> tuple[str, ...] | ProtocolError:
     v = obj.get(key)
     if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
         return ProtocolError("bad_request", f"'{key}' must be a list of strings", rid)
@@ -373,8 +382,9 @@ def parse_request(data: bytes | str, *, max_symbols: int | None = 1000) -> Reque
         if isinstance(topics, ProtocolError):
             return topics
         since = obj.get("since")
-        if since is not None and (not isinstance(since, int) or isinstance(since, bool)
-                                  or since < 0):
+        if since is not None and (
+            not isinstance(since, int) or isinstance(since, bool) or since < 0
+        ):
             return ProtocolError("bad_request", "'since' must be a news id (integer >= 0)", rid)
         return NewsRequest(topics, since, rid)
     if op == "throttle":

@@ -77,8 +77,9 @@ def load(name: str, eps: Mapping[str, EntryPoint] | None = None) -> FeedFactory:
     return factory
 
 
-def source_from_spec(spec: str, eps: Mapping[str, EntryPoint] | None = None,
-                     label: str | None = None) -> FeedSource:
+def source_from_spec(
+    spec: str, eps: Mapping[str, EntryPoint] | None = None, label: str | None = None
+) -> FeedSource:
     """A restartable :class:`FeedSource` for ``spec``; the options are checked now.
 
     Raises:
@@ -117,8 +118,9 @@ def describe(eps: Mapping[str, EntryPoint] | None = None) -> list[FeedInfo]:
         except SpecError as exc:
             out.append(FeedInfo(name, "", {}, str(exc)))
             continue
-        doc = (getattr(factory, "description", None) or (factory.__doc__ or "").strip()
-               .split("\n")[0])
+        doc = (
+            getattr(factory, "description", None) or (factory.__doc__ or "").strip().split("\n")[0]
+        )
         opts = getattr(factory, "options", None) or {}
         out.append(FeedInfo(name, str(doc), {str(k): str(v) for k, v in dict(opts).items()}))
     return out
