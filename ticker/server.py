@@ -22,6 +22,12 @@ from ticker import __version__
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import FeedRunner, FeedSource, MemoryBus
 from ticker.events import Feed
+from ticker.history import (
+    DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT,
+    MAX_LIMIT as HISTORY_MAX_LIMIT,
+    bars as history_bars,
+    parse_interval,
+)
 
 __all__ = ["HUB", "RUNNERS", "WEB_DIR", "create_app", "plotly_js_path"]
 
@@ -156,6 +162,33 @@ async def api_news(request: web.Request) -> web.Response:
     })
 
 
+async def api_history(request: web.Request) -> web.Response:
+    """``GET /api/history?symbol=&interval=1s|5s|1min&limit=``: OHLCV bars (ticker.history)."""
+    hub = request.app[HUB]
+    symbol = request.query.get("symbol", "")
+    if not symbol:
+        return _bad("'symbol' is required")
+    interval = request.query.get("interval", "1s")
+    try:
+        interval_ms = parse_interval(interval)
+    except ValueError as exc:
+        return _bad(str(exc))
+    raw_limit = request.query.get("limit") or str(HISTORY_DEFAULT_LIMIT)
+    try:
+        limit = min(int(raw_limit), HISTORY_MAX_LIMIT)
+    except ValueError:
+        return _bad("'limit' must be an integer")
+    if limit < 1:
+        return _bad("'limit' must be >= 1")
+    known = hub.book.known
+    sym = symbol if symbol in known else symbol.upper()
+    if sym not in known:
+        return _json({"error": "unknown_symbol", "message": f"unknown symbol {symbol!r}"}, 404)
+    # Copy first (every tick appends to the deque); ~5 ms for 20,000 ticks with pandas.
+    result = history_bars(list(hub.history.get(sym, ())), interval_ms, limit)
+    return _json({"symbol": sym, "interval": interval, **result.to_json()})
+
+
 # Static files
 
 
@@ -211,6 +244,7 @@ def create_app(feeds: Sequence[FeedSource | Feed] = (), config: HubConfig | None
     app.router.add_get("/api/symbols", api_symbols)
     app.router.add_get("/api/quotes", api_quotes)
     app.router.add_get("/api/news", api_news)
+    app.router.add_get("/api/history", api_history)
     app.router.add_get("/vendor/plotly.min.js", plotly_js)
     app.router.add_get("/", index)
     app.router.add_static("/static/", WEB_DIR, follow_symlinks=False)
