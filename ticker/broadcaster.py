@@ -3,9 +3,9 @@
 I/O shell around :class:`~ticker.book.Book` and :class:`~ticker.conflate.Conflator`.
 
 How a tick travels: ``publish`` folds it into the book and marks it pending in every active
-window (O(windows), never O(clients)). Each window flushes on its own timer: one ``drain`` for all of
-its clients, each changed symbol encoded once, one shared tail per distinct subscription (a
-*group*), and per connection only ``seq`` is spliced in front before a non-blocking
+window (O(windows), never O(clients)). Each window flushes on its own timer: one ``drain`` for
+all of its clients, each changed symbol encoded once, one shared tail per distinct subscription
+(a *group*), and per connection only ``seq`` is spliced in front before a non-blocking
 ``transport.write``. Nothing awaits per client, so one slow socket cannot stall the loop.
 
 Slow consumers: a connection whose transport buffer is over ``max_buffer`` stops receiving
@@ -114,8 +114,8 @@ def effective_window(ms: float, max_ms: float) -> int:
     if ms <= 0:
         return 0
     if ms <= 1000:
-        return max(10, int(round(ms / 10.0)) * 10)
-    return min(int(max_ms), int(round(ms / 100.0)) * 100)
+        return max(10, round(ms / 10.0) * 10)
+    return min(int(max_ms), round(ms / 100.0) * 100)
 
 
 class Client:
@@ -403,7 +403,7 @@ class Hub:
         self._leave(c)
 
     async def close_all(self, code: int = CLOSE_GOING_AWAY, message: str = "server shutdown",
-                        timeout: float = 3.0) -> None:
+                        wait: float = 3.0) -> None:
         """Close every connection with ``code`` (1001 on shutdown), in parallel, bounded in time."""
         clients = list(self.clients)
         if not clients:
@@ -411,7 +411,7 @@ class Hub:
 
         async def one(c: Client) -> None:
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(wait):
                     await c.close(code, message)
             except (TimeoutError, ConnectionError, RuntimeError):
                 c.transport.abort()

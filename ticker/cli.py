@@ -173,7 +173,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ticker: {exc}", file=sys.stderr)
         return EXIT_USAGE
     parser.error(f"unknown command {args.command!r}")
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":

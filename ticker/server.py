@@ -1,8 +1,8 @@
 """HTTP and WebSocket server: ``create_app(feeds) -> web.Application``.
 
 I/O shell. Routes: ``/ws`` (PROTOCOL.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
-``/api/news``, ``/`` and ``/static/`` (files from ``web/`` only), ``/vendor/plotly.min.js`` (from the
-installed ``plotly`` package, so the dashboard works offline).
+``/api/news``, ``/`` and ``/static/`` (files from ``web/`` only), ``/vendor/plotly.min.js``
+(from the installed ``plotly`` package, so the dashboard works offline).
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     cfg = app[CONFIG]
     ws = web.WebSocketResponse(
         compress=False,  # small deltas: deflate costs 4-6x per message (PERF-NOTES)
-        max_msg_size=cfg.max_frame_bytes,
+        # aiohttp rejects a frame whose length is >= max_msg_size; the limit itself is allowed.
+        max_msg_size=cfg.max_frame_bytes + 1,
         heartbeat=cfg.heartbeat_s,
         timeout=2.0,
         decode_text=False,  # we parse bytes; invalid UTF-8 is a bad_json error, not a close
@@ -137,13 +138,15 @@ def _int_param(request: web.Request, name: str, default: int | None, lo: int,
     try:
         v = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(
-            body=orjson.dumps({"error": "bad_request", "message": f"'{name}' must be an integer"}),
+        raise web.HTTPBadRequest(  # text=, not the deprecated body=
+            text=orjson.dumps({"error": "bad_request",
+                               "message": f"'{name}' must be an integer"}).decode(),
             content_type="application/json",
         ) from None
     if v < lo:
         raise web.HTTPBadRequest(
-            body=orjson.dumps({"error": "bad_request", "message": f"'{name}' must be >= {lo}"}),
+            text=orjson.dumps({"error": "bad_request",
+                               "message": f"'{name}' must be >= {lo}"}).decode(),
             content_type="application/json",
         )
     return min(v, hi) if hi is not None else v
@@ -258,9 +261,7 @@ async def serve(app: web.Application, host: str, port: int, *,
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert server is not None
-    sockname = server.sockets[0].getsockname()  # type: ignore[union-attr]
+    sockname = runner.addresses[0]
     bound_host, bound_port = sockname[0], sockname[1]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"listening on http://{shown}:{bound_port}", flush=True)
