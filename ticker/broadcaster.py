@@ -8,10 +8,11 @@ all of its clients, each changed symbol encoded once, one shared tail per distin
 (a *group*), and per connection only ``seq`` is spliced in front before a non-blocking
 ``transport.write``. Nothing awaits per client, so one slow socket cannot stall the loop.
 
-Slow consumers: a connection whose transport buffer is over ``max_buffer`` stops receiving
-(its price state is simply "needs a snapshot", so memory stays bounded); when the buffer drains
-below a quarter of the bound it gets a fresh ``snapshot`` and the news it missed (from the ring);
-still over the bound after ``slow_close_after`` seconds, it is closed with 1013.
+Slow consumers: a connection with unsent bytes left in its buffer (the kernel would take no
+more: its previous frame is still in flight) is *paused*. It gets no deltas; the hub only notes
+which symbols it missed (memory bounded by its symbol count, never by ticks). When its buffer has
+drained, one ``snapshot`` of the missed symbols and the news it missed (from the ring) bring it
+back in step. Paused for ``slow_close_after`` seconds without draining, it is closed with 1013.
 """
 
 from __future__ import annotations
@@ -86,8 +87,14 @@ class HubConfig:
         news_retain: news items kept for ``since`` replay and ``/api/news``.
         max_symbols_per_request: a larger ``symbols``/``topics`` list is ``too_many_symbols``.
         max_frame_bytes: inbound frames over this are closed with 1009.
-        max_buffer_bytes: a connection's outbound buffer bound (slow consumers).
-        slow_close_after: seconds over the bound before a slow consumer is closed with 1013.
+        pause_bytes: a connection with more unsent bytes than this (in our buffer, beyond what
+            the kernel took) is *paused*: no deltas or live news until they are sent; then it
+            gets one snapshot of the symbols it missed and the news it missed, from the ring.
+        socket_send_buffer: SO_SNDBUF of each WebSocket (0 = the kernel's autotuning); small, so
+            a reader that falls behind shows up as unsent bytes within a frame or two.
+        max_buffer_bytes: the bound on a connection's unsent bytes while replaying news or
+            catching up (a replay continues once the buffer drains).
+        slow_close_after: seconds paused without draining before a consumer is closed with 1013.
         rate: control messages per second per connection (token bucket refill).
         burst: control messages a connection may send at once (bucket size).
         heartbeat_s: server ping interval; dead peers are dropped within two intervals.
@@ -99,6 +106,8 @@ class HubConfig:
     news_retain: int = 10_000
     max_symbols_per_request: int = 1_000
     max_frame_bytes: int = 64 * 1024
+    pause_bytes: int = 0
+    socket_send_buffer: int = 32 * 1024
     max_buffer_bytes: int = 1024 * 1024
     slow_close_after: float = 10.0
     rate: float = 20.0
@@ -128,6 +137,7 @@ class Client:
         "close",
         "closing",
         "group",
+        "missed",
         "news_all",
         "news_sent_id",
         "news_topics",
@@ -156,6 +166,7 @@ class Client:
         self.news_topics: frozenset[str] = frozenset()
         self.news_sent_id = 0
         self.behind_since: float | None = None
+        self.missed: set[str] = set()
         self.closing = False
 
     def wants_news(self, symbols: tuple[str, ...]) -> bool:
@@ -255,12 +266,12 @@ class Hub:
         payload = encode(item)
         self.news.append((nid, ev.symbols, payload, item))
         frame = ws_text_frame(payload)
-        limit = self.config.max_buffer_bytes
+        pause = self.config.pause_bytes
         for c in self._news_clients:
             if c.behind_since is not None or not c.wants_news(ev.symbols):
                 continue
             tr = c.transport
-            if tr.get_write_buffer_size() > limit:
+            if tr.get_write_buffer_size() > pause:
                 self._fall_behind(c, prev)
                 continue
             if not tr.is_closing():
@@ -289,28 +300,34 @@ class Hub:
             return
         frags = quote_fragments(drained)
         t = time.time() * 1000.0
-        limit = self.config.max_buffer_bytes
+        pause = self.config.pause_bytes
         stats = self.stats
         frames = 0
         nbytes = 0
         for sub, group in w.groups.items():
             if sub.every:
                 excl = sub.symbols
-                parts = [f for s, f in frags.items() if s not in excl]
+                syms = [s for s in frags if s not in excl]
             elif len(sub.symbols) < len(frags):
-                parts = [frags[s] for s in sub.symbols if s in frags]
+                syms = [s for s in sub.symbols if s in frags]
             else:
                 incl = sub.symbols
-                parts = [f for s, f in frags.items() if s in incl]
-            if not parts:
+                syms = [s for s in frags if s in incl]
+            if not syms:
                 continue
-            tail = delta_tail(t, parts)
+            tail = delta_tail(t, [frags[s] for s in syms])
             for c in group.members:
-                if c.behind_since is not None:
-                    continue
                 tr = c.transport
-                if tr.get_write_buffer_size() > limit:
+                if c.behind_since is not None:
+                    # Paused: remember which symbols it missed (not the ticks); once its
+                    # buffer has drained, one snapshot of them replaces this delta.
+                    c.missed.update(syms)
+                    if tr.get_write_buffer_size() <= pause:
+                        self._catch_up(c)
+                    continue
+                if tr.get_write_buffer_size() > pause:
                     self._fall_behind(c)
+                    c.missed.update(syms)
                     continue
                 if tr.is_closing():
                     continue
@@ -335,22 +352,28 @@ class Hub:
             self._behind[c] = None
             self.stats["slow_behind"] += 1
 
+    def _catch_up(self, c: Client) -> None:
+        """``c``'s buffer drained: one snapshot of the symbols it missed, then its missed news."""
+        self._behind.pop(c, None)
+        c.behind_since = None
+        since = c.news_sent_id
+        missed = [s for s in c.missed if c.sub.includes(s)]
+        c.missed = set()
+        self.stats["slow_resyncs"] += 1
+        if missed:
+            self._send_snapshot(c, missed)
+        if c.news_all or c.news_topics:
+            self._replay_news(c, since)
+
     def _check_behind(self) -> None:
         now = self.loop.time()
-        low = self.config.max_buffer_bytes // 4
+        pause = self.config.pause_bytes
         for c in list(self._behind):
             if c.closing:
                 self._behind.pop(c, None)
                 continue
-            size = c.transport.get_write_buffer_size()
-            if size <= low:
-                self._behind.pop(c, None)
-                since = c.news_sent_id
-                c.behind_since = None
-                self.stats["slow_resyncs"] += 1
-                self._send_snapshot(c, c.sub.resolve(self.book.known))
-                if c.news_all or c.news_topics:
-                    self._replay_news(c, since)
+            if c.transport.get_write_buffer_size() <= pause:
+                self._catch_up(c)
             elif c.behind_since is not None and now - c.behind_since > \
                     self.config.slow_close_after:
                 self._behind.pop(c, None)

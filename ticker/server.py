@@ -8,7 +8,9 @@ I/O shell. Routes: ``/ws`` (PROTOCOL.md), ``/healthz``, ``/api/symbols``, ``/api
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -83,6 +85,13 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     async def close(code: int, reason: str) -> None:
         await ws.close(code=code, message=reason.encode())
 
+    sock = transport.get_extra_info("socket")
+    if sock is not None and cfg.socket_send_buffer:
+        # A small kernel send buffer makes backpressure visible while a frame is still in
+        # flight, so a slow reader is paused (and conflated) instead of queueing seconds of
+        # frames in the kernel.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
     client = hub.connect(transport, close, request.remote or "")
     try:
         async for msg in ws:

@@ -1,0 +1,109 @@
+// Load generator for `make bench`: opens N WebSocket clients (ramped), subscribes, and measures
+// every quote's latency (receive time - quote ts) in a log-bucket histogram (memory stays flat).
+// Prints one JSON object on stdout at the end. Usage:
+//   node loadgen.mjs --url ws://127.0.0.1:8080/ws --clients 1000 --duration 20 \
+//        [--ramp 2000] [--symbols '*'] [--throttle 100] [--warmup 3] [--naive]
+import { WebSocket } from "ws";
+import { performance } from "node:perf_hooks";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => {
+    if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]?.startsWith("--") ? "1" : all[i + 1] ?? "1"]);
+    return acc;
+  }, []),
+);
+const url = args.url;
+const clients = Number(args.clients ?? 100);
+const duration = Number(args.duration ?? 20) * 1000;
+const warmup = Number(args.warmup ?? 3) * 1000;
+const ramp = Number(args.ramp ?? 2000); // connections per second
+const symbols = (args.symbols ?? "*").split(",");
+const throttle = args.throttle === undefined ? null : Number(args.throttle);
+
+const now = () => performance.timeOrigin + performance.now();
+
+// Histogram: bucket i covers [1.05^(i-1), 1.05^i) microseconds-ish in ms; 0.01 ms .. ~1e6 ms.
+const BASE = 1.05, MIN = 0.01, NB = 600;
+const hist = new Float64Array(NB);
+let measured = 0, maxLat = 0, sumLat = 0;
+function record(lat) {
+  if (lat < MIN) lat = MIN;
+  let i = Math.floor(Math.log(lat / MIN) / Math.log(BASE));
+  if (i >= NB) i = NB - 1;
+  hist[i]++; measured++; sumLat += lat;
+  if (lat > maxLat) maxLat = lat;
+}
+function pct(p) {
+  const target = measured * p;
+  let acc = 0;
+  for (let i = 0; i < NB; i++) {
+    acc += hist[i];
+    if (acc >= target) return MIN * Math.pow(BASE, i + 1);
+  }
+  return maxLat;
+}
+
+let connected = 0, open = 0, frames = 0, updates = 0, errors = 0, seqGaps = 0, bytes = 0;
+const closeCodes = {};
+let measuring = false;
+const sockets = [];
+
+function start(i) {
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  let seq = 0;
+  ws.on("open", () => {
+    connected++; open++;
+    if (throttle !== null) ws.send(JSON.stringify({ op: "throttle", ms: throttle }));
+    ws.send(JSON.stringify({ op: "subscribe", symbols }));
+  });
+  ws.on("message", (data) => {
+    const t = now();
+    const m = JSON.parse(data);
+    if (!measuring) { if (m.seq) seq = m.seq; return; }
+    frames++; bytes += data.length;
+    const quotes = m.quotes;
+    if (quotes) {
+      if (m.seq !== undefined) { if (seq && m.seq !== seq + 1) seqGaps++; seq = m.seq; }
+      for (const k in quotes) {
+        const q = quotes[k];
+        if (q.ts !== undefined) { updates++; if (m.type === "delta") record(t - q.ts); }
+      }
+    }
+  });
+  ws.on("error", () => { errors++; });
+  ws.on("close", (code) => { open--; closeCodes[code] = (closeCodes[code] ?? 0) + 1; });
+  sockets.push(ws);
+}
+
+let started = 0;
+const t0 = now();
+await new Promise((resolve) => {
+  const batch = Math.max(1, Math.round(ramp / 100));
+  const timer = setInterval(() => {
+    for (let k = 0; k < batch && started < clients; k++) start(started++);
+    if (started >= clients) { clearInterval(timer); resolve(); }
+  }, 10);
+});
+// Wait until everyone is connected (or 30 s), then warm up, then measure.
+const deadline = now() + 30000;
+while (connected < clients && now() < deadline) await new Promise((r) => setTimeout(r, 50));
+const connectSeconds = (now() - t0) / 1000;
+await new Promise((r) => setTimeout(r, warmup));
+measuring = true;
+const m0 = now();
+await new Promise((r) => setTimeout(r, duration));
+measuring = false;
+const secs = (now() - m0) / 1000;
+const result = {
+  clients, connected, still_open: open, connect_s: +connectSeconds.toFixed(2),
+  seconds: +secs.toFixed(2), frames, frames_per_s: Math.round(frames / secs),
+  updates, updates_per_s: Math.round(updates / secs), bytes_per_s: Math.round(bytes / secs),
+  latency_ms: measured ? {
+    p50: +pct(0.5).toFixed(2), p95: +pct(0.95).toFixed(2), p99: +pct(0.99).toFixed(2),
+    max: +maxLat.toFixed(2), mean: +(sumLat / measured).toFixed(2), n: measured,
+  } : null,
+  errors, seq_gaps: seqGaps, close_codes: closeCodes,
+};
+process.stdout.write(JSON.stringify(result) + "\n");
+for (const ws of sockets) ws.terminate();
+process.exit(0);
