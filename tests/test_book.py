@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from ticker.book import Book
+from ticker.book import Book, TickRing
 from ticker.events import Listing, Tick
 from ticker.limits import TokenBucket
 
@@ -96,3 +96,22 @@ def test_token_bucket_never_exceeds_rate_plus_burst(gaps: list[float]) -> None:
         now += g
         taken += tb.take(now)
     assert taken <= 5 + 20 * now + 1e-9
+
+
+@given(st.integers(1, 8), st.lists(st.floats(0, 1e6, allow_nan=False), max_size=30))
+def test_tick_ring_keeps_the_last_capacity_in_order(cap: int, values: list[float]) -> None:
+    ring = TickRing(cap)
+    for i, v in enumerate(values):
+        ring.append(float(i), v, 1.0)
+    expected = [(float(i), v, 1.0) for i, v in enumerate(values)][-cap:]
+    assert list(ring) == expected and len(ring) == len(expected)
+    assert ring.columns() == (
+        [e[0] for e in expected],
+        [e[1] for e in expected],
+        [e[2] for e in expected],
+    )
+
+
+def test_tick_ring_rejects_zero_capacity() -> None:
+    with pytest.raises(ValueError):
+        TickRing(0)

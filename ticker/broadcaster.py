@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ticker import __version__
-from ticker.book import Book
+from ticker.book import Book, TickRing
 from ticker.conflate import Conflator, Subscription
 from ticker.events import Event, Listing, News, Tick
 from ticker.limits import TokenBucket
@@ -113,7 +113,7 @@ class HubConfig:
     rate: float = 20.0
     burst: float = 60.0
     heartbeat_s: float = 20.0
-    history_ticks: int = 20_000
+    history_ticks: int = 10_000
 
 
 def effective_window(ms: float, max_ms: float) -> int:
@@ -215,7 +215,7 @@ class Hub:
             maxlen=self.config.news_retain
         )
         self.news_last_id = 0
-        self.history: dict[str, deque[tuple[float, float, float]]] = {}
+        self.history: dict[str, TickRing] = {}
         self.stats: Counter[str] = Counter()
         self.started = time.time()
         self._windows: dict[int, _Window] = {}
@@ -247,8 +247,8 @@ class Hub:
         price = tick.price
         h = self.history.get(sym)
         if h is None:
-            h = self.history[sym] = deque(maxlen=self.config.history_ticks)
-        h.append((tick.ts, price, tick.size or 0.0))
+            h = self.history[sym] = TickRing(self.config.history_ticks)
+        h.append(tick.ts, price, tick.size or 0.0)
         del q
         for w in self._window_list:
             w.conflator.offer(sym, price)

@@ -1,0 +1,161 @@
+"""``make bench``: fan-out workloads (Ticker vs a naive broadcaster), then the other benchmarks.
+
+Writes ``bench/results/latest.md``, ``latest.json`` and ``latency.html`` (plotly: latency
+percentiles vs clients). Figures are reported, never asserted.
+
+    python -m bench [--only W1,W2] [--duration 15] [--no-naive] [--skip-extra]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.fanout import ROOT, WORKLOADS, run_workload
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def _ensure_node_deps() -> None:
+    if not (ROOT / "bench" / "node_modules" / "ws").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(ROOT / "bench")], check=True
+        )
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else (f"{v:,.1f}" if isinstance(v, float) else f"{v:,}")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| workload | server | clients connected / open | updates/s | frames/s | "
+        "p50 ms | p95 ms | p99 ms | max ms | server CPU % | peak RSS MB | closes |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lat = r.get("latency_ms") or {}
+        lines.append(
+            f"| {r['workload']} ({r['note']}) | {r['server']} | {r['connected']:,} / "
+            f"{r['still_open']:,} | {_fmt(r['updates_per_s'])} | {_fmt(r['frames_per_s'])} | "
+            f"{_fmt(lat.get('p50'))} | {_fmt(lat.get('p95'))} | {_fmt(lat.get('p99'))} | "
+            f"{_fmt(lat.get('max'))} | {_fmt(r['server_cpu_pct'])} | "
+            f"{_fmt(r['server_peak_rss_mb'])} | {r['close_codes'] or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def _ratios(rows: list[dict[str, Any]]) -> str:
+    out = ["| workload | p99 naive / Ticker | CPU naive / Ticker |", "|---|---|---|"]
+    by = {(r["workload"], r["server"]): r for r in rows}
+    for (name, server), r in by.items():
+        naive = by.get((name, "naive"))
+        if server != "ticker" or naive is None:
+            continue
+        p_t = (r.get("latency_ms") or {}).get("p99")
+        p_n = (naive.get("latency_ms") or {}).get("p99")
+        c_t, c_n = r.get("server_cpu_pct"), naive.get("server_cpu_pct")
+        out.append(
+            f"| {name} | {p_n / p_t:,.1f}x | {c_n / c_t:,.2f}x |"
+            if p_t and p_n and c_t and c_n
+            else f"| {name} | - | - |"
+        )
+    return "\n".join(out)
+
+
+def _chart(rows: list[dict[str, Any]], path: Path) -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for server in ("ticker", "naive"):
+        pts = sorted(
+            (r["clients"], r) for r in rows if r["server"] == server and r.get("latency_ms")
+        )
+        for pct in ("p50", "p99"):
+            fig.add_trace(
+                go.Scatter(
+                    x=[c for c, _ in pts],
+                    y=[r["latency_ms"][pct] for _, r in pts],
+                    text=[r["workload"] for _, r in pts],
+                    mode="lines+markers",
+                    name=f"{server} {pct}",
+                )
+            )
+    fig.update_layout(
+        title="Feed-to-client latency vs clients",
+        xaxis_title="clients",
+        yaxis_title="latency ms (log)",
+        yaxis_type="log",
+        xaxis_type="log",
+    )
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--only", default="", help="comma-separated workload names")
+    p.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
+    p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    p.add_argument(
+        "--skip-extra", action="store_true", help="skip the replay and dashboard benchmarks"
+    )
+    a = p.parse_args()
+    _ensure_node_deps()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    only = {s.strip() for s in a.only.split(",") if s.strip()}
+    rows: list[dict[str, Any]] = []
+    for w in WORKLOADS:
+        if only and w.name not in only:
+            continue
+        for server in ("ticker", "naive"):
+            if server == "naive" and (a.no_naive or not w.naive):
+                continue
+            print(
+                f"running {w.name} ({w.clients} clients, {w.symbols} symbols, "
+                f"{w.rate:g} ticks/s, {w.note}) against {server} ...",
+                flush=True,
+            )
+            r = run_workload(server, w, a.duration)
+            r.update(workload=w.name, server=server, note=w.note, symbols=w.symbols, rate=w.rate)
+            rows.append(r)
+            print(_table([r]).splitlines()[-1], flush=True)
+    extra: dict[str, Any] = {}
+    if not a.skip_extra:
+        for name in ("replay", "dashboard"):
+            try:
+                mod = importlib.import_module(f"bench.{name}")
+            except ModuleNotFoundError:
+                continue
+            print(f"running the {name} benchmark ...", flush=True)
+            extra[name] = mod.run() if hasattr(mod, "run") else None
+    md = [
+        f"# Benchmark results ({time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores)",
+        "",
+        _table(rows),
+        "",
+        "Ratios (higher is better for Ticker):",
+        "",
+        _ratios(rows),
+        "",
+    ]
+    for name, res in extra.items():
+        md += [f"## {name}", "", "```", json.dumps(res, indent=2, default=str), "```", ""]
+    (RESULTS / "latest.md").write_text("\n".join(md))
+    (RESULTS / "latest.json").write_text(
+        json.dumps({"fanout": rows, **extra}, indent=2, default=str)
+    )
+    if rows:
+        _chart(rows, RESULTS / "latency.html")
+    print("\n".join(md))
+    print(f"written: {RESULTS}/latest.md, latest.json, latency.html")
+
+
+if __name__ == "__main__":
+    main()
