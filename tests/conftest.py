@@ -92,6 +92,15 @@ class ServerProcess:
         self.proc.kill()
         self.proc.wait()
 
+    def close(self) -> None:
+        """Kill the process if still running and close its pipe and log (no ResourceWarning)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.kill()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+        self.log.close()
+
 
 @pytest.fixture
 def ticker_server() -> Iterator[type[ServerProcess]]:
@@ -105,6 +114,4 @@ def ticker_server() -> Iterator[type[ServerProcess]]:
 
     yield _Tracked
     for s in started:
-        if s.proc is not None and s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait()
+        s.close()

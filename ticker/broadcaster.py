@@ -511,6 +511,15 @@ class Hub:
 
     def _send_snapshot(self, c: Client, symbols: Iterable[str]) -> None:
         assert c.window is not None
+        if c.behind_since is None and \
+                c.transport.get_write_buffer_size() > self.config.max_buffer_bytes:
+            self._fall_behind(c)
+        if c.behind_since is not None:
+            # Paused: its catch-up snapshot will carry these too. Writing now would let a client
+            # that never reads queue a snapshot per resync/subscribe without bound.
+            c.missed.update(symbols)
+            self.stats["snapshots_deferred"] += 1
+            return
         quotes = c.window.conflator.snapshot(symbols)
         c.seq += 1
         self.stats["snapshots_sent"] += 1
