@@ -40,8 +40,17 @@ WORKLOADS = [
     Workload("W1", 100, 50, 1000, 0, "throttle 0"),
     Workload("W2", 1000, 50, 1000, 0, "throttle 0"),
     Workload("W2d", 1000, 50, 1000, None, "default 100 ms window"),
-    Workload("W3", 5000, 50, 10, None, "default window"),
-    Workload("W4", 10000, 100, 2000, None, "default window", naive=False),
+    Workload("W3", 5000, 50, 10, 0, "throttle 0"),
+    Workload(
+        "W4",
+        10000,
+        100,
+        2000,
+        None,
+        "default window, 5-symbol watchlists",
+        naive=False,
+        extra={"subset": 5},
+    ),
 ]
 
 
@@ -149,6 +158,8 @@ def run_workload(
             ]
             if w.throttle is not None:
                 cmd += ["--throttle", str(w.throttle)]
+            for k, v in w.extra.items():
+                cmd += [f"--{k}", str(v)]
             gens.append(
                 subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             )

@@ -2,7 +2,7 @@
 // every quote's latency (receive time - quote ts) in a log-bucket histogram (memory stays flat).
 // Prints one JSON object on stdout at the end. Usage:
 //   node loadgen.mjs --url ws://127.0.0.1:8080/ws --clients 1000 --duration 20 \
-//        [--ramp 2000] [--symbols '*'] [--throttle 100] [--warmup 3] [--naive]
+//        [--ramp 2000] [--symbols '*' | --subset 5] [--throttle 100] [--warmup 3]
 import { WebSocket } from "ws";
 import { performance } from "node:perf_hooks";
 
@@ -19,6 +19,7 @@ const warmup = Number(args.warmup ?? 3) * 1000;
 const ramp = Number(args.ramp ?? 2000); // connections per second
 const symbols = (args.symbols ?? "*").split(",");
 const throttle = args.throttle === undefined ? null : Number(args.throttle);
+const subset = Number(args.subset ?? 0); // >0: each client watches that many symbols
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -54,11 +55,20 @@ function start(i) {
   ws.on("open", () => {
     connected++; open++;
     if (throttle !== null) ws.send(JSON.stringify({ op: "throttle", ms: throttle }));
-    ws.send(JSON.stringify({ op: "subscribe", symbols }));
   });
   ws.on("message", (data) => {
     const t = now();
     const m = JSON.parse(data);
+    if (m.type === "hello") {
+      let want = symbols;
+      if (subset > 0 && m.symbols.length) {
+        // A watchlist: `subset` symbols picked deterministically per client.
+        want = [];
+        for (let k = 0; k < subset; k++) want.push(m.symbols[(i * 7919 + k * 104729) % m.symbols.length]);
+      }
+      ws.send(JSON.stringify({ op: "subscribe", symbols: [...new Set(want)] }));
+      return;
+    }
     if (!measuring) { if (m.seq) seq = m.seq; return; }
     frames++; bytes += data.length;
     const quotes = m.quotes;

@@ -1,8 +1,9 @@
 """HTTP and WebSocket server: ``create_app(feeds) -> web.Application``.
 
 I/O shell. Routes: ``/ws`` (PROTOCOL.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
-``/api/news``, ``/`` and ``/static/`` (files from ``web/`` only), ``/vendor/plotly.min.js``
-(from the installed ``plotly`` package, so the dashboard works offline).
+``/api/news``, ``/api/replay`` (replay control), ``/`` and ``/static/`` (files from ``web/``
+only), ``/vendor/plotly.min.js`` (from the installed ``plotly`` package, so the dashboard works
+offline).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -23,13 +24,17 @@ from aiohttp import WSMsgType, web
 from ticker import __version__
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import FeedRunner, FeedSource, MemoryBus
-from ticker.events import Feed
+from ticker.events import Event, Feed
 from ticker.history import (
     DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT,
     MAX_LIMIT as HISTORY_MAX_LIMIT,
     bars as history_bars,
     parse_interval,
 )
+from ticker.replay import ReplayError, parse_command
+
+if TYPE_CHECKING:
+    from ticker.recorder import Recorder
 
 __all__ = ["HUB", "RUNNERS", "WEB_DIR", "create_app", "plotly_js_path"]
 
@@ -44,6 +49,7 @@ CONFIG = web.AppKey("config", HubConfig)
 SOURCES = web.AppKey("sources", list[FeedSource])
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 STARTED = web.AppKey("started", float)
+RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 
 
 def plotly_js_path() -> Path:
@@ -119,6 +125,8 @@ async def healthz(request: web.Request) -> web.Response:
         "feeds": [r.health() for r in app[RUNNERS]],
         "bus": app[BUS].health(),
     }
+    if RECORDER in app:
+        body["recorder"] = app[RECORDER].health()
     body.update(hub.health())
     return _json(body)
 
@@ -201,6 +209,45 @@ async def api_history(request: web.Request) -> web.Response:
     return _json({"symbol": sym, "interval": interval, **result.to_json()})
 
 
+def _replay_feeds(app: web.Application) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(runner name, feed, status) of every running feed that is a loaded replay."""
+    out = []
+    for r in app[RUNNERS]:
+        status = getattr(r.feed, "replay_status", None)
+        if callable(status) and (st := status()) is not None:
+            out.append((r.name, r.feed, {**st, "name": r.name}))
+    return out
+
+
+async def api_replay(request: web.Request) -> web.Response:
+    """``GET /api/replay``: ``{"feeds": [{name, state, speed, clock, start, end}]}``.
+
+    ``POST /api/replay`` with ``{"action": "pause"|"resume"|"seek"|"speed", "to": ms,
+    "speed": x|"max", "feed": name}`` applies it (to every replay feed without ``feed``) and
+    answers like GET. ``speed`` is null for ``max``; times are epoch ms of the market clock.
+    """
+    app = request.app
+    if request.method == "POST":
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _bad("body is not JSON")
+        try:
+            cmd = parse_command(body)
+        except ReplayError as exc:
+            return _bad(str(exc))
+        targets = [(n, f) for n, f, _ in _replay_feeds(app) if cmd.feed in (None, n)]
+        if not targets:
+            return _bad(f"no replay feed named {cmd.feed!r}" if cmd.feed
+                        else "no replay feed is running")
+        for _, feed in targets:
+            try:
+                feed.replay_control(cmd.action, to=cmd.to, speed=cmd.speed)
+            except ReplayError as exc:
+                return _bad(str(exc))
+    return _json({"feeds": [st for _, _, st in _replay_feeds(app)]})
+
+
 # Static files
 
 
@@ -218,7 +265,18 @@ async def plotly_js(request: web.Request) -> web.FileResponse:
 async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
     hub = Hub(app[CONFIG])
     app[HUB] = hub
-    bus = MemoryBus(hub.publish)
+    sink = hub.publish
+    recorder = app.get(RECORDER)
+    if recorder is not None:
+        # The recorder sits beside the hub: one list.append per event on the loop.
+        await recorder.start()
+        publish, record = hub.publish, recorder.record
+
+        def sink(ev: Event) -> None:
+            publish(ev)
+            record(ev)
+
+    bus = MemoryBus(sink)
     app[BUS] = bus
     runners = [FeedRunner(src, bus.publish) for src in app[SOURCES]]
     app[RUNNERS] = runners
@@ -228,6 +286,8 @@ async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
     yield
     for r in runners:
         await r.stop()
+    if recorder is not None:
+        await recorder.aclose()
     await hub.stop()
 
 
@@ -237,18 +297,22 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 def create_app(feeds: Sequence[FeedSource | Feed] = (), config: HubConfig | None = None,
-               ) -> web.Application:
+               *, recorder: Recorder | None = None) -> web.Application:
     """Build the application. Feeds start when the app starts and stop when it stops.
 
     Args:
         feeds: feed sources (restartable) or ready feed instances.
         config: broadcaster settings.
+        recorder: records every ingested event (``ticker serve --record``); started and closed
+            with the feeds.
     """
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config or HubConfig()
     app[SOURCES] = [f if isinstance(f, FeedSource) else FeedSource.of(f) for f in feeds]
     app[SOCKETS] = weakref.WeakSet()
     app[STARTED] = time.time()
+    if recorder is not None:
+        app[RECORDER] = recorder
     app.cleanup_ctx.append(_run_feeds)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", ws_handler)
@@ -257,6 +321,8 @@ def create_app(feeds: Sequence[FeedSource | Feed] = (), config: HubConfig | None
     app.router.add_get("/api/quotes", api_quotes)
     app.router.add_get("/api/news", api_news)
     app.router.add_get("/api/history", api_history)
+    app.router.add_get("/api/replay", api_replay)
+    app.router.add_post("/api/replay", api_replay)
     app.router.add_get("/vendor/plotly.min.js", plotly_js)
     app.router.add_get("/", index)
     app.router.add_static("/static/", WEB_DIR, follow_symlinks=False)
@@ -268,7 +334,7 @@ async def serve(app: web.Application, host: str, port: int, *,
     """Run ``app`` until ``stop`` is set; print ``listening on http://HOST:PORT`` first."""
     runner = web.AppRunner(app, shutdown_timeout=2.0, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, backlog=4096)
     await site.start()
     sockname = runner.addresses[0]
     bound_host, bound_port = sockname[0], sockname[1]
