@@ -1,8 +1,11 @@
 """Fan-in: run feeds under supervision and publish their events to the hub.
 
 I/O shell. Each feed runs in its own task; a feed that raises is restarted with exponential backoff
-and jitter, one that finishes is marked ``finished`` (a replay that reached its end), and none can
-disturb another. ``MemoryBus`` delivers events to the hub in-process (the default, one process).
+and jitter, one that yields nothing for longer than its stall timeout is restarted the same way, one
+that finishes is marked ``finished`` (a replay that reached its end), and none can disturb another.
+A feed may say it is quiet on purpose with a ``status()`` method returning one of ``QUIET_STATES``
+(a paused or finished replay): that state shows in ``health()`` and silence is then not a stall.
+``MemoryBus`` delivers events to the hub in-process (the default, one process).
 """
 
 from __future__ import annotations
@@ -18,22 +21,33 @@ from typing import Any
 
 from ticker.events import Event, Feed
 
-__all__ = ["FeedRunner", "FeedSource", "MemoryBus", "backoff_delay"]
+__all__ = ["QUIET_STATES", "FeedRunner", "FeedSource", "FeedStalled", "MemoryBus", "backoff_delay"]
 
 log = logging.getLogger("ticker.feeds")
+
+QUIET_STATES = frozenset({"loading", "paused", "finished"})
+"""What a feed's optional ``status()`` may return to be left alone while it yields nothing."""
+
+
+class FeedStalled(Exception):
+    """A feed yielded nothing for longer than its stall timeout (it is restarted)."""
 
 
 @dataclass(frozen=True, slots=True)
 class FeedSource:
-    """A named way to make a feed: ``make()`` is called at start and at every restart."""
+    """A named way to make a feed: ``make()`` is called at start and at every restart.
+
+    ``stall_timeout``: seconds without an event after which the feed is restarted (None: never).
+    """
 
     name: str
     make: Callable[[], Feed]
+    stall_timeout: float | None = None
 
     @classmethod
     def of(cls, feed: Feed) -> FeedSource:
         """Wrap a ready feed instance (restarts call its ``events()`` again)."""
-        return cls(feed.name, lambda: feed)
+        return cls(feed.name, lambda: feed, getattr(feed, "stall_timeout", None))
 
 
 class MemoryBus:
@@ -63,13 +77,19 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.R
 class FeedRunner:
     """Supervises one feed: runs it, restarts it with backoff when it fails, reports its state.
 
-    States: ``starting``, ``running``, ``backoff`` (waiting to restart after a failure),
-    ``finished`` (its iterator ended), ``stopped``.
+    States: ``starting``, ``running``, ``backoff`` (waiting to restart after a failure or a
+    stall), ``finished`` (its iterator ended), ``stopped``; and while running, the feed's own
+    quiet state (``loading``, ``paused``, ``finished``) when it reports one.
+
+    Args:
+        stall_timeout: restart the feed after this many seconds without an event (default: the
+            source's; None or 0: never). Checked a few times per timeout, not per event.
     """
 
     def __init__(self, source: FeedSource, publish: Callable[[Event], None], *,
                  initial_backoff: float = 0.5, max_backoff: float = 30.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 stall_timeout: float | None = None) -> None:
         self.source = source
         self.publish = publish
         self.initial_backoff = initial_backoff
@@ -82,6 +102,10 @@ class FeedRunner:
         self.last_error: str | None = None
         self.last_event_at: float | None = None
         self.task: asyncio.Task[None] | None = None
+        self.stall_timeout = stall_timeout if stall_timeout is not None else source.stall_timeout
+        self.stalls = 0
+        self.feed: Feed | None = None  # the running instance (the replay API reaches it here)
+        self._failures = 0
 
     @property
     def name(self) -> str:
@@ -99,18 +123,17 @@ class FeedRunner:
         self.state = "stopped"
 
     async def run(self) -> None:
-        failures = 0
+        self._failures = 0
         while True:
             feed: Feed | None = None
             try:
                 feed = self.source.make()
+                self.feed = feed
                 self.state = "running"
-                publish = self.publish
-                async for ev in feed.events():
-                    publish(ev)
-                    self.events += 1
-                    self.last_event_at = time.time()
-                    failures = 0
+                if self.stall_timeout:
+                    await self._consume_watched(feed, self.stall_timeout)
+                else:
+                    await self._consume(feed)
                 self.state = "finished"
                 log.info("feed %s finished after %d events", self.name, self.events)
                 return
@@ -119,9 +142,9 @@ class FeedRunner:
             except Exception as exc:
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                delay = backoff_delay(failures, initial=self.initial_backoff,
+                delay = backoff_delay(self._failures, initial=self.initial_backoff,
                                       maximum=self.max_backoff, rng=self.rng)
-                failures += 1
+                self._failures += 1
                 self.state = "backoff"
                 log.warning("feed %s failed (%s); restarting in %.1fs", self.name,
                             self.last_error, delay)
@@ -132,14 +155,71 @@ class FeedRunner:
                     with contextlib.suppress(Exception):
                         await feed.aclose()
 
+    async def _consume(self, feed: Feed) -> None:
+        publish = self.publish
+        async for ev in feed.events():
+            publish(ev)
+            self.events += 1
+            self.last_event_at = time.time()
+            self._failures = 0
+
+    async def _consume_watched(self, feed: Feed, limit: float) -> None:
+        """:meth:`_consume`, cancelled with :class:`FeedStalled` after ``limit`` s of silence.
+
+        The watchdog compares the event count a few times per timeout, so the hot path pays
+        nothing for it.
+        """
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._consume(feed), name=f"feed:{self.name}:consume")
+        seen, quiet_since = self.events, loop.time()
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=min(limit / 4.0, 1.0))
+                if done:
+                    task.result()
+                    return
+                now = loop.time()
+                if self.events != seen or _quiet(feed) is not None:
+                    seen, quiet_since = self.events, now
+                elif now - quiet_since >= limit:
+                    self.stalls += 1
+                    raise FeedStalled(f"no events for {now - quiet_since:.1f}s "
+                                      f"(stall timeout {limit:g}s)")
+        finally:
+            if not task.done():
+                task.cancel()
+                # asyncio.wait, not `await task` under suppress(CancelledError): that would also
+                # swallow a cancel of *this* task (stop() during a stall restart), and the
+                # runner would never stop.
+                await asyncio.wait({task})
+                if not task.cancelled():
+                    task.exception()  # retrieved, so never logged as unhandled
+
     def health(self) -> dict[str, Any]:
         age = None if self.last_event_at is None else round(time.time() - self.last_event_at, 3)
+        state = self.state
+        if state == "running" and self.feed is not None:
+            state = _quiet(self.feed) or state
         return {
             "name": self.name,
-            "state": self.state,
+            "state": state,
             "events": self.events,
             "errors": self.errors,
             "restarts": self.restarts,
+            "stalls": self.stalls,
+            "stall_timeout_s": self.stall_timeout,
             "last_error": self.last_error,
             "last_event_age_s": age,
         }
+
+
+def _quiet(feed: Feed) -> str | None:
+    """The feed's own quiet state (``status()`` in :data:`QUIET_STATES`), if it reports one."""
+    status = getattr(feed, "status", None)
+    if not callable(status):
+        return None
+    try:
+        state = status()
+    except Exception:
+        return None
+    return state if state in QUIET_STATES else None

@@ -1,7 +1,8 @@
-"""Command line: ``ticker serve``, ``ticker feeds``.
+"""Command line: ``ticker serve``, ``ticker feeds``, ``ticker record``, ``ticker replay``.
 
-I/O shell. ``ticker serve`` prints ``listening on http://HOST:PORT`` as its first stdout line.
-SIGINT/SIGTERM close every socket with 1001 and exit 0.
+I/O shell. ``ticker serve`` (and ``ticker replay``) prints ``listening on http://HOST:PORT`` as its
+first stdout line; ``ticker record`` prints ``recording to DIR``. SIGINT/SIGTERM close every socket
+with 1001 and exit 0.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ticker import __version__
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ticker.bus import FeedSource
+    from ticker.events import Feed
+    from ticker.recorder import Recorder
 
 __all__ = ["build_parser", "main"]
 
@@ -43,9 +51,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default throttle window for new connections (default 100)")
     s.add_argument("--config", type=Path, default=None, help="TOML file with the same settings")
     s.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    s.add_argument("--record", type=Path, default=None, metavar="DIR",
+                   help="also record every event to Parquet files in DIR")
+    _recording_args(s)
 
     sub.add_parser("feeds", help="list available feed adapters and their options")
+
+    r = sub.add_parser("record", help="record feeds to Parquet files without serving")
+    r.add_argument("--feed", action="append", required=True, metavar="SPEC",
+                   help="feed to record, name[:key=value,...]; repeatable")
+    r.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the files")
+    r.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: on Ctrl-C, or when every feed finished)")
+    r.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    _recording_args(r)
+
+    rp = sub.add_parser("replay", help="serve a replay of recorded or downloaded market data")
+    rp.add_argument("path", type=Path, help="a data file (CSV, CSV.gz, Parquet) or a directory")
+    rp.add_argument("--speed", default="1", help="market seconds per second, or max (default 1)")
+    rp.add_argument("--start", default=None, help="from this market time (ISO 8601, epoch...)")
+    rp.add_argument("--end", default=None, help="up to this market time")
+    rp.add_argument("--symbols", default=None, help="only these symbols, +-separated")
+    rp.add_argument("--loop", action="store_true", help="start over at the end")
+    rp.add_argument("--columns", default=None, metavar="ROLE:NAME+...",
+                    help="column overrides, e.g. ts:Date+price:Close")
+    rp.add_argument("--symbol", default=None,
+                    help="symbol of a table without a symbol column (default: file name)")
+    rp.add_argument("--check", action="store_true",
+                    help="only load: print the one-line summary and exit (2 if unreadable)")
+    rp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    rp.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = a free port)")
+    rp.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p
+
+
+def _recording_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rotate-mb", type=float, default=64.0, metavar="MB",
+                   help="start a new file after MB of data (default 64)")
+    p.add_argument("--rotate-s", type=float, default=3600.0, metavar="S",
+                   help="start a new file after S seconds (default 3600)")
+    p.add_argument("--stall-timeout", type=float, default=None, metavar="S",
+                   help="restart a feed that sends nothing for S seconds (default: the feed's "
+                        "own setting, else never)")
 
 
 def _load_config(path: Path | None) -> dict[str, Any]:
@@ -105,25 +152,74 @@ def _serve_settings(args: argparse.Namespace) -> tuple[str, int, list[str], dict
 
 async def _serve(args: argparse.Namespace) -> int:
     from ticker.broadcaster import HubConfig
-    from ticker.registry import SpecError, source_from_spec
-    from ticker.server import create_app, serve
+    from ticker.server import create_app
 
     host, port, specs, hub_settings = _serve_settings(args)
-    sources = []
-    counts: dict[str, int] = {}
-    for spec in specs:
-        try:
-            name = spec.partition(":")[0].strip()
-            counts[name] = counts.get(name, 0) + 1
-            label = name if counts[name] == 1 else f"{name}#{counts[name]}"
-            sources.append(source_from_spec(spec, label=label))
-        except SpecError as exc:
-            raise UsageError(str(exc)) from exc
+    sources = _sources(specs, args.stall_timeout)
     try:
         config = HubConfig(**hub_settings)
     except TypeError as exc:
         raise UsageError(f"bad server setting: {exc}") from exc
-    app = create_app(sources, config)
+    recorder = None if args.record is None else _open_recorder(args.record, args)
+    app = create_app(sources, config, recorder=recorder)
+    return await _serve_app(app, host, port)
+
+
+def _sources(specs: Sequence[str], stall_timeout: float | None) -> list[FeedSource]:
+    """Feed sources for ``specs``, labelled ``name``, ``name#2``...
+
+    A plug-in that fails to import is reported by name and, when other feeds are fine, kept as a
+    source that retries its import with backoff (shown in /healthz) while the others run.
+    """
+    from ticker.registry import (
+        PluginError,
+        SpecError,
+        deferred_source,
+        parse_spec,
+        source_from_options,
+    )
+
+    sources: list[FeedSource] = []
+    broken: list[PluginError] = []
+    counts: dict[str, int] = {}
+    for spec in specs:
+        try:
+            name, opts = parse_spec(spec)
+            counts[name] = counts.get(name, 0) + 1
+            label = name if counts[name] == 1 else f"{name}#{counts[name]}"
+            sources.append(source_from_options(name, opts, label=label,
+                                               stall_timeout=stall_timeout))
+        except PluginError as exc:
+            broken.append(exc)
+            sources.append(deferred_source(spec, label=label))
+        except SpecError as exc:
+            raise UsageError(str(exc)) from exc
+    if broken and len(broken) == len(sources):
+        raise UsageError(str(broken[0]))
+    for err in broken:
+        print(f"ticker: {err} (the other feeds run; it is retried with backoff)",
+              file=sys.stderr)
+    return sources
+
+
+def _open_recorder(directory: Path, args: argparse.Namespace) -> Recorder:
+    from ticker.recorder import Recorder, RecorderError
+
+    if args.rotate_mb <= 0 or args.rotate_s <= 0:
+        raise UsageError("--rotate-mb and --rotate-s must be > 0")
+    rec = Recorder(directory, rotate_bytes=int(args.rotate_mb * 1024 * 1024),
+                   rotate_seconds=args.rotate_s)
+    try:
+        rec.open()
+    except RecorderError as exc:
+        raise UsageError(str(exc)) from exc
+    return rec
+
+
+async def _serve_app(app: web.Application, host: str, port: int) -> int:
+    """Serve ``app`` until SIGINT/SIGTERM; 1 when the address cannot be bound."""
+    from ticker.server import serve
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -135,6 +231,74 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"ticker: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _record(args: argparse.Namespace) -> int:
+    """``ticker record``: run the feeds into a recorder until a signal, the duration or the end."""
+    from ticker.bus import FeedRunner, MemoryBus
+
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be > 0")
+    sources = _sources(args.feed, args.stall_timeout)
+    rec = _open_recorder(args.out, args)
+    await rec.start()
+    bus = MemoryBus(rec.record)
+    runners = [FeedRunner(src, bus.publish) for src in sources]
+    for r in runners:
+        r.start()
+    print(f"recording to {args.out}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    deadline = None if args.duration is None else loop.time() + args.duration
+    while not stop.is_set():
+        if deadline is not None and loop.time() >= deadline:
+            break
+        if all(r.health()["state"] == "finished" for r in runners):
+            break
+        wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - loop.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+    for r in runners:
+        await r.stop()
+    await rec.aclose()
+    print(f"recorded {rec.written:,} events in {len(rec.files)} files to {args.out}", flush=True)
+    return 1 if rec.errors else 0
+
+
+def _replay_feed(args: argparse.Namespace) -> Feed:
+    """The replay feed for ``ticker replay``, its data loaded (errors: one line, exit 2)."""
+    from ticker.registry import SpecError, load
+
+    opts = {"path": str(args.path), "speed": args.speed, "loop": "yes" if args.loop else "no"}
+    for key in ("start", "end", "symbols", "columns", "symbol"):
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
+    try:
+        feed = load("replay")(opts)
+        report = feed.load()  # type: ignore[attr-defined]
+    except SpecError as exc:
+        raise UsageError(str(exc)) from exc
+    except ValueError as exc:
+        raise UsageError(f"replay: {exc}" if not str(exc).startswith("replay") else str(exc)
+                         ) from exc
+    if args.check:
+        print(report.summary())
+    if not report.events:
+        raise UsageError(f"nothing to replay in {args.path}: {report.summary()}")
+    return feed
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ticker.bus import FeedSource
+    from ticker.server import create_app
+
+    feed = _replay_feed(args)
+    if args.check:
+        return 0
+    return _run(_serve_app(create_app([FeedSource.of(feed)]), args.host, args.port))
 
 
 def _feeds() -> int:
@@ -169,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_serve(args))
         if args.command == "feeds":
             return _feeds()
+        if args.command in ("record", "replay"):
+            level = "WARNING" if getattr(args, "check", False) else args.log_level.upper()
+            logging.basicConfig(level=level, stream=sys.stderr,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            return _run(_record(args)) if args.command == "record" else _replay(args)
     except UsageError as exc:
         print(f"ticker: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,7 +1,9 @@
 """Feed discovery through entry points (group ``ticker.feeds``) and ``SPEC`` parsing.
 
 A plug-in is loaded only when selected (or listed), so a broken one cannot take the server down:
-its import error is reported by name. Built-in feeds register through the same group.
+its import error is reported by name (:class:`PluginError`), and ``deferred_source`` lets the
+server run the other feeds while the supervisor retries the import with backoff. Built-in feeds
+register through the same group.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from ticker.events import Feed, FeedFactory
 __all__ = [
     "GROUP",
     "FeedInfo",
+    "PluginError",
     "SpecError",
     "available",
+    "deferred_source",
     "describe",
     "load",
     "parse_spec",
+    "source_from_options",
     "source_from_spec",
 ]
 
@@ -30,6 +35,10 @@ GROUP = "ticker.feeds"
 
 class SpecError(ValueError):
     """A ``--feed`` SPEC that cannot be served: unknown feed, unknown or bad option."""
+
+
+class PluginError(SpecError):
+    """An installed plug-in that fails to import (its name and the error are in the message)."""
 
 
 def available(eps: Iterable[EntryPoint] | None = None) -> dict[str, EntryPoint]:
@@ -73,7 +82,7 @@ def load(name: str, eps: Mapping[str, EntryPoint] | None = None) -> FeedFactory:
     try:
         factory: FeedFactory = ep.load()
     except Exception as exc:
-        raise SpecError(f"feed {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"feed {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
     return factory
 
 
@@ -83,17 +92,52 @@ def source_from_spec(
     """A restartable :class:`FeedSource` for ``spec``; the options are checked now.
 
     Raises:
-        SpecError: unknown feed, unknown option or bad value.
+        SpecError: unknown feed, unknown option or bad value (:class:`PluginError`: the plug-in
+            fails to import).
     """
     name, opts = parse_spec(spec)
+    return source_from_options(name, opts, eps, label)
+
+
+def source_from_options(name: str, opts: Mapping[str, str],
+                        eps: Mapping[str, EntryPoint] | None = None, label: str | None = None,
+                        *, stall_timeout: float | None = None) -> FeedSource:
+    """Like :func:`source_from_spec`, options given as a mapping (values need no escaping).
+
+    Args:
+        stall_timeout: restart the feed after this many seconds without an event; default the
+            factory's ``stall_timeout`` attribute, if it has one (else never).
+
+    Raises:
+        SpecError: unknown feed, unknown option or bad value.
+    """
     factory = load(name, eps)
     try:
         first: list[Feed] = [factory(opts)]
     except ValueError as exc:
         raise SpecError(f"feed {name!r}: {exc}") from exc
+    except Exception as exc:  # a plug-in's bug is still one line, not a traceback
+        raise SpecError(f"feed {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
 
     def make() -> Feed:
         return first.pop() if first else factory(opts)
+
+    if stall_timeout is None:
+        stall_timeout = getattr(factory, "stall_timeout", None)
+    return FeedSource(label or name, make, stall_timeout)
+
+
+def deferred_source(spec: str, eps: Mapping[str, EntryPoint] | None = None,
+                    label: str | None = None) -> FeedSource:
+    """A source that imports its plug-in at every (re)start: for a plug-in that fails to import.
+
+    The supervisor shows the import error in ``/healthz`` and retries with backoff, so the other
+    feeds run meanwhile, and installing a missing dependency heals it without a restart.
+    """
+    name, opts = parse_spec(spec)
+
+    def make() -> Feed:
+        return load(name, eps)(opts)
 
     return FeedSource(label or name, make)
 
