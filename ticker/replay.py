@@ -316,8 +316,9 @@ def _datetimes_to_ms(values: pd.Series | pd.DatetimeIndex) -> Floats:
     idx = pd.DatetimeIndex(values)
     if idx.tz is not None:
         idx = idx.tz_convert("UTC").tz_localize(None)
-    ns = idx.as_unit("ns").asi8.astype(np.float64)
-    out: Floats = ns / 1e6
+    ns = idx.as_unit("ns").asi8
+    # Whole ms and the remainder apart: ns since 1970 do not fit a float64 exactly.
+    out: Floats = (ns // 1_000_000).astype(np.float64) + (ns % 1_000_000) / 1e6
     out[np.asarray(idx.isna())] = np.nan
     return out
 
@@ -492,7 +493,7 @@ class Tape:
         if symbols is not None:
             wanted = {s.upper() for s in symbols}
             upper = pd.Series(self.symbol, dtype=object).str.upper()
-            hit = upper.isin(wanted).to_numpy(dtype=bool)
+            hit = upper.isin(wanted).to_numpy(dtype=bool, copy=True)
             if self.is_news is not None and self.tags is not None:
                 news = self.is_news
                 tagged = np.fromiter(
@@ -994,7 +995,7 @@ def parse_command(body: Any) -> Command:
     if action == "speed":
         raw = body.get("speed")
         speed = math.inf if raw == "max" else _number(raw)
-        if speed is None or not 0 < speed <= 1e9:
+        if speed is None or not (0 < speed <= 1e9 or speed == math.inf):
             raise ReplayError("speed needs 'speed': a number in (0, 1e9] or \"max\"")
         return Command("speed", speed=speed, feed=feed)
     raise ReplayError("'action' must be one of pause, resume, seek, speed")
