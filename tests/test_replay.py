@@ -351,6 +351,14 @@ def test_concat_merges_by_clock_and_keeps_file_order_on_ties(parts: list[list[in
     assert key == sorted(key)
 
 
+def test_recordings_keep_ingest_order_across_files() -> None:
+    first, second = tape_of([5.0, 7.0], ["A", "B"]), tape_of([6.0, 8.0], ["C", "D"])
+    merged = concat([first, second], keep_order=True)
+    assert merged.symbol.tolist() == ["A", "B", "C", "D"]
+    assert merged.clock.tolist() == [5.0, 7.0, 7.0, 8.0]
+    assert merged.ts.tolist() == [5.0, 7.0, 6.0, 8.0], "ts is what was recorded"
+
+
 def test_select_by_time_and_symbol() -> None:
     tape = tape_of([1, 2, 3, 4], ["A", "b", "A", "C"])
     assert tape.select(start=2, end=3).clock.tolist() == [2, 3]

@@ -507,8 +507,12 @@ class Tape:
         return replace(self.take(keep), listed=listed)
 
 
-def concat(tapes: Sequence[Tape]) -> Tape:
-    """One tape from several, merged in ``clock`` order (stable: ties keep file order). Pure."""
+def concat(tapes: Sequence[Tape], *, keep_order: bool = False) -> Tape:
+    """One tape from several, merged in ``clock`` order (stable: ties keep file order). Pure.
+
+    With ``keep_order`` (recordings, in file order) the rows stay in the given order and the
+    clock is the running maximum of ``ts`` across all of them: ingest order is the truth.
+    """
     tapes = [t for t in tapes if len(t) or t.listed]
     if not tapes:
         return Tape.empty()
@@ -539,6 +543,8 @@ def concat(tapes: Sequence[Tape]) -> Tape:
         **({f: cat(f) for f in news} if has_news else {}),
         listed=tuple(dict.fromkeys(s for t in tapes for s in t.listed)),
     )
+    if keep_order:
+        return replace(merged, clock=np.maximum.accumulate(merged.ts))
     if len(merged) > 1 and not bool(np.all(merged.clock[1:] >= merged.clock[:-1])):
         merged = replace(merged.take(np.argsort(merged.clock, kind="stable")), listed=merged.listed)
     return merged
@@ -1215,7 +1221,7 @@ def load(
         layouts.append(layout.kind)
         ignored.extend(layout.ignored)
         tapes.append(tape)
-    tape = concat(tapes)
+    tape = concat(tapes, keep_order=bool(layouts) and set(layouts) == {"recording"})
     report = LoadReport(
         files=len(files),
         rows=counts.rows,
