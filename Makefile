@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install system-deps run test lint style check bench clean
+.PHONY: install system-deps run test browser lint style check bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ run: install
 
 test: install system-deps
 	$(BIN)/python -m pytest -q
+	node --test tests/js/
+
+# The dashboard in headless Chromium only (also part of `make test`).
+browser: install system-deps
+	$(BIN)/python -m pytest -q -m browser
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,458 @@
+// The price chart: one plotly graph div, fed by app.js, drawn at most once per animation frame.
+// Candles: Plotly.react of the bars near the live edge (the forming bar changes in place).
+// Line: Plotly.extendTraces of the new points (bounded by maxPoints), react only when reset.
+
+import {
+  BarSeries,
+  DEFAULT_MAX_POINTS,
+  INTERVALS,
+  LineSeries,
+  nearestY,
+  plotTime,
+  stickyRange,
+  visibleRange,
+} from "./logic.js";
+
+const FOLLOW_BARS = 150; // bars in view while following the live edge
+const MAX_MARKERS = 100;
+const COST_FACTOR = 4; // at most one draw per 4 draw-costs: <= ~25% of the main thread
+const MAX_GAP_MS = 250; // however slow a draw, the chart still moves 4 times a second
+const TZ = new Date().getTimezoneOffset();
+
+function esc(s) {
+  return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+function wrap(s, width = 56) {
+  const words = String(s).split(/\s+/);
+  const lines = [];
+  let cur = "";
+  for (const w of words) {
+    if (cur && cur.length + 1 + w.length > width) {
+      lines.push(cur);
+      cur = w;
+    } else {
+      cur = cur ? cur + " " + w : w;
+    }
+  }
+  if (cur) lines.push(cur);
+  return lines.map(esc).join("<br>");
+}
+
+/** Plotly's date-axis range value (a "YYYY-MM-DD HH:MM:SS.sss" string or ms) -> plot ms. */
+function rangeMs(v) {
+  if (typeof v === "number") return v;
+  return Date.parse(String(v).replace(" ", "T") + (String(v).length <= 10 ? "T00:00:00Z" : "Z"));
+}
+
+export class PriceChart {
+  /**
+   * @param {HTMLElement} gd the graph div
+   * @param {{maxPoints?: number, onFollow?: (following: boolean) => void}} opts
+   */
+  constructor(gd, opts = {}) {
+    this.gd = gd;
+    this.maxPoints = opts.maxPoints ?? DEFAULT_MAX_POINTS;
+    this.onFollow = opts.onFollow ?? (() => {});
+    this.symbol = null;
+    this.interval = "1s";
+    this.mode = "candles";
+    this.series = null;
+    this.news = []; // {ts, headline, source}
+    this.theme = null;
+    this.following = true;
+    this.loading = false;
+    this.buffer = [];
+    this.dirty = false;
+    this.plotted = false; // the graph holds this.series' traces (extendTraces is safe)
+    this.needsFull = true;
+    this.revision = 0;
+    this.renders = 0;
+    this.ready = false;
+    this.listening = false;
+    this.lastRender = -Infinity;
+    this.cost = null; // moving average of a draw's cost (ms)
+  }
+
+  get key() {
+    return `${this.symbol}|${this.interval}|${this.mode}`;
+  }
+
+  get intervalMs() {
+    return this.mode === "line" ? INTERVALS["1s"] : INTERVALS[this.interval];
+  }
+
+  /** Start a new chart (symbol, interval or mode changed): empty series, waiting for backfill. */
+  open(symbol, interval, mode) {
+    this.symbol = symbol;
+    this.interval = interval;
+    this.mode = mode;
+    this.series =
+      mode === "line" ? new LineSeries(this.maxPoints) : new BarSeries(INTERVALS[interval], this.maxPoints);
+    this.news = [];
+    this.following = true;
+    this.yRange = null;
+    this.volRange = null;
+    this.onFollow(true);
+    this.beginBackfill();
+    this.plotted = false;
+    this.needsFull = true;
+    this.dirty = true;
+  }
+
+  /** Live updates are buffered until the backfill arrives (history holds them already). */
+  beginBackfill() {
+    this.loading = true;
+    this.buffer = [];
+  }
+
+  /** Merge `/api/history` (body of the response) and replay buffered updates newer than it. */
+  backfill(body) {
+    const s = this.series;
+    if (s && body && body.bars) {
+      if (this.mode === "line") s.merge(body.bars, body.interval_ms);
+      else s.merge(body.bars, body.last_ts);
+    }
+    this.endBackfill(body && Number.isFinite(body.last_ts) ? body.last_ts : -Infinity);
+  }
+
+  endBackfill(lastTs = -Infinity) {
+    const buf = this.buffer;
+    this.loading = false;
+    this.buffer = [];
+    for (const u of buf) if (u[0] > lastTs) this.update(u[0], u[1], u[2]);
+    this.needsFull = true;
+    this.dirty = true;
+  }
+
+  /** One live update of the charted symbol. */
+  update(ts, price, opts) {
+    if (!this.series) return;
+    if (this.loading) {
+      if (this.buffer.length < this.maxPoints) this.buffer.push([ts, price, opts]);
+      return;
+    }
+    this.series.add(ts, price, opts);
+    this.dirty = true;
+  }
+
+  addNews(item) {
+    if (!item || !(item.symbols || []).includes(this.symbol)) return;
+    this.news.push(item);
+    if (this.news.length > MAX_MARKERS) this.news.shift();
+    this.needsFull = true;
+    this.dirty = true;
+  }
+
+  setTheme(theme) {
+    this.theme = theme;
+    this.needsFull = true;
+    this.dirty = true;
+  }
+
+  follow() {
+    this.following = true;
+    this.onFollow(true);
+    this.needsFull = true;
+    this.dirty = true;
+  }
+
+  /** Total points in the graph's traces (what the tests watch grow). */
+  pointCount() {
+    return (this.gd.data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
+  }
+
+  // Drawing ------------------------------------------------------------------------------------
+
+  layout(xRange, yRange, volRange) {
+    const th = this.theme;
+    const candles = this.mode === "candles";
+    const axis = {
+      gridcolor: th.grid,
+      linecolor: th.line,
+      zeroline: false,
+      tickfont: { size: 10, color: th.muted },
+      automargin: false,
+    };
+    const lay = {
+      uirevision: this.key,
+      datarevision: this.revision,
+      paper_bgcolor: th.panel,
+      plot_bgcolor: th.panel,
+      font: { family: th.font, size: 11, color: th.text },
+      margin: { l: 8, r: 58, t: 6, b: 22 },
+      showlegend: false,
+      dragmode: "pan",
+      hovermode: "x",
+      hoverlabel: { bgcolor: th.panel2, bordercolor: th.line, font: { color: th.text, size: 11 } },
+      xaxis: {
+        ...axis,
+        type: "date",
+        rangeslider: { visible: false },
+        showspikes: true,
+        spikemode: "across",
+        spikethickness: 1,
+        spikecolor: th.muted,
+        spikedash: "dot",
+        hoverformat: "%H:%M:%S",
+        tickformatstops: [
+          { dtickrange: [null, 60000], value: "%H:%M:%S" },
+          { dtickrange: [60000, 86400000], value: "%H:%M" },
+          { dtickrange: [86400000, null], value: "%b %d" },
+        ],
+      },
+      yaxis: {
+        ...axis,
+        side: "right",
+        tickformat: ",.2f",
+        domain: candles ? [0.2, 1] : [0, 1],
+        fixedrange: false,
+      },
+    };
+    if (xRange) {
+      lay.xaxis.range = xRange;
+      lay.xaxis.autorange = false;
+    } else {
+      lay.xaxis.autorange = true;
+    }
+    if (yRange) {
+      lay.yaxis.range = yRange;
+      lay.yaxis.autorange = false;
+    } else {
+      lay.yaxis.autorange = true;
+    }
+    if (candles) {
+      lay.yaxis2 = {
+        ...axis,
+        domain: [0, 0.16],
+        side: "right",
+        showgrid: false,
+        showticklabels: false,
+        fixedrange: true,
+        range: volRange || [0, 1],
+        autorange: false,
+      };
+    }
+    return lay;
+  }
+
+  markers(xs, ys) {
+    const th = this.theme;
+    const mx = [];
+    const my = [];
+    const text = [];
+    if (xs.length) {
+      const first = xs[0];
+      for (const n of this.news) {
+        const x = plotTime(n.ts, TZ);
+        if (x < first) continue;
+        const y = nearestY(xs, ys, x);
+        if (y === undefined) continue;
+        mx.push(x);
+        my.push(y);
+        text.push(`${wrap(n.headline)}<br><span style="color:${th.muted}">${esc(n.source || "")}</span>`);
+      }
+    }
+    return {
+      type: "scatter",
+      mode: "markers",
+      x: mx,
+      y: my,
+      text,
+      hovertemplate: "%{text}<extra></extra>",
+      marker: { symbol: "triangle-down", size: 9, color: th.accent, line: { width: 1, color: th.panel } },
+      cliponaxis: false,
+    };
+  }
+
+  candleTraces() {
+    const th = this.theme;
+    const s = this.series;
+    const n = s.length;
+    const half = s.intervalMs / 2;
+    // While following, only the bars near the live edge are handed to plotly: redraw cost stays
+    // flat however many bars (up to maxPoints) are kept for panning back.
+    const from = this.following ? Math.max(0, n - FOLLOW_BARS * 3) : 0;
+    const x = new Array(n - from);
+    for (let i = from; i < n; i++) x[i - from] = plotTime(s.t[i] + half, TZ);
+    const open = s.open.slice(from);
+    const high = s.high.slice(from);
+    const low = s.low.slice(from);
+    const close = s.close.slice(from);
+    const volume = s.volume.slice(from);
+    const volColor = close.map((c, i) => (c >= open[i] ? th.upVol : th.downVol));
+    const traces = [
+      {
+        type: "candlestick",
+        name: this.symbol,
+        x,
+        open,
+        high,
+        low,
+        close,
+        increasing: { line: { color: th.up, width: 1 }, fillcolor: th.up },
+        decreasing: { line: { color: th.down, width: 1 }, fillcolor: th.down },
+        whiskerwidth: 0,
+        hoverlabel: { namelength: 0 },
+      },
+      {
+        type: "bar",
+        x,
+        y: volume,
+        yaxis: "y2",
+        marker: { color: volColor, line: { width: 0 } },
+        hoverinfo: "skip",
+      },
+      this.markers(x, high),
+    ];
+    let xRange = null;
+    let yRange = null;
+    let volRange = null;
+    if (x.length) {
+      let x0;
+      let x1;
+      if (this.following) {
+        // Both edges move only when a bar opens: no axis redraw while the forming bar updates.
+        const last = x[x.length - 1];
+        x0 = Math.max(x[0], last - FOLLOW_BARS * s.intervalMs) - half * 1.5;
+        x1 = last + s.intervalMs * 3;
+      } else {
+        const r = this.gd._fullLayout?.xaxis?.range;
+        if (r) [x0, x1] = r.map(rangeMs);
+      }
+      if (Number.isFinite(x0) && Number.isFinite(x1)) {
+        xRange = [x0, x1];
+        const vr = visibleRange(x, low, high, x0, x1);
+        if (vr) yRange = this.yRange = stickyRange(this.yRange, vr[0], vr[1]);
+        const vv = visibleRange(x, volume, volume, x0, x1);
+        const vmax = vv && vv[1] > 0 ? vv[1] : 1;
+        const r = stickyRange(this.volRange, 0, vmax, { pad: 0.05, minFill: 0.3 });
+        volRange = this.volRange = r[0] === 0 ? r : [0, r[1]];
+      }
+    }
+    return { traces, xRange, yRange, volRange };
+  }
+
+  lineTraces() {
+    const th = this.theme;
+    const s = this.series;
+    const x = s.x.map((t) => plotTime(t, TZ));
+    const y = s.y.slice();
+    const band = th.band;
+    return [
+      { type: "scatter", mode: "lines", x, y: s.hi.slice(), line: { width: 0, color: band }, hoverinfo: "skip" },
+      {
+        type: "scatter",
+        mode: "lines",
+        x: x.slice(),
+        y: s.lo.slice(),
+        line: { width: 0, color: band },
+        fill: "tonexty",
+        fillcolor: band,
+        hoverinfo: "skip",
+      },
+      {
+        type: "scatter",
+        mode: "lines",
+        name: this.symbol,
+        x: x.slice(),
+        y,
+        line: { width: 1.4, color: th.accent },
+        hovertemplate: "%{y:,.2f}<extra></extra>",
+      },
+      this.markers(x, y),
+    ];
+  }
+
+  /**
+   * Draw if anything changed since the last draw, at most once per animation frame and, under
+   * load, no more often than every few render costs (a plotly redraw is a full one: axes, traces,
+   * hover layers), so the chart never takes more than about a quarter of the main thread.
+   * @param {object} Plotly
+   * @param {number} t now (ms)
+   * @returns {number} 0 when done (or nothing to do), else when to call again (ms)
+   */
+  render(Plotly, t) {
+    if (!this.dirty || !this.series || !this.theme || !Plotly) return 0;
+    const due = this.lastRender + this.minGap();
+    if (t < due && !this.needsFull) return due;
+    this.dirty = false;
+    const t0 = performance.now();
+    const gd = this.gd;
+    const config = { displayModeBar: false, displaylogo: false, responsive: false, scrollZoom: true };
+    if (this.mode === "line") {
+      const step = this.series.take();
+      const n = this.series.length;
+      if (!this.plotted || this.needsFull || step.full) {
+        this.revision++;
+        // Following: both axes autorange (the whole bounded line is in view). Not following:
+        // keep the range the user panned or zoomed to.
+        const fl = this.following ? null : gd._fullLayout;
+        const xr = fl?.xaxis?.range ? fl.xaxis.range.map(rangeMs) : null;
+        const yr = fl?.yaxis?.range ? fl.yaxis.range.slice() : null;
+        const lay = this.layout(xr, yr, null);
+        Plotly.react(gd, this.lineTraces(), lay, config);
+      } else if (step.from < n) {
+        const s = this.series;
+        const xs = [];
+        for (let i = step.from; i < n; i++) xs.push(plotTime(s.x[i], TZ));
+        Plotly.extendTraces(
+          gd,
+          { x: [xs, xs.slice(), xs.slice()], y: [s.hi.slice(step.from), s.lo.slice(step.from), s.y.slice(step.from)] },
+          [0, 1, 2],
+          this.maxPoints,
+        );
+      } else {
+        return 0;
+      }
+    } else {
+      this.revision++;
+      const { traces, xRange, yRange, volRange } = this.candleTraces();
+      Plotly.react(gd, traces, this.layout(xRange, yRange, volRange), config);
+    }
+    this.plotted = true;
+    this.needsFull = false;
+    this.renders++;
+    const cost = performance.now() - t0;
+    this.cost = this.cost === null ? cost : this.cost * 0.8 + cost * 0.2;
+    this.lastRender = t;
+    if (!this.listening && gd.on) {
+      this.listening = true;
+      gd.on("plotly_relayout", (ev) => this.onRelayout(ev));
+    }
+    return 0;
+  }
+
+  /** Whether render() would draw now. */
+  due(t) {
+    return Boolean(this.dirty && this.series && this.theme) &&
+      (this.needsFull || t >= this.lastRender + this.minGap());
+  }
+
+  minGap() {
+    return this.cost === null ? 0 : Math.min(MAX_GAP_MS, Math.max(0, this.cost * COST_FACTOR));
+  }
+
+  onRelayout(ev) {
+    if (!ev) return;
+    if (ev["xaxis.autorange"] === true || ev["xaxis.autorange"] === "reversed") {
+      if (!this.following) this.follow();
+      return;
+    }
+    if ("xaxis.range[0]" in ev || "xaxis.range" in ev) {
+      if (this.following) {
+        this.following = false;
+        this.onFollow(false);
+      }
+      // Candles: refit y to what the user now looks at.
+      if (this.mode === "candles") {
+        this.needsFull = true;
+        this.dirty = true;
+      }
+    }
+  }
+
+  resize(Plotly) {
+    if (this.plotted && Plotly) Plotly.Plots.resize(this.gd);
+  }
+}
