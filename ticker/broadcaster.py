@@ -24,7 +24,7 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from ticker import __version__
@@ -114,6 +114,18 @@ class HubConfig:
     burst: float = 60.0
     heartbeat_s: float = 20.0
     history_ticks: int = 10_000
+
+    def __post_init__(self) -> None:
+        # Settings come from TOML and flags: a wrong type or sign is a usage error at start-up,
+        # not a TypeError in the middle of serving.
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+                raise ValueError(f"{f.name} must be a number >= 0, got {v!r}")
+            if type(f.default) is int and not isinstance(v, int):
+                raise ValueError(f"{f.name} must be an integer, got {v!r}")
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError(f"rate must be > 0 and burst >= 1, got {self.rate!r}, {self.burst!r}")
 
 
 def effective_window(ms: float, max_ms: float) -> int:
@@ -431,15 +443,24 @@ class Hub:
         clients = list(self.clients)
         if not clients:
             return
+        deadline = self.loop.time() + wait
 
         async def one(c: Client) -> None:
             try:
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout_at(deadline):
                     await c.close(code, message)
             except (TimeoutError, ConnectionError, RuntimeError):
                 c.transport.abort()
 
         await asyncio.gather(*(one(c) for c in clients), return_exceptions=True)
+        # A close frame queued behind unsent bytes is lost if the process exits first: let slow
+        # readers drain until the deadline, then abort whatever is still stuck.
+        stuck = [c for c in clients if c.transport.get_write_buffer_size()]
+        while stuck and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            stuck = [c for c in stuck if c.transport.get_write_buffer_size()]
+        for c in stuck:
+            c.transport.abort()
 
     def _close(self, c: Client, code: int, reason: str) -> None:
         """Close one connection in the background (its buffer may be full: abort if stuck)."""

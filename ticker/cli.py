@@ -145,8 +145,6 @@ def _serve_settings(args: argparse.Namespace) -> tuple[str, int, list[str], dict
         hub["throttle_ms"] = cfg["throttle_ms"]
     if args.throttle_ms is not None:
         hub["throttle_ms"] = args.throttle_ms
-    if hub.get("throttle_ms", 0) < 0:
-        raise UsageError("throttle-ms must be >= 0")
     return host, port, feeds, hub
 
 
@@ -158,7 +156,7 @@ async def _serve(args: argparse.Namespace) -> int:
     sources = _sources(specs, args.stall_timeout)
     try:
         config = HubConfig(**hub_settings)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # HubConfig checks types and signs
         raise UsageError(f"bad server setting: {exc}") from exc
     recorder = None if args.record is None else _open_recorder(args.record, args)
     app = create_app(sources, config, recorder=recorder)
