@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
@@ -342,15 +343,20 @@ def parse_timestamps(values: pd.Series) -> Floats:
     if pd.api.types.is_numeric_dtype(values.dtype):
         return epoch_to_ms(values.to_numpy(dtype=np.float64, na_value=np.nan))
     out = np.full(n, np.nan)
-    text = values.astype("string").str.strip()
-    present = text.notna().to_numpy() & (text.str.len() > 0).fillna(False).to_numpy(dtype=bool)
+    text = values.astype("string")
+    present = text.notna().to_numpy(dtype=bool)
     if not present.any():
         return out
-    nums = pd.to_numeric(text.where(present), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    isnum = present & ~np.isnan(nums)
-    if isnum.any():
+    # A sample decides the costly passes: strip only padded columns, and try numbers (epochs)
+    # only when some values are numbers (``to_numeric`` over a million ISO strings is slow).
+    sample = text[present].iloc[:256]
+    if bool((sample.str.strip() != sample).any()):
+        text = text.str.strip()
+        sample = text[present].iloc[:256]
+    isnum = np.zeros(n, dtype=bool)
+    if bool(pd.to_numeric(sample, errors="coerce").notna().any()):
+        nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        isnum = present & ~np.isnan(nums)
         out[isnum] = epoch_to_ms(nums[isnum])
     rest = present & ~isnum
     if rest.any():
@@ -586,10 +592,18 @@ def _non_negative_or_nan(a: Floats) -> Floats:
 
 
 def _strings(col: pd.Series) -> Objects:
-    """Stripped strings; missing or blank -> None."""
-    s = col.astype("string").str.strip()
-    s = s.where(s.str.len() > 0)
-    return s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
+    """Stripped strings; missing or blank -> None.
+
+    Through the distinct values (``factorize``): symbols repeat, so this strips and allocates
+    each once, and the result shares their string objects.
+    """
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    u = pd.Series(uniques, dtype=object).astype(str).str.strip()
+    table = np.concatenate(
+        [u.where(u.str.len() > 0, None).to_numpy(dtype=object), np.array([None], dtype=object)]
+    )
+    out: Objects = table[codes]  # code -1 (missing) picks the trailing None
+    return out
 
 
 def normalise(
@@ -673,7 +687,8 @@ def normalise(
 def _normalise_recording(df: pd.DataFrame, counts: _Counts) -> Tape:
     """A recorder table: ticks and news keep their ingest order; listings become ``listed``."""
     counts.rows += len(df)
-    kind = df["kind"].astype(object).to_numpy()
+    codes, kinds = pd.factorize(df["kind"])
+    kind = np.asarray(kinds, dtype=object)[codes] if len(kinds) else np.full(len(df), None)
     is_listing = kind == "listing"
     listed: list[str] = []
     if is_listing.any() and "symbols" in df:
@@ -688,7 +703,15 @@ def _normalise_recording(df: pd.DataFrame, counts: _Counts) -> Tape:
     bad_time = np.isnan(ts) & (is_news | is_tick)
     bad_price = is_tick & ~bad_time & ~(price > 0)
     no_symbol = is_tick & ~bad_time & ~bad_price & pd.isna(syms)
-    headline = _strings(df["headline"]) if "headline" in df else _none_objects(len(df))
+
+    def text(name: str) -> Objects:
+        """A news column, read for the news rows only (None elsewhere)."""
+        out = _none_objects(len(df))
+        if name in df and is_news.any():
+            out[is_news] = _strings(df[name][is_news])
+        return out
+
+    headline = text("headline")
     no_headline = is_news & ~bad_time & pd.isna(headline)
     counts.add("bad time", int(bad_time.sum()))
     counts.add("bad price", int(bad_price.sum()))
@@ -700,10 +723,6 @@ def _normalise_recording(df: pd.DataFrame, counts: _Counts) -> Tape:
         out: Floats = (
             clean(_numbers(df[name]))[keep] if name in df else _nan_floats(int(keep.sum()))
         )
-        return out
-
-    def text(name: str) -> Objects:
-        out: Objects = (_strings(df[name]) if name in df else _none_objects(len(df)))[keep]
         return out
 
     news = is_news[keep]
@@ -727,10 +746,10 @@ def _normalise_recording(df: pd.DataFrame, counts: _Counts) -> Tape:
         num("volume", _non_negative_or_nan),
         num("prev_close", _positive_or_nan),
         news,
-        text("headline"),
-        text("source"),
-        text("url"),
-        text("summary"),
+        headline[keep],
+        text("source")[keep],
+        text("url")[keep],
+        text("summary")[keep],
         tags,
         tuple(dict.fromkeys(listed)),
     )
@@ -751,20 +770,45 @@ def _optional(a: Floats) -> Iterable[float | None]:
     return o.tolist()  # type: ignore[no-any-return]
 
 
+# Building ticks column-wise. ``Tick`` is a frozen slots dataclass: its generated __init__ sets
+# each field through ``object.__setattr__`` (about 1 µs a tick, the replay's main cost). For a
+# batch, we allocate the instances and fill each slot for all of them with ``map`` over the slot
+# descriptor's setter: C speed, no Python frame per tick, and the very same objects (equal,
+# hashable, frozen afterwards). Fields this module does not know get their default; a Tick with
+# a __post_init__ (validation) would be built the ordinary way.
+_TICK_FIELDS = tuple(f.name for f in fields(Tick))
+_TICK_SETTERS = tuple(Tick.__dict__[name].__set__ for name in _TICK_FIELDS)
+_TICK_DEFAULTS = {f.name: f.default for f in fields(Tick) if f.default is not MISSING}
+_FAST_TICKS = not hasattr(Tick, "__post_init__") and set(_TICK_FIELDS) <= {
+    "symbol",
+    "price",
+    "ts",
+    *_TICK_DEFAULTS,
+}
+_consume = deque[Any](maxlen=0).extend
+
+
 def _ticks(tape: Tape, i: int, j: int) -> list[Event]:
-    return list(
-        map(
-            Tick,
-            tape.symbol[i:j].tolist(),
-            tape.price[i:j].tolist(),
-            tape.ts[i:j].tolist(),
-            _optional(tape.size[i:j]),
-            _optional(tape.bid[i:j]),
-            _optional(tape.ask[i:j]),
-            _optional(tape.volume[i:j]),
-            _optional(tape.prev_close[i:j]),
-        )
-    )
+    n = j - i
+    cols: dict[str, Iterable[Any]] = {
+        "symbol": tape.symbol[i:j].tolist(),
+        "price": tape.price[i:j].tolist(),
+        "ts": tape.ts[i:j].tolist(),
+        "size": _optional(tape.size[i:j]),
+        "bid": _optional(tape.bid[i:j]),
+        "ask": _optional(tape.ask[i:j]),
+        "volume": _optional(tape.volume[i:j]),
+        "prev_close": _optional(tape.prev_close[i:j]),
+    }
+    if not _FAST_TICKS:
+        return [
+            Tick(**dict(zip(cols, row, strict=True))) for row in zip(*cols.values(), strict=True)
+        ]
+    out: list[Event] = list(map(object.__new__, repeat(Tick, n)))
+    for name, setter in zip(_TICK_FIELDS, _TICK_SETTERS, strict=True):
+        values = cols[name] if name in cols else repeat(_TICK_DEFAULTS[name], n)
+        _consume(map(setter, out, values))
+    return out
 
 
 def events_between(tape: Tape, i: int, j: int) -> list[Event]:
