@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,23 @@ async def test_unsubscribe_excludes_symbol_from_star(srv: Server) -> None:
     assert snap["quotes"]["MSFT"]["price"] == 202.0
     await srv.push(tick("MSFT", 203.0))
     assert (await recv_type(ws, "delta"))["quotes"]["MSFT"]["price"] == 203.0
+
+
+async def test_changing_subscription_keeps_pending_ticks(srv: Server) -> None:
+    """A client alone in its window changes its subscription while a tick is pending there: the
+    tick still reaches it (the window is not dropped and made afresh from the book)."""
+    ws, _ = await srv.subscribed(["AAPL"], throttle_ms=400)
+    await srv.push(tick("AAPL", 101.0))
+    assert (await recv_type(ws, "delta"))["quotes"]["AAPL"]["price"] == 101.0
+    await srv.push(tick("AAPL", 102.0, size=7))  # pending until the window's next flush
+    await ws.send_json({"op": "subscribe", "symbols": ["MSFT"], "id": 1})
+    assert (await recv(ws))["type"] == "ack"
+    assert set((await recv(ws))["quotes"]) == {"MSFT"}
+    await ws.send_json({"op": "unsubscribe", "symbols": ["MSFT"], "id": 2})
+    assert (await recv(ws))["type"] == "ack"
+    d = await recv_type(ws, "delta")
+    assert d["quotes"]["AAPL"]["price"] == 102.0
+    assert d["quotes"]["AAPL"]["volume"] == 17
 
 
 # throttle, resync, ping
@@ -719,3 +737,88 @@ async def test_static_never_leaves_web_dir(srv: Server) -> None:
         assert status in (400, 403, 404), (target, status)
         for secret in secrets:
             assert secret[:40] not in body, target
+
+
+# consistency under a random mix of ops while ticks flow
+
+
+def apply_frame(state: dict[str, dict[str, Any]], f: Frame) -> None:
+    """What a client does with a snapshot or a delta."""
+    if f["type"] == "snapshot":
+        for sym, q in f["quotes"].items():
+            state[sym] = dict(q)
+    elif f["type"] == "delta":
+        for sym, d in f["quotes"].items():
+            state.setdefault(sym, {}).update(
+                {k: v for k, v in d.items() if k not in ("w_high", "w_low", "w_count")}
+            )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
+    aiohttp_client: AiohttpClient, seed: int
+) -> None:
+    rng = random.Random(seed)
+    syms = [f"R{i}" for i in range(12)]
+    srv = await Server.start(aiohttp_client, [Listing(tuple(syms))])
+    # Another client in the same windows, so the windows' state is shared and moves on.
+    await srv.subscribed(["*"], throttle_ms=50)
+    ws, hello = await srv.connect()
+    (client,) = [c for c in srv.hub.clients if c.session == hello["session"]]
+    frames: list[Frame] = []
+
+    async def read() -> None:
+        async for msg in ws:
+            frames.append(orjson.loads(msg.data))
+
+    reader = asyncio.get_running_loop().create_task(read())
+    subscribed: set[str] = set()
+    star = False
+    for _ in range(60):
+        op = rng.choice(["ticks", "ticks", "ticks", "sub", "unsub", "throttle", "resync", "star"])
+        if op == "ticks":
+            await srv.push(
+                *(
+                    tick(rng.choice(syms), round(rng.uniform(50, 150), 2), size=rng.randint(1, 9))
+                    for _ in range(rng.randint(1, 30))
+                )
+            )
+        elif op == "sub":
+            pick = rng.sample(syms, 3)
+            subscribed |= set(pick)
+            await ws.send_json({"op": "subscribe", "symbols": pick})
+        elif op == "unsub":
+            pick = rng.sample(syms, 2)
+            subscribed -= set(pick)
+            await ws.send_json({"op": "unsubscribe", "symbols": pick})
+        elif op == "throttle":
+            await ws.send_json({"op": "throttle", "ms": rng.choice([0, 10, 50, 120])})
+        elif op == "resync":
+            await ws.send_json({"op": "resync"})
+        elif op == "star" and not star:
+            star = True
+            await ws.send_json({"op": "subscribe", "symbols": ["*"]})
+        await asyncio.sleep(rng.choice([0, 0.005, 0.02]))
+    await ws.send_json({"op": "ping", "t": 0})
+    await until(lambda: any(f["type"] == "pong" for f in frames), what="every op served")
+    seqs: list[int] = []
+    book = srv.hub.book.quotes
+    want = [s for s in client.sub.resolve(srv.hub.book.known) if s in book]
+    if not star:
+        assert set(want) == subscribed & set(book)
+    state: dict[str, dict[str, Any]] = {}
+
+    def in_step() -> bool:
+        state.clear()
+        seqs.clear()
+        for f in frames:
+            apply_frame(state, f)
+            if "seq" in f:
+                seqs.append(f["seq"])
+        return all(state.get(s) == book[s] for s in want)
+
+    assert want, "non-vacuous: something is subscribed"
+    await until(in_step, what="client state equal to the server's")
+    assert seqs == list(range(1, len(seqs) + 1)), "seq +1 per snapshot/delta"
+    await ws.close()
+    await reader

@@ -500,7 +500,15 @@ class Hub:
         """Put ``c`` in the group for (window ``ms``, ``sub``), creating either when needed."""
         if c.window is not None and c.window.ms == ms and c.sub == sub and c.group is not None:
             return
+        same = c.window if c.window is not None and c.window.ms == ms else None
+        if same is not None:
+            # Only the group changes: hold the window while leaving its group. Were it dropped
+            # (its last client) and made afresh from the book, the ticks still pending in it
+            # would never reach this client, which keeps its other symbols without a snapshot.
+            same.clients += 1
         self._leave(c)
+        if same is not None:
+            same.clients -= 1
         w = self._windows.get(ms)
         if w is None:
             w = _Window(ms, Conflator(ms / 1000.0, self.book.quotes))
