@@ -74,7 +74,8 @@ async def test_a_silent_feed_is_restarted_with_backoff() -> None:
     assert health["stall_timeout_s"] == STALL
     assert "FeedStalled: no events for" in str(health["last_error"])
     assert all(f.closed for f in made[:-1]), "every stalled instance was closed"
-    assert len(published) == len(made), "each instance ticked once before it went silent"
+    # Each instance ticked once before it went silent (the last one may not have started yet).
+    assert len(made) - 1 <= len(published) <= len(made)
     await runner.stop()
     assert runner.health()["state"] == "stopped"
 
@@ -146,5 +147,8 @@ async def test_healthz_shows_the_stall_and_other_feeds_are_unaffected(
     assert f["hanger"]["state"] in ("backoff", "running")
     assert (f["steady"]["state"], f["steady"]["stalls"], f["steady"]["errors"]) == ("running", 0, 0)
     before = f["steady"]["events"]
-    await asyncio.sleep(0.05)
-    assert (await feeds())["steady"]["events"] > before
+    for _ in range(300):
+        if (await feeds())["steady"]["events"] > before:
+            break
+        await asyncio.sleep(0.01)
+    assert (await feeds())["steady"]["events"] > before, "the steady feed keeps going"
