@@ -414,3 +414,55 @@ async def test_server_process_memory_stays_bounded(
         raw.close()
         await reader.stop()
     assert server.stop() == 0
+
+
+async def test_big_news_replay_is_paced_and_complete(aiohttp_client: AiohttpClient) -> None:
+    """A ``since`` replay larger than the buffer bound goes out in bounded slices; news that
+    arrives meanwhile follows it: every item exactly once, in id order."""
+    srv = await Server.start(
+        aiohttp_client, [Listing(("AAPL",))], HubConfig(news_retain=5000, max_buffer_bytes=BOUND)
+    )
+    summary = "x" * 1000
+    await srv.push(
+        *(News(f"old {i}", now_ms(), "test", ("AAPL",), summary=summary) for i in range(600))
+    )
+    ws, _ = await srv.connect()
+    await ws.send_json({"op": "news", "topics": ["*"], "since": 0, "id": 1})
+    ack = await recv(ws)
+    assert ack["type"] == "ack" and ack["oldest_id"] == srv.hub.news[0][0]
+    got: list[Frame] = []
+    live_sent = 0
+    while len(got) < 600 + 20:
+        f = await recv(ws)
+        assert f["type"] == "news", f
+        got.append(f)
+        if len(got) % 30 == 0 and live_sent < 20:  # live news while the replay is under way
+            srv.feed.push(
+                *(News(f"live {live_sent + i}", now_ms(), "test", ("AAPL",)) for i in range(5))
+            )
+            live_sent += 5
+    ids = [f["id"] for f in got]
+    assert ids == sorted(set(ids)), "in order, no duplicates"
+    assert [f["headline"] for f in got] == [f"old {i}" for i in range(600)] + [
+        f"live {i}" for i in range(20)
+    ]
+    assert srv.hub.stats["slow_behind"] >= 1, "the replay really was paced (non-vacuous)"
+    await ws.send_json({"op": "ping", "t": 1})
+    assert await recv(ws) == {"type": "pong", "t": 1}, "nothing more"
+
+
+async def test_dead_peer_is_dropped_by_heartbeat(aiohttp_client: AiohttpClient) -> None:
+    srv = await Server.start(aiohttp_client, [Listing(("AAPL",))], HubConfig(heartbeat_s=0.2))
+    port = srv.client.port
+    assert port is not None
+    alive, _ = await srv.connect()
+    reader = Reader(alive)  # aiohttp answers pings while it reads
+    dead = await RawWebSocket.connect("127.0.0.1", port)  # never answers
+    assert (await dead.recv_json())["type"] == "hello"
+    await until(lambda: len(srv.hub.clients) == 1, within=3000 * MS, what="dead peer dropped")
+    await asyncio.sleep(0.5)  # a few more heartbeats: the live one stays
+    await alive.send_json({"op": "ping", "t": 1})
+    await until(lambda: any(f["type"] == "pong" for _, f in reader.frames), what="pong")
+    assert len(srv.hub.clients) == 1
+    dead.close()
+    await reader.stop()
