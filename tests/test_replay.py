@@ -359,6 +359,25 @@ def test_recordings_keep_ingest_order_across_files() -> None:
     assert merged.ts.tolist() == [5.0, 7.0, 6.0, 8.0], "ts is what was recorded"
 
 
+def test_recording_tables_skip_rows_of_unknown_kind() -> None:
+    from ticker.replay import _Counts
+
+    df = pd.DataFrame(
+        {
+            "kind": ["listing", "tick", None, "quote", "tick"],
+            "ts": [None, 1e12, 2e12, 3e12, 4e12],
+            "symbol": [None, "A", "A", "A", "A"],
+            "price": [None, 1.0, 2.0, 3.0, 4.0],
+            "headline": [None] * 5,
+            "symbols": [["A", "Z"], None, None, None, None],
+        }
+    )
+    counts = _Counts()
+    tape = normalise(df, detect_layout(list(df.columns)), counts=counts)
+    assert tape.price.tolist() == [1.0, 4.0] and tape.listed == ("A", "Z")
+    assert (counts.rows, counts.bad) == (4, {"unknown kind": 2})
+
+
 def test_select_by_time_and_symbol() -> None:
     tape = tape_of([1, 2, 3, 4], ["A", "b", "A", "C"])
     assert tape.select(start=2, end=3).clock.tolist() == [2, 3]

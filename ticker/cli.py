@@ -262,7 +262,8 @@ async def _record(args: argparse.Namespace) -> int:
     for r in runners:
         await r.stop()
     await rec.aclose()
-    print(f"recorded {rec.written:,} events in {len(rec.files)} files to {args.out}", flush=True)
+    files = f"{len(rec.files)} file{'s' if len(rec.files) != 1 else ''}"
+    print(f"recorded {rec.written:,} events in {files} to {args.out}", flush=True)
     return 1 if rec.errors else 0
 
 

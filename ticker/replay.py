@@ -686,10 +686,9 @@ def normalise(
 
 def _normalise_recording(df: pd.DataFrame, counts: _Counts) -> Tape:
     """A recorder table: ticks and news keep their ingest order; listings become ``listed``."""
-    counts.rows += len(df)
-    codes, kinds = pd.factorize(df["kind"])
-    kind = np.asarray(kinds, dtype=object)[codes] if len(kinds) else np.full(len(df), None)
+    kind = _strings(df["kind"])
     is_listing = kind == "listing"
+    counts.rows += len(df) - int(is_listing.sum())  # a listing is a declaration, not a row
     listed: list[str] = []
     if is_listing.any() and "symbols" in df:
         for syms in df["symbols"].to_numpy(dtype=object)[is_listing]:
