@@ -23,7 +23,7 @@ from ticker.server import HUB, RUNNERS, create_app
 
 
 class Flaky:
-    """A feed that yields ``good`` ticks and then raises; ``make`` calls are timed."""
+    """A feed that yields ``good`` ticks and then raises."""
 
     def __init__(self, good: int = 0, name: str = "flaky") -> None:
         self.name = name
@@ -40,7 +40,8 @@ class Flaky:
 
 
 class Script:
-    """A FeedSource factory: the n-th ``make()`` returns ``feeds[n]`` (the last one repeats)."""
+    """A FeedSource factory: the n-th ``make()`` returns ``feeds[n]`` (the last one repeats);
+    each call is timed."""
 
     def __init__(self, *feeds: Flaky) -> None:
         self.feeds = feeds

@@ -591,12 +591,11 @@ async def test_control_flood_is_rate_limited_then_closed_1008(srv: Server) -> No
         f = orjson.loads(msg.data)
         if f["type"] == "pong":
             pongs += 1
-            assert limited == 0 or pongs <= 80, "only a refill trickle after the limit"
         else:
             assert f["type"] == "error" and f["code"] == "rate_limited", f
             limited += 1
     assert msg.type is WSMsgType.CLOSE and msg.data == 1008, msg
-    assert pongs >= 60, "the burst is served"
+    assert 60 <= pongs < n / 2, "the burst is served, then only the refill trickle"
     assert limited >= 1
     assert pongs + limited < n, "the connection was closed before the end of the flood"
     # The same address keeps being served: the bucket is per connection.
