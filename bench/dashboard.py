@@ -148,7 +148,9 @@ def run(
             wall = time.monotonic() - t0
             h1 = _get(url + "/healthz")
             heap_end = heap_mb()
-            page.screenshot(path=str(ROOT / "bench" / "results" / "dashboard.png"))
+            shots = ROOT / "test-artifacts" / "dashboard"
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / f"bench-{mode}.png"))
             browser.close()
     finally:
         proc.terminate()

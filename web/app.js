@@ -14,16 +14,19 @@ const PING_EVERY_MS = 5000;
 const SILENCE_MS = 15000; // no frame at all for this long (pings included): the link is dead
 const CONNECT_TIMEOUT_MS = 6000;
 const FLASH_MS = 300;
+const FRESH_MS = 2000;
 const SPARK_EVERY_MS = 1000;
 const SPARKS_PER_FRAME = 8;
 const TABLE_MAX_LAG_MS = 100;
+const CHORE_SLACK_MS = 150;
 
 function intParam(name, lo, hi, dflt) {
   const v = Number.parseInt(params.get(name) ?? "", 10);
   return Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : dflt;
 }
 
-const MAX_POINTS = intParam("points", 100, 50000, L.DEFAULT_MAX_POINTS);
+// ?points=N bounds every chart trace (default 5,000).
+const MAX_POINTS = intParam("points", 10, 50000, L.DEFAULT_MAX_POINTS);
 const now = () => performance.timeOrigin + performance.now();
 
 // ---------------------------------------------------------------------------------------------
@@ -75,7 +78,8 @@ const S = {
   dirtySparks: new Set(),
   sparkDrawn: new Map(), // symbol -> when its sparkline was last drawn
   flashing: new Set(),
-  wake: 0, // a timer that schedules a frame for pending flashes/sparklines
+  wake: 0, // a timer that schedules a frame for pending flashes/sparklines/chart
+  wakeWhen: 0,
   tableAt: 0,
   nextSpark: Infinity,
   allDirty: true,
@@ -378,6 +382,7 @@ function onSnapshot(m) {
   const st = L.seqStatus(S.lastSeq, m.seq);
   if (st !== "stale" || S.lastSeq === null) S.lastSeq = m.seq;
   S.resyncPending = false;
+  S.snapshots = (S.snapshots ?? 0) + 1;
   const syms = L.applySnapshot(S.book, m.quotes || {});
   for (const sym of syms) {
     const q = S.book.get(sym);
@@ -406,7 +411,10 @@ function onDelta(m) {
   S.rate.add(t, updates.length);
   for (const u of updates) {
     const q = u.quote;
-    if (typeof q.ts === "number" && S.latency.length < 20000) S.latency.push(t - q.ts);
+    // Feed-to-screen latency is meaningless for a replay (its ts is market time, not now).
+    if (!S.replay.length && typeof q.ts === "number" && S.latency.length < 20000) {
+      S.latency.push(t - q.ts);
+    }
     if (!S.rows.has(u.symbol)) continue;
     S.dirty.add(u.symbol);
     if (u.priced && typeof q.price === "number") {
@@ -852,7 +860,11 @@ function renderNews() {
       return;
     }
     const li = newsItem(it);
-    if (it._fresh) li.classList.add("fresh");
+    if (it._fresh) {
+      // A static highlight for a moment (two repaints, not an animation's sixty a second).
+      li.classList.add("fresh");
+      setTimeout(() => li.classList.remove("fresh"), FRESH_MS);
+    }
     newsList.insertBefore(li, newsList.firstChild);
   }
   while (newsList.childElementCount > NEWS_DOM_MAX) newsList.lastElementChild.remove();
@@ -896,8 +908,10 @@ function renderStatus() {
   const throttle = S.serverThrottle === null ? "—" : `${S.serverThrottle} ms`;
   const lat = L.median(S.latency);
   S.latency.length = 0;
-  const latText = lat === undefined ? (S.live ? $("m-latency").textContent : "—") : L.fmtMs(lat);
-  const rate = S.live ? S.rate.rate(t).toLocaleString("en-US") : "—";
+  let latText = lat === undefined ? (S.live ? $("m-latency").textContent : "—") : L.fmtMs(lat);
+  if (S.replay.length) latText = "replay";
+  const r = S.live ? S.rate.rate(t) : null;
+  const rate = r === null ? "—" : r.toLocaleString("en-US");
   const key = [state, detail, throttle, latText, rate, S.paused].join("|");
   if (key === lastStatus) return;
   lastStatus = key;
@@ -965,7 +979,11 @@ function schedule() {
 }
 
 function wakeAt(when, t) {
-  if (S.wake) return;
+  if (S.wake) {
+    if (when >= S.wakeWhen) return;
+    clearTimeout(S.wake);
+  }
+  S.wakeWhen = when;
   S.wake = setTimeout(() => {
     S.wake = 0;
     schedule();
@@ -995,7 +1013,10 @@ function frame() {
     drawTable(t);
     chartDue = chart.render(window.Plotly, t);
   }
-  const next = Math.min(endFlashes(t), S.nextSpark, chartDue || Infinity);
+  // Ending flashes and drawing due sparklines ride on the next data frame; a timer frame only
+  // comes for them when the data is quiet (each frame has a fixed cost: layerize, commit).
+  const chores = Math.min(endFlashes(t), S.nextSpark) + CHORE_SLACK_MS;
+  const next = Math.min(chores, chartDue || Infinity);
   if (next < Infinity) wakeAt(next, t);
 }
 
@@ -1065,21 +1086,27 @@ function renderReplay() {
   play.disabled = f.state === "finished";
   const speed = $("replay-speed");
   if (document.activeElement !== speed) {
-    if (![...speed.options].some((o) => Number(o.value) === f.speed)) {
+    const v = String(f.speed);
+    if (![...speed.options].some((o) => o.value === v)) {
       const o = document.createElement("option");
-      o.value = String(f.speed);
-      o.textContent = `${f.speed}×`;
+      o.value = v;
+      o.textContent = `${v}×`;
       speed.appendChild(o);
     }
-    speed.value = String(f.speed);
+    speed.value = v;
   }
   const scrub = $("replay-scrub");
-  scrub.min = String(f.start);
-  scrub.max = String(f.end);
-  scrub.step = "1000";
-  if (!S.replayDragging) scrub.value = String(f.clock);
+  const known = L.replayProgress(f) !== null;
+  scrub.disabled = !known;
+  if (known) {
+    scrub.min = String(f.start);
+    scrub.max = String(f.end);
+    scrub.step = "1000";
+    if (!S.replayDragging) scrub.value = String(f.clock);
+  }
   $("replay-clock").textContent = fmtClock(S.replayDragging ? Number(scrub.value) : f.clock);
-  $("replay-state").textContent = f.state;
+  const pct = L.replayProgress(f);
+  $("replay-state").textContent = f.state + (pct === null ? "" : ` · ${Math.round(pct * 100)}%`);
 }
 
 async function replayCommand(body) {
@@ -1311,7 +1338,8 @@ function wireEvents() {
     if (f) replayCommand({ action: f.state === "playing" ? "pause" : "resume" });
   });
   $("replay-speed").addEventListener("change", (ev) => {
-    replayCommand({ action: "speed", speed: Number(ev.target.value) });
+    const v = ev.target.value;
+    replayCommand({ action: "speed", speed: v === "max" ? "max" : Number(v) });
   });
   const scrub = $("replay-scrub");
   scrub.addEventListener("input", () => {

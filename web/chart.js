@@ -4,6 +4,8 @@
 
 import {
   BarSeries,
+  coarsenBars,
+  lowerBound,
   DEFAULT_MAX_POINTS,
   INTERVALS,
   LineSeries,
@@ -13,7 +15,8 @@ import {
   visibleRange,
 } from "./logic.js";
 
-const FOLLOW_BARS = 150; // bars in view while following the live edge
+const FOLLOW_BARS = 120; // bars in view while following the live edge
+const MAX_DRAWN_BARS = 400; // more than this in view: drawn as coarser candles
 const MAX_MARKERS = 100;
 const COST_FACTOR = 4; // at most one draw per 4 draw-costs: <= ~25% of the main thread
 const MAX_GAP_MS = 250; // however slow a draw, the chart still moves 4 times a second
@@ -269,17 +272,31 @@ export class PriceChart {
     const th = this.theme;
     const s = this.series;
     const n = s.length;
-    const half = s.intervalMs / 2;
-    // While following, only the bars near the live edge are handed to plotly: redraw cost stays
-    // flat however many bars (up to maxPoints) are kept for panning back.
-    const from = this.following ? Math.max(0, n - FOLLOW_BARS * 3) : 0;
-    const x = new Array(n - from);
-    for (let i = from; i < n; i++) x[i - from] = plotTime(s.t[i] + half, TZ);
-    const open = s.open.slice(from);
-    const high = s.high.slice(from);
-    const low = s.low.slice(from);
-    const close = s.close.slice(from);
-    const volume = s.volume.slice(from);
+    const iv = s.intervalMs;
+    const shift = TZ * 60000; // plot time + shift = epoch ms
+    // The time window in view (plot time): the live edge while following, else the user's.
+    let x0 = -Infinity;
+    let x1 = Infinity;
+    if (n && this.following) {
+      // Both edges move only when a bar opens: no axis redraw while the forming bar updates.
+      const last = plotTime(s.t[n - 1], TZ);
+      x0 = Math.max(plotTime(s.t[0], TZ), last - FOLLOW_BARS * iv) - iv * 0.25;
+      x1 = last + iv * 4;
+    } else if (n) {
+      const r = this.gd._fullLayout?.xaxis?.range;
+      if (r) [x0, x1] = r.map(rangeMs);
+    }
+    // Plotly redraws every bar it is given, visible or not (5,000 candles: ~400 ms). So it gets
+    // the bars in view plus half a view either side for panning, merged into coarser candles
+    // when that is still more than MAX_DRAWN_BARS.
+    const margin = this.following ? iv : (x1 - x0) / 2;
+    const a = Number.isFinite(x0) ? lowerBound(s.t, x0 - margin + shift - iv) : 0;
+    const b = Number.isFinite(x1) ? lowerBound(s.t, x1 + margin + shift) : n;
+    const k = Math.max(1, Math.ceil((b - a) / MAX_DRAWN_BARS));
+    const bars = coarsenBars(s, a, b, k);
+    const half = (iv * k) / 2;
+    const x = bars.t.map((t) => plotTime(t + half, TZ));
+    const { open, high, low, close, volume } = bars;
     const volColor = close.map((c, i) => (c >= open[i] ? th.upVol : th.downVol));
     const traces = [
       {
@@ -308,28 +325,17 @@ export class PriceChart {
     let xRange = null;
     let yRange = null;
     let volRange = null;
-    if (x.length) {
-      let x0;
-      let x1;
-      if (this.following) {
-        // Both edges move only when a bar opens: no axis redraw while the forming bar updates.
-        const last = x[x.length - 1];
-        x0 = Math.max(x[0], last - FOLLOW_BARS * s.intervalMs) - half * 1.5;
-        x1 = last + s.intervalMs * 3;
-      } else {
-        const r = this.gd._fullLayout?.xaxis?.range;
-        if (r) [x0, x1] = r.map(rangeMs);
-      }
-      if (Number.isFinite(x0) && Number.isFinite(x1)) {
-        xRange = [x0, x1];
-        const vr = visibleRange(x, low, high, x0, x1);
-        if (vr) yRange = this.yRange = stickyRange(this.yRange, vr[0], vr[1]);
-        const vv = visibleRange(x, volume, volume, x0, x1);
-        const vmax = vv && vv[1] > 0 ? vv[1] : 1;
-        const r = stickyRange(this.volRange, 0, vmax, { pad: 0.05, minFill: 0.3 });
-        volRange = this.volRange = r[0] === 0 ? r : [0, r[1]];
-      }
+    if (x.length && Number.isFinite(x0) && Number.isFinite(x1)) {
+      xRange = [x0, x1];
+      const vr = visibleRange(x, low, high, x0, x1);
+      if (vr) yRange = this.yRange = stickyRange(this.yRange, vr[0], vr[1]);
+      const vv = visibleRange(x, volume, volume, x0, x1);
+      const vmax = vv && vv[1] > 0 ? vv[1] : 1;
+      const r = stickyRange(this.volRange, 0, vmax, { pad: 0.05, minFill: 0.3 });
+      volRange = this.volRange = r[0] === 0 ? r : [0, r[1]];
     }
+    this.drawnBars = x.length;
+    this.coarsen = k;
     return { traces, xRange, yRange, volRange };
   }
 

@@ -250,6 +250,36 @@ export class LineSeries {
   }
 }
 
+/**
+ * Bars [a, b) of a BarSeries merged `k` intervals at a time (groups aligned on k x interval, so
+ * they do not shift as bars are added): what a chart draws when more bars are in view than it
+ * can draw quickly. k = 1 is a plain copy.
+ */
+export function coarsenBars(s, a, b, k = 1) {
+  const w = s.intervalMs * k;
+  const out = { t: [], open: [], high: [], low: [], close: [], volume: [] };
+  let m = 0;
+  for (let i = Math.max(0, a); i < Math.min(b, s.t.length); i++) {
+    const g = Math.floor(s.t[i] / w) * w;
+    if (m && out.t[m - 1] === g) {
+      const j = m - 1;
+      if (s.high[i] > out.high[j]) out.high[j] = s.high[i];
+      if (s.low[i] < out.low[j]) out.low[j] = s.low[i];
+      out.close[j] = s.close[i];
+      out.volume[j] += s.volume[i];
+    } else {
+      out.t.push(g);
+      out.open.push(s.open[i]);
+      out.high.push(s.high[i]);
+      out.low.push(s.low[i]);
+      out.close.push(s.close[i]);
+      out.volume.push(s.volume[i]);
+      m++;
+    }
+  }
+  return out;
+}
+
 /** First index i with a[i] >= x in a sorted array. */
 export function lowerBound(a, x) {
   let lo = 0;
@@ -428,16 +458,21 @@ export function median(values) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Counts events in one-second buckets; `rate(now)` is the count of the last full second. */
+/**
+ * Counts events in one-second buckets; `rate(now)` is the count of the last full second, or
+ * null while no full second has been observed yet (a partial first second would under-report).
+ */
 export class RateMeter {
   constructor() {
     this.second = null;
+    this.first = null;
     this.count = 0;
     this.last = 0;
   }
 
   add(now, n = 1) {
     const s = Math.floor(now / 1000);
+    if (this.first === null) this.first = s;
     if (s !== this.second) {
       this.last = this.second !== null && s === this.second + 1 ? this.count : 0;
       this.second = s;
@@ -448,6 +483,7 @@ export class RateMeter {
 
   rate(now) {
     const s = Math.floor(now / 1000);
+    if (this.first === null || s <= this.first + 1) return null;
     if (this.second === s) return this.last;
     if (this.second === s - 1) return this.count;
     return 0;
@@ -567,13 +603,19 @@ export function direction(change) {
   return change > 0 ? "up" : "down";
 }
 
+/** Volume in at most 5 characters: 1,234 · 12.3K · 123K · 1.23M · 12.3M · 123M · 1.23B. */
 export function fmtVolume(v) {
   if (typeof v !== "number" || !Number.isFinite(v)) return "\u2014";
   const a = Math.abs(v);
-  if (a >= 1e9) return (v / 1e9).toFixed(2) + "B";
-  if (a >= 1e6) return (v / 1e6).toFixed(2) + "M";
-  if (a >= 1e4) return (v / 1e3).toFixed(1) + "K";
-  return numberFormat(0).format(v);
+  if (a < 1e4) return numberFormat(0).format(v);
+  for (const [unit, div] of [["K", 1e3], ["M", 1e6], ["B", 1e9], ["T", 1e12]]) {
+    const x = v / div;
+    if (Math.abs(x) < 999.5 || unit === "T") {
+      const d = Math.abs(x) < 9.995 ? 2 : Math.abs(x) < 99.95 ? 1 : 0;
+      return x.toFixed(d) + unit;
+    }
+  }
+  return String(v);
 }
 
 function pad2(n) {
@@ -602,10 +644,22 @@ export function plotTime(ts, tzOffsetMin) {
 // ---------------------------------------------------------------------------------------------
 // Replay (issue 4's contract): GET /api/replay -> {"feeds": [...]}
 
-/** The replay feeds to show controls for; [] for a 404, a bad body or no replay. */
+/**
+ * The replay feeds to show controls for; [] for a 404, a bad body or no replay. `speed` null
+ * means "max" (as fast as possible).
+ */
 export function replayFeeds(status, body) {
   if (status !== 200 || !body || !Array.isArray(body.feeds)) return [];
-  return body.feeds.filter(
-    (f) => f && typeof f === "object" && Number.isFinite(f.start) && Number.isFinite(f.end),
-  );
+  return body.feeds
+    .filter((f) => f && typeof f === "object" && typeof f.state === "string")
+    .map((f) => ({ ...f, speed: f.speed === null || f.speed === "max" ? "max" : f.speed }));
+}
+
+/** A replay's position as a fraction of its span (0..1), or null when unknown. */
+export function replayProgress(f) {
+  if (!f || !Number.isFinite(f.start) || !Number.isFinite(f.end) || !Number.isFinite(f.clock)) {
+    return null;
+  }
+  if (f.end <= f.start) return 1;
+  return Math.min(1, Math.max(0, (f.clock - f.start) / (f.end - f.start)));
 }

@@ -131,6 +131,20 @@ def test_dashboard_live(context: BrowserContext, ticker_server: type[ServerProce
     assert page.locator(f"{ROWS}[aria-selected=true]").get_attribute("data-symbol") == symbols[1]
     page.wait_for_function(f"({TRACE_LEN.format(i=0)}) >= 1", timeout=WAIT)
 
+    # Panning the chart leaves the live edge (a "Live" button appears); clicking it follows again.
+    box = page.locator("[data-testid=price-chart] .nsewdrag").first.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.5, steps=8)
+    page.mouse.up()
+    page.wait_for_selector("#follow:not([hidden])", timeout=WAIT)
+    renders = page.evaluate("window.__ticker.chart.renders")
+    page.wait_for_function(f"window.__ticker.chart.renders > {renders}", timeout=WAIT)
+    page.click("#follow")
+    page.wait_for_selector("#follow[hidden]", state="attached", timeout=WAIT)
+    assert page.evaluate("window.__ticker.chart.following") is True
+
     # Line mode: the price line grows point by point; w_high/w_low shape the band around it.
     page.click("[data-mode=line]")
     page.wait_for_function(f"{CHART}.data?.[2]?.type === 'scatter'", timeout=WAIT)
@@ -170,6 +184,30 @@ def test_dashboard_live(context: BrowserContext, ticker_server: type[ServerProce
     page.wait_for_function(
         "document.querySelector('#m-throttle').textContent === '250 ms'", timeout=WAIT
     )
+    # A hidden tab asks for a slow window; back in view, its own window and a fresh snapshot.
+    snapshots = page.evaluate("window.__ticker.S.snapshots")
+    set_hidden(page, True)
+    page.wait_for_function(
+        "document.querySelector('#m-throttle').textContent === '5000 ms'", timeout=WAIT
+    )
+    set_hidden(page, False)
+    page.wait_for_function(
+        "document.querySelector('#m-throttle').textContent === '250 ms'", timeout=WAIT
+    )
+    page.wait_for_function(f"window.__ticker.S.snapshots > {snapshots}", timeout=WAIT)
+
+    # Pause freezes the screen while data keeps arriving; resume shows the latest at once.
+    lasts = f"Array.from(document.querySelectorAll('{ROWS} td.last'), td => td.textContent)"
+    book = "Array.from(window.__ticker.S.book.values(), q => q.price).join()"
+    page.click("#pause")
+    frozen, book0 = page.evaluate(lasts), page.evaluate(book)
+    page.wait_for_function(f"{book} !== {json.dumps(book0)}", timeout=WAIT)
+    page.wait_for_timeout(300)
+    assert page.evaluate(lasts) == frozen
+    assert page.locator("#pause").get_attribute("aria-pressed") == "true"
+    page.click("#pause")
+    page.wait_for_function(f"{lasts}.join() !== {json.dumps(','.join(frozen))}", timeout=WAIT)
+
     overflow = horizontal_overflow(page)
     assert overflow["scrollWidth"] <= overflow["width"], overflow
     assert overflow["bad"] == [], overflow
@@ -179,6 +217,19 @@ def test_dashboard_live(context: BrowserContext, ticker_server: type[ServerProce
     foreign = [u for u in console.requests if not u.startswith((server.url, "data:"))]
     assert foreign == []
     assert server.url + "/vendor/plotly.min.js" in console.requests
+
+
+def set_hidden(page: Page, hidden: bool) -> None:
+    """Simulate the Page Visibility API (headless Chromium's tab is always visible)."""
+    page.evaluate(
+        """(hidden) => {
+        Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});
+        Object.defineProperty(document, 'visibilityState',
+                              {configurable: true, get: () => hidden ? 'hidden' : 'visible'});
+        document.dispatchEvent(new Event('visibilitychange'));
+      }""",
+        hidden,
+    )
 
 
 def test_light_theme_follows_the_os(browser: Browser, ticker_server: type[ServerProcess]) -> None:
@@ -230,6 +281,23 @@ def test_phone_width_has_no_horizontal_scroll(
         assert console.errors == []
     finally:
         ctx.close()
+
+
+def test_points_per_trace_are_bounded(
+    context: BrowserContext, ticker_server: type[ServerProcess]
+) -> None:
+    server = ticker_server(*FEEDS)
+    page = context.new_page()
+    console = Console(page)
+    page.add_init_script("localStorage.setItem('ticker.v1.mode', 'line')")
+    page.goto(server.url + "/?points=20")
+    page.wait_for_function(f"({TRACE_LEN.format(i=2)}) === 20", timeout=WAIT)
+    last = f"{CHART}.data[2].x.at(-1)"
+    x_end = page.evaluate(last)
+    page.wait_for_function(f"{last} > {x_end}", timeout=WAIT)  # still moving ...
+    for i in range(3):  # ... and every trace of the line (band high, band low, price) bounded
+        assert trace_len(page, i) == 20
+    assert console.errors == []
 
 
 def test_survives_server_restart(

@@ -12,6 +12,7 @@ import {
   applySnapshot,
   arrow,
   backoffDelay,
+  coarsenBars,
   connectionState,
   fmtChange,
   fmtPct,
@@ -23,6 +24,7 @@ import {
   niceStep,
   parseWatchlist,
   replayFeeds,
+  replayProgress,
   searchSymbols,
   seqStatus,
   sortSymbols,
@@ -267,13 +269,15 @@ test("connection state: live, reconnecting, then offline after repeated failures
 
 test("rate meter reports the last full second", () => {
   const r = new RateMeter();
-  r.add(T0 + 100, 3);
+  assert.equal(r.rate(T0), null);
+  r.add(T0 + 100, 3); // first (partial) second: not reported
   r.add(T0 + 900, 2);
-  assert.equal(r.rate(T0 + 950), 0); // the current second is not over
-  assert.equal(r.rate(T0 + 1500), 5);
-  r.add(T0 + 1200, 1);
-  assert.equal(r.rate(T0 + 1500), 5);
-  assert.equal(r.rate(T0 + 2100), 1);
+  assert.equal(r.rate(T0 + 950), null);
+  assert.equal(r.rate(T0 + 1500), null);
+  r.add(T0 + 1200, 7);
+  r.add(T0 + 2200, 1);
+  assert.equal(r.rate(T0 + 2500), 7);
+  assert.equal(r.rate(T0 + 3100), 1);
   assert.equal(r.rate(T0 + 9000), 0);
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([4, 1, 2, 3]), 2.5);
@@ -320,6 +324,10 @@ test("formatting: digits, signs, arrows, volume", () => {
   assert.equal(fmtVolume(1234), "1,234");
   assert.equal(fmtVolume(12345), "12.3K");
   assert.equal(fmtVolume(2500000), "2.50M");
+  assert.equal(fmtVolume(39_612_345), "39.6M");
+  assert.equal(fmtVolume(123_456), "123K");
+  assert.equal(fmtVolume(999_700), "1.00M");
+  assert.equal(fmtVolume(4.2e9), "4.20B");
 });
 
 test("replay controls appear only for a 200 with replay feeds", () => {
@@ -328,6 +336,10 @@ test("replay controls appear only for a 200 with replay feeds", () => {
   assert.deepEqual(replayFeeds(200, { feeds: [] }), []);
   assert.deepEqual(replayFeeds(404, null), []);
   assert.deepEqual(replayFeeds(200, { feeds: [{ name: "x" }] }), []);
+  assert.equal(replayFeeds(200, { feeds: [{ ...feed, speed: null }] })[0].speed, "max");
+  assert.equal(replayProgress(feed), 0.5);
+  assert.equal(replayProgress({ ...feed, clock: 99 }), 1);
+  assert.equal(replayProgress({ ...feed, start: null }), null);
 });
 
 test("axis ranges snap to nice steps and stay put while the data fits", () => {
@@ -349,4 +361,23 @@ test("axis ranges snap to nice steps and stay put while the data fits", () => {
   // A flat series still gets some height.
   const flat = stickyRange(null, 50, 50);
   assert.ok(flat[0] < 50 && flat[1] > 50);
+});
+
+test("coarser candles: k intervals merged, aligned on time, OHLCV kept", () => {
+  const B = Math.floor(T0 / 3000) * 3000; // a multiple of 3 s
+  const s = new BarSeries(1000);
+  const prices = [5, 7, 4, 6, 8, 3, 9];
+  prices.forEach((p, i) => s.add(B + i * 1000, p, { volume: 1 }));
+  assert.deepEqual(coarsenBars(s, 0, s.length, 1).close, prices); // k = 1 copies
+  const c = coarsenBars(s, 0, s.length, 3);
+  assert.deepEqual(c.t, [B, B + 3000, B + 6000]);
+  assert.deepEqual(c.open, [5, 6, 9]);
+  assert.deepEqual(c.high, [7, 8, 9]);
+  assert.deepEqual(c.low, [4, 3, 9]);
+  assert.deepEqual(c.close, [4, 3, 9]);
+  assert.deepEqual(c.volume, [3, 3, 1]);
+  // Aligned on time, not on index: starting one bar later gives the same groups.
+  assert.deepEqual(coarsenBars(s, 1, s.length, 3).t, [B, B + 3000, B + 6000]);
+  assert.deepEqual(coarsenBars(s, 2, 4, 1).close, [4, 6]);
+  assert.deepEqual(coarsenBars(s, 5, 99, 1).close, [3, 9]);
 });
