@@ -341,11 +341,20 @@ async function onHello(m) {
   if (desiredWindow() !== m.throttle_ms) sendThrottle();
   setStep("subscribing");
   if (S.watch.length) {
-    request({ op: "subscribe", symbols: S.watch });
+    request({ op: "subscribe", symbols: S.watch }, (ack) => {
+      // No known symbol among them: no snapshot will come, and none is needed.
+      if (!ack.symbols || ack.symbols.length === 0) {
+        S.gotSnapshot = true;
+        maybeLive();
+      }
+    });
   } else {
     S.gotSnapshot = true;
   }
+  const ws = S.ws;
   await resumeNews(m);
+  if (S.ws !== ws) return; // that connection is gone; the next hello resumes
+  requestNews();
   checkReplay();
 }
 
@@ -361,7 +370,9 @@ async function resumeNews(hello) {
       S.newsCursor = hello.news_last_id ?? 0;
     }
   }
-  if (!S.connected) return;
+}
+
+function requestNews() {
   setStep("news");
   request({ op: "news", topics: ["*"], since: S.newsCursor }, () => {
     S.gotNews = true;
@@ -387,6 +398,7 @@ function onSnapshot(m) {
   for (const sym of syms) {
     const q = S.book.get(sym);
     S.dirty.add(sym);
+    S.rows.get(sym)?.tr.classList.remove("unknown");
     sparkAdd(sym, q.ts, q.price);
     if (sym === S.selected) chart.update(q.ts, q.price, {});
   }
@@ -447,8 +459,15 @@ function onNews(item, live) {
 
 function onError(m) {
   if (m.code === "unknown_symbol" && Array.isArray(m.symbols)) {
-    // A remembered symbol this server does not know: drop it from the watchlist.
-    for (const s of m.symbols) removeSymbol(String(s).toUpperCase());
+    // A remembered symbol this server does not know (now): keep it, greyed out, so a server
+    // restarted with other feeds does not silently shrink the user's list.
+    for (const sym of m.symbols) {
+      const row = S.rows.get(String(sym).toUpperCase());
+      if (row) {
+        row.tr.classList.add("unknown");
+        row.tr.title = "not known to this server";
+      }
+    }
   } else if (m.code === "rate_limited") {
     $("conn-detail").textContent = "rate limited";
   }

@@ -198,6 +198,7 @@ export class PriceChart {
         spikecolor: th.muted,
         spikedash: "dot",
         hoverformat: "%H:%M:%S",
+        ticklabeloverflow: "hide past domain", // never under the price labels on the right
         tickformatstops: [
           { dtickrange: [null, 60000], value: "%H:%M:%S" },
           { dtickrange: [60000, 86400000], value: "%H:%M" },
