@@ -162,8 +162,9 @@ class Client:
         "window",
     )
 
-    def __init__(self, transport: Transport, close: CloseFn, session: str, remote: str,
-                 bucket: TokenBucket) -> None:
+    def __init__(
+        self, transport: Transport, close: CloseFn, session: str, remote: str, bucket: TokenBucket
+    ) -> None:
         self.transport = transport
         self.close = close
         self.session = session
@@ -217,8 +218,9 @@ class Hub:
         loop: the running loop (defaults to the current one).
     """
 
-    def __init__(self, config: HubConfig | None = None,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, config: HubConfig | None = None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self.config = config or HubConfig()
         self.loop = loop or asyncio.get_running_loop()
         self.book = Book()
@@ -236,8 +238,7 @@ class Hub:
         self._behind: dict[Client, None] = {}
         self._housekeeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.default_window = effective_window(self.config.throttle_ms,
-                                               self.config.max_throttle_ms)
+        self.default_window = effective_window(self.config.throttle_ms, self.config.max_throttle_ms)
 
     # Ingest (called by feeds through the bus; never awaits)
 
@@ -386,8 +387,7 @@ class Hub:
                 continue
             if c.transport.get_write_buffer_size() <= pause:
                 self._catch_up(c)
-            elif c.behind_since is not None and now - c.behind_since > \
-                    self.config.slow_close_after:
+            elif c.behind_since is not None and now - c.behind_since > self.config.slow_close_after:
                 self._behind.pop(c, None)
                 self.stats["slow_closes"] += 1
                 self._close(c, CLOSE_TRY_AGAIN, "slow consumer")
@@ -419,13 +419,26 @@ class Hub:
 
     def connect(self, transport: Transport, close: CloseFn, remote: str = "") -> Client:
         """Register a new connection and send it ``hello``."""
-        c = Client(transport, close, "s-" + secrets.token_hex(6), remote,
-                   TokenBucket(self.config.rate, self.config.burst, self.loop.time()))
+        c = Client(
+            transport,
+            close,
+            "s-" + secrets.token_hex(6),
+            remote,
+            TokenBucket(self.config.rate, self.config.burst, self.loop.time()),
+        )
         self.clients[c] = None
         self._move(c, self.default_window, c.sub)
         self.stats["connections_total"] += 1
-        self.send(c, Hello(c.session, self.default_window, tuple(self.book.known),
-                           self.news_last_id, server=f"ticker/{__version__}"))
+        self.send(
+            c,
+            Hello(
+                c.session,
+                self.default_window,
+                tuple(self.book.known),
+                self.news_last_id,
+                server=f"ticker/{__version__}",
+            ),
+        )
         return c
 
     def disconnect(self, c: Client) -> None:
@@ -437,8 +450,9 @@ class Hub:
         self._behind.pop(c, None)
         self._leave(c)
 
-    async def close_all(self, code: int = CLOSE_GOING_AWAY, message: str = "server shutdown",
-                        wait: float = 3.0) -> None:
+    async def close_all(
+        self, code: int = CLOSE_GOING_AWAY, message: str = "server shutdown", wait: float = 3.0
+    ) -> None:
         """Close every connection with ``code`` (1001 on shutdown), in parallel, bounded in time."""
         clients = list(self.clients)
         if not clients:
@@ -540,8 +554,10 @@ class Hub:
 
     def _send_snapshot(self, c: Client, symbols: Iterable[str]) -> None:
         assert c.window is not None
-        if c.behind_since is None and \
-                c.transport.get_write_buffer_size() > self.config.max_buffer_bytes:
+        if (
+            c.behind_since is None
+            and c.transport.get_write_buffer_size() > self.config.max_buffer_bytes
+        ):
             self._fall_behind(c)
         if c.behind_since is not None:
             # Paused: its catch-up snapshot will carry these too. Writing now would let a client
@@ -573,8 +589,14 @@ class Hub:
             last = nid
         c.news_sent_id = max(c.news_sent_id, self.news_last_id)
 
-    def _error(self, c: Client, code: str, message: str, rid: Any = None,
-               symbols: tuple[str, ...] | None = None) -> None:
+    def _error(
+        self,
+        c: Client,
+        code: str,
+        message: str,
+        rid: Any = None,
+        symbols: tuple[str, ...] | None = None,
+    ) -> None:
         self.stats[f"error_{code}"] += 1
         self.send(c, Error(code, message, rid, symbols))
 
@@ -589,8 +611,9 @@ class Hub:
             if c.strikes > self.config.burst:
                 self._close(c, CLOSE_POLICY, "rate limit exceeded")
             else:
-                self._error(c, "rate_limited",
-                            f"over {self.config.rate:g} messages/s; message dropped")
+                self._error(
+                    c, "rate_limited", f"over {self.config.rate:g} messages/s; message dropped"
+                )
             return
         c.strikes = 0
         if data is None:
@@ -646,21 +669,22 @@ class Hub:
 
     def _subscribe(self, c: Client, req: Subscribe) -> None:
         known, unknown, star = self._resolve(req.symbols)
-        self._move(c, c.window.ms if c.window else self.default_window,
-                   c.sub.add(known, star=star))
+        self._move(c, c.window.ms if c.window else self.default_window, c.sub.add(known, star=star))
         if req.id is not None:
             self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known}))
         if unknown:
             shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            self._error(c, "unknown_symbol", f"unknown symbols: {shown}", req.id,
-                        tuple(unknown))
+            self._error(c, "unknown_symbol", f"unknown symbols: {shown}", req.id, tuple(unknown))
         if star or known:
             self._send_snapshot(c, c.sub.resolve(self.book.known) if star else known)
 
     def _unsubscribe(self, c: Client, req: Unsubscribe) -> None:
         known, unknown, star = self._resolve(req.symbols)
-        self._move(c, c.window.ms if c.window else self.default_window,
-                   c.sub.remove(known + unknown, star=star))
+        self._move(
+            c,
+            c.window.ms if c.window else self.default_window,
+            c.sub.remove(known + unknown, star=star),
+        )
         if req.id is not None:
             self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known + unknown}))
 
@@ -675,8 +699,13 @@ class Hub:
             self._news_clients.pop(c, None)
         if req.id is not None:
             oldest = self.news[0][0] if self.news else self.news_last_id + 1
-            self.send(c, Ack(req.id, {"topics": list(req.topics), "oldest_id": oldest,
-                                      "last_id": self.news_last_id}))
+            self.send(
+                c,
+                Ack(
+                    req.id,
+                    {"topics": list(req.topics), "oldest_id": oldest, "last_id": self.news_last_id},
+                ),
+            )
         if req.since is not None and (c.news_all or c.news_topics):
             self._replay_news(c, req.since)
         else:

@@ -86,10 +86,16 @@ class FeedRunner:
             source's; None or 0: never). Checked a few times per timeout, not per event.
     """
 
-    def __init__(self, source: FeedSource, publish: Callable[[Event], None], *,
-                 initial_backoff: float = 0.5, max_backoff: float = 30.0,
-                 rng: random.Random | None = None,
-                 stall_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        source: FeedSource,
+        publish: Callable[[Event], None],
+        *,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        rng: random.Random | None = None,
+        stall_timeout: float | None = None,
+    ) -> None:
         self.source = source
         self.publish = publish
         self.initial_backoff = initial_backoff
@@ -142,12 +148,17 @@ class FeedRunner:
             except Exception as exc:
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                delay = backoff_delay(self._failures, initial=self.initial_backoff,
-                                      maximum=self.max_backoff, rng=self.rng)
+                delay = backoff_delay(
+                    self._failures,
+                    initial=self.initial_backoff,
+                    maximum=self.max_backoff,
+                    rng=self.rng,
+                )
                 self._failures += 1
                 self.state = "backoff"
-                log.warning("feed %s failed (%s); restarting in %.1fs", self.name,
-                            self.last_error, delay)
+                log.warning(
+                    "feed %s failed (%s); restarting in %.1fs", self.name, self.last_error, delay
+                )
                 await asyncio.sleep(delay)
                 self.restarts += 1
             finally:
@@ -183,8 +194,9 @@ class FeedRunner:
                     seen, quiet_since = self.events, now
                 elif now - quiet_since >= limit:
                     self.stalls += 1
-                    raise FeedStalled(f"no events for {now - quiet_since:.1f}s "
-                                      f"(stall timeout {limit:g}s)")
+                    raise FeedStalled(
+                        f"no events for {now - quiet_since:.1f}s (stall timeout {limit:g}s)"
+                    )
         finally:
             if not task.done():
                 task.cancel()

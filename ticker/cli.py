@@ -45,24 +45,48 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve prices and news over WebSockets and HTTP")
     s.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default 8080; 0 = a free port)")
-    s.add_argument("--feed", action="append", default=None, metavar="SPEC",
-                   help="feed to run, name[:key=value,...]; repeatable (default: sim + simnews)")
-    s.add_argument("--throttle-ms", type=float, default=None,
-                   help="default throttle window for new connections (default 100)")
+    s.add_argument(
+        "--feed",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="feed to run, name[:key=value,...]; repeatable (default: sim + simnews)",
+    )
+    s.add_argument(
+        "--throttle-ms",
+        type=float,
+        default=None,
+        help="default throttle window for new connections (default 100)",
+    )
     s.add_argument("--config", type=Path, default=None, help="TOML file with the same settings")
     s.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    s.add_argument("--record", type=Path, default=None, metavar="DIR",
-                   help="also record every event to Parquet files in DIR")
+    s.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also record every event to Parquet files in DIR",
+    )
     _recording_args(s)
 
     sub.add_parser("feeds", help="list available feed adapters and their options")
 
     r = sub.add_parser("record", help="record feeds to Parquet files without serving")
-    r.add_argument("--feed", action="append", required=True, metavar="SPEC",
-                   help="feed to record, name[:key=value,...]; repeatable")
+    r.add_argument(
+        "--feed",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="feed to record, name[:key=value,...]; repeatable",
+    )
     r.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the files")
-    r.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="stop after S seconds (default: on Ctrl-C, or when every feed finished)")
+    r.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: on Ctrl-C, or when every feed finished)",
+    )
     r.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     _recording_args(r)
 
@@ -73,12 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--end", default=None, help="up to this market time")
     rp.add_argument("--symbols", default=None, help="only these symbols, +-separated")
     rp.add_argument("--loop", action="store_true", help="start over at the end")
-    rp.add_argument("--columns", default=None, metavar="ROLE:NAME+...",
-                    help="column overrides, e.g. ts:Date+price:Close")
-    rp.add_argument("--symbol", default=None,
-                    help="symbol of a table without a symbol column (default: file name)")
-    rp.add_argument("--check", action="store_true",
-                    help="only load: print the one-line summary and exit (2 if unreadable)")
+    rp.add_argument(
+        "--columns",
+        default=None,
+        metavar="ROLE:NAME+...",
+        help="column overrides, e.g. ts:Date+price:Close",
+    )
+    rp.add_argument(
+        "--symbol",
+        default=None,
+        help="symbol of a table without a symbol column (default: file name)",
+    )
+    rp.add_argument(
+        "--check",
+        action="store_true",
+        help="only load: print the one-line summary and exit (2 if unreadable)",
+    )
     rp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     rp.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = a free port)")
     rp.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -86,13 +120,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _recording_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rotate-mb", type=float, default=64.0, metavar="MB",
-                   help="start a new file after MB of data (default 64)")
-    p.add_argument("--rotate-s", type=float, default=3600.0, metavar="S",
-                   help="start a new file after S seconds (default 3600)")
-    p.add_argument("--stall-timeout", type=float, default=None, metavar="S",
-                   help="restart a feed that sends nothing for S seconds (default: the feed's "
-                        "own setting, else never)")
+    p.add_argument(
+        "--rotate-mb",
+        type=float,
+        default=64.0,
+        metavar="MB",
+        help="start a new file after MB of data (default 64)",
+    )
+    p.add_argument(
+        "--rotate-s",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="start a new file after S seconds (default 3600)",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="restart a feed that sends nothing for S seconds (default: the feed's "
+        "own setting, else never)",
+    )
 
 
 def _load_config(path: Path | None) -> dict[str, Any]:
@@ -185,8 +234,9 @@ def _sources(specs: Sequence[str], stall_timeout: float | None) -> list[FeedSour
             name, opts = parse_spec(spec)
             counts[name] = counts.get(name, 0) + 1
             label = name if counts[name] == 1 else f"{name}#{counts[name]}"
-            sources.append(source_from_options(name, opts, label=label,
-                                               stall_timeout=stall_timeout))
+            sources.append(
+                source_from_options(name, opts, label=label, stall_timeout=stall_timeout)
+            )
         except PluginError as exc:
             broken.append(exc)
             sources.append(deferred_source(spec, label=label))
@@ -195,8 +245,7 @@ def _sources(specs: Sequence[str], stall_timeout: float | None) -> list[FeedSour
     if broken and len(broken) == len(sources):
         raise UsageError(str(broken[0]))
     for err in broken:
-        print(f"ticker: {err} (the other feeds run; it is retried with backoff)",
-              file=sys.stderr)
+        print(f"ticker: {err} (the other feeds run; it is retried with backoff)", file=sys.stderr)
     return sources
 
 
@@ -205,8 +254,9 @@ def _open_recorder(directory: Path, args: argparse.Namespace) -> Recorder:
 
     if args.rotate_mb <= 0 or args.rotate_s <= 0:
         raise UsageError("--rotate-mb and --rotate-s must be > 0")
-    rec = Recorder(directory, rotate_bytes=int(args.rotate_mb * 1024 * 1024),
-                   rotate_seconds=args.rotate_s)
+    rec = Recorder(
+        directory, rotate_bytes=int(args.rotate_mb * 1024 * 1024), rotate_seconds=args.rotate_s
+    )
     try:
         rec.open()
     except RecorderError as exc:
@@ -281,8 +331,9 @@ def _replay_feed(args: argparse.Namespace) -> Feed:
     except SpecError as exc:
         raise UsageError(str(exc)) from exc
     except ValueError as exc:
-        raise UsageError(f"replay: {exc}" if not str(exc).startswith("replay") else str(exc)
-                         ) from exc
+        raise UsageError(
+            f"replay: {exc}" if not str(exc).startswith("replay") else str(exc)
+        ) from exc
     if args.check:
         print(report.summary())
     if not report.events:
@@ -327,15 +378,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            logging.basicConfig(
+                level=args.log_level.upper(),
+                stream=sys.stderr,
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            )
             return _run(_serve(args))
         if args.command == "feeds":
             return _feeds()
         if args.command in ("record", "replay"):
             level = "WARNING" if getattr(args, "check", False) else args.log_level.upper()
-            logging.basicConfig(level=level, stream=sys.stderr,
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            logging.basicConfig(
+                level=level,
+                stream=sys.stderr,
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            )
             return _run(_record(args)) if args.command == "record" else _replay(args)
     except UsageError as exc:
         print(f"ticker: {exc}", file=sys.stderr)

@@ -99,9 +99,14 @@ def source_from_spec(
     return source_from_options(name, opts, eps, label)
 
 
-def source_from_options(name: str, opts: Mapping[str, str],
-                        eps: Mapping[str, EntryPoint] | None = None, label: str | None = None,
-                        *, stall_timeout: float | None = None) -> FeedSource:
+def source_from_options(
+    name: str,
+    opts: Mapping[str, str],
+    eps: Mapping[str, EntryPoint] | None = None,
+    label: str | None = None,
+    *,
+    stall_timeout: float | None = None,
+) -> FeedSource:
     """Like :func:`source_from_spec`, options given as a mapping (values need no escaping).
 
     Args:
@@ -127,8 +132,9 @@ def source_from_options(name: str, opts: Mapping[str, str],
     return FeedSource(label or name, make, stall_timeout)
 
 
-def deferred_source(spec: str, eps: Mapping[str, EntryPoint] | None = None,
-                    label: str | None = None) -> FeedSource:
+def deferred_source(
+    spec: str, eps: Mapping[str, EntryPoint] | None = None, label: str | None = None
+) -> FeedSource:
     """A source that imports its plug-in at every (re)start: for a plug-in that fails to import.
 
     The supervisor shows the import error in ``/healthz`` and retries with backoff, so the other

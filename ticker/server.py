@@ -25,13 +25,6 @@ from ticker import __version__
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import FeedRunner, FeedSource, MemoryBus
 from ticker.events import Event, Feed
-from ticker.history import (
-    DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT,
-    MAX_LIMIT as HISTORY_MAX_LIMIT,
-    bars as history_bars,
-    parse_interval,
-)
-from ticker.replay import ReplayError, parse_command
 
 if TYPE_CHECKING:
     from ticker.recorder import Recorder
@@ -134,10 +127,14 @@ async def healthz(request: web.Request) -> web.Response:
 async def api_symbols(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     quotes = hub.book.quotes
-    return _json({"symbols": [
-        {"symbol": s, "price": quotes[s]["price"] if s in quotes else None}
-        for s in hub.book.known
-    ]})
+    return _json(
+        {
+            "symbols": [
+                {"symbol": s, "price": quotes[s]["price"] if s in quotes else None}
+                for s in hub.book.known
+            ]
+        }
+    )
 
 
 async def api_quotes(request: web.Request) -> web.Response:
@@ -147,8 +144,9 @@ async def api_quotes(request: web.Request) -> web.Response:
     return _json({"quotes": hub.book.snapshot(syms)})
 
 
-def _int_param(request: web.Request, name: str, default: int | None, lo: int,
-               hi: int | None = None) -> int | None:
+def _int_param(
+    request: web.Request, name: str, default: int | None, lo: int, hi: int | None = None
+) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -156,14 +154,16 @@ def _int_param(request: web.Request, name: str, default: int | None, lo: int,
         v = int(raw)
     except ValueError:
         raise web.HTTPBadRequest(  # text=, not the deprecated body=
-            text=orjson.dumps({"error": "bad_request",
-                               "message": f"'{name}' must be an integer"}).decode(),
+            text=orjson.dumps(
+                {"error": "bad_request", "message": f"'{name}' must be an integer"}
+            ).decode(),
             content_type="application/json",
         ) from None
     if v < lo:
         raise web.HTTPBadRequest(
-            text=orjson.dumps({"error": "bad_request",
-                               "message": f"'{name}' must be >= {lo}"}).decode(),
+            text=orjson.dumps(
+                {"error": "bad_request", "message": f"'{name}' must be >= {lo}"}
+            ).decode(),
             content_type="application/json",
         )
     return min(v, hi) if hi is not None else v
@@ -175,15 +175,26 @@ async def api_news(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 100, 0, 10_000)
     assert limit is not None
     items = hub.news_after(since, limit)
-    return _json({
-        "items": [orjson.loads(orjson.dumps(i)) for i in items],
-        "oldest_id": hub.news[0][0] if hub.news else None,
-        "last_id": hub.news_last_id,
-    })
+    return _json(
+        {
+            "items": [orjson.loads(orjson.dumps(i)) for i in items],
+            "oldest_id": hub.news[0][0] if hub.news else None,
+            "last_id": hub.news_last_id,
+        }
+    )
 
 
 async def api_history(request: web.Request) -> web.Response:
     """``GET /api/history?symbol=&interval=1s|5s|1min&limit=``: OHLCV bars (ticker.history)."""
+    # pandas (~100 MB resident) loads on the first history request, not at start-up: a server
+    # that nobody asks for bars keeps its memory for connections.
+    from ticker.history import (
+        DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT,
+        MAX_LIMIT as HISTORY_MAX_LIMIT,
+        bars as history_bars,
+        parse_interval,
+    )
+
     hub = request.app[HUB]
     symbol = request.query.get("symbol", "")
     if not symbol:
@@ -228,6 +239,9 @@ async def api_replay(request: web.Request) -> web.Response:
     """
     app = request.app
     if request.method == "POST":
+        # pandas comes with ticker.replay: import it only when a replay is being controlled.
+        from ticker.replay import ReplayError, parse_command
+
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
@@ -238,8 +252,9 @@ async def api_replay(request: web.Request) -> web.Response:
             return _bad(str(exc))
         targets = [(n, f) for n, f, _ in _replay_feeds(app) if cmd.feed in (None, n)]
         if not targets:
-            return _bad(f"no replay feed named {cmd.feed!r}" if cmd.feed
-                        else "no replay feed is running")
+            return _bad(
+                f"no replay feed named {cmd.feed!r}" if cmd.feed else "no replay feed is running"
+            )
         for _, feed in targets:
             try:
                 feed.replay_control(cmd.action, to=cmd.to, speed=cmd.speed)
@@ -296,8 +311,12 @@ async def _close_sockets(app: web.Application) -> None:
         await app[HUB].close_all()
 
 
-def create_app(feeds: Sequence[FeedSource | Feed] = (), config: HubConfig | None = None,
-               *, recorder: Recorder | None = None) -> web.Application:
+def create_app(
+    feeds: Sequence[FeedSource | Feed] = (),
+    config: HubConfig | None = None,
+    *,
+    recorder: Recorder | None = None,
+) -> web.Application:
     """Build the application. Feeds start when the app starts and stop when it stops.
 
     Args:
@@ -329,8 +348,9 @@ def create_app(feeds: Sequence[FeedSource | Feed] = (), config: HubConfig | None
     return app
 
 
-async def serve(app: web.Application, host: str, port: int, *,
-                stop: asyncio.Event | None = None) -> None:
+async def serve(
+    app: web.Application, host: str, port: int, *, stop: asyncio.Event | None = None
+) -> None:
     """Run ``app`` until ``stop`` is set; print ``listening on http://HOST:PORT`` first."""
     runner = web.AppRunner(app, shutdown_timeout=2.0, handle_signals=False, access_log=None)
     await runner.setup()
