@@ -270,7 +270,13 @@ window.addEventListener("offline", renderStatus);
 setInterval(() => {
   if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return;
   if (now() - S.lastFrameAt > SILENCE_MS) {
-    S.ws.close();
+    // A dead link can take minutes to report its close: drop it and reconnect now.
+    const ws = S.ws;
+    S.ws = null;
+    S.connected = false;
+    S.live = false;
+    ws.close();
+    scheduleReconnect();
     return;
   }
   send({ op: "ping", t: now() });
@@ -496,6 +502,10 @@ async function loadHistory() {
   const line = S.mode === "line";
   const url = historyUrl(S.selected, line ? "1s" : S.interval, line ? 900 : Math.min(MAX_POINTS, 2000));
   if (!chart.loading) chart.beginBackfill();
+  if (!S.known.includes(S.selected)) {
+    chart.endBackfill(); // this server has no history of it (and would answer 404)
+    return;
+  }
   let body = null;
   try {
     const r = await fetch(url);
@@ -510,7 +520,7 @@ async function loadHistory() {
 }
 
 async function backfillSparks(symbols) {
-  const queue = symbols.slice();
+  const queue = symbols.filter((sym) => S.known.includes(sym));
   const worker = async () => {
     while (queue.length) {
       const sym = queue.shift();

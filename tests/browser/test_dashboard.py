@@ -289,9 +289,20 @@ def test_points_per_trace_are_bounded(
     server = ticker_server(*FEEDS)
     page = context.new_page()
     console = Console(page)
-    page.add_init_script("localStorage.setItem('ticker.v1.mode', 'line')")
+    # A remembered watchlist, with a symbol this server does not know: kept, greyed out.
+    page.add_init_script(
+        "localStorage.setItem('ticker.v1.mode', 'line');"
+        """localStorage.setItem('ticker.v1.watchlist', '["AAPL","NOPE","MSFT"]');"""
+    )
     page.goto(server.url + "/?points=20")
     page.wait_for_function(f"({TRACE_LEN.format(i=2)}) === 20", timeout=WAIT)
+    assert page.eval_on_selector_all(ROWS, "rs => rs.map(r => r.dataset.symbol)") == [
+        "AAPL",
+        "NOPE",
+        "MSFT",
+    ]
+    page.wait_for_selector(f"{ROWS}[data-symbol=NOPE].unknown", timeout=WAIT)
+    assert page.locator(f"{ROWS}[data-symbol=MSFT].unknown").count() == 0
     last = f"{CHART}.data[2].x.at(-1)"
     x_end = page.evaluate(last)
     page.wait_for_function(f"{last} > {x_end}", timeout=WAIT)  # still moving ...
