@@ -16,7 +16,14 @@ from pytest_aiohttp import AiohttpClient
 from feeds.testing import FakeFeed
 from tests.conftest import MS
 from ticker.events import Listing, Tick
-from ticker.history import INTERVALS, MAX_LIMIT, Bars, bars, parse_interval
+from ticker.history import (
+    INTERVALS,
+    MAX_LIMIT,
+    Bars,
+    bars,
+    bars_from_columns,
+    parse_interval,
+)
 from ticker.server import HUB, create_app
 
 T0 = 1_732_640_000_000.0  # a whole second, epoch ms
@@ -111,6 +118,19 @@ def test_bad_arguments() -> None:
     assert [parse_interval(n) for n in ("1s", "5s", "1min")] == [1000, 5000, 60000]
 
 
+def test_columns_give_the_same_bars_as_tuples() -> None:
+    ticks = [(T0 + 700.0 * i, 100.0 + (i * 7) % 5, float(i % 3)) for i in range(50)]
+    ts, price, size = (list(c) for c in zip(*ticks, strict=True))
+    assert bars_from_columns(ts, price, size, 1000, 20) == bars(ticks, 1000, 20)
+    assert bars_from_columns([], [], [], 1000) == Bars(1000)
+    with pytest.raises(ValueError, match="same length"):
+        bars_from_columns([T0], [1.0], [], 1000)
+    with pytest.raises(ValueError, match="interval_ms"):
+        bars_from_columns([], [], [], -5)
+    with pytest.raises(ValueError, match="limit"):
+        bars_from_columns([], [], [], 1000, -1)
+
+
 def test_json_is_columnar() -> None:
     body = bars([(T0, 1.0, 2.0)], 1000, 5).to_json()
     assert body == {
@@ -146,6 +166,13 @@ def test_bars_match_a_plain_python_reference(
     ticks: list[TickRow], interval_ms: int, limit: int
 ) -> None:
     assert rows(bars(ticks, interval_ms, limit)) == reference(ticks, interval_ms, limit)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tick_rows, st.sampled_from(sorted(INTERVALS.values())), st.integers(0, 400))
+def test_columns_match_tuples(ticks: list[TickRow], interval_ms: int, limit: int) -> None:
+    ts, price, size = ([t[i] for t in ticks] for i in range(3))
+    assert bars_from_columns(ts, price, size, interval_ms, limit) == bars(ticks, interval_ms, limit)
 
 
 @settings(max_examples=150, deadline=None)

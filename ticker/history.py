@@ -12,11 +12,12 @@ intervals that had ticks get a bar (no empty bars). Within a bar, ticks are take
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_LIMIT",
     "Bars",
     "bars",
+    "bars_from_columns",
     "parse_interval",
 ]
 
@@ -127,7 +129,49 @@ def bars(ticks: Iterable[Tick], interval_ms: int, limit: int = DEFAULT_LIMIT) ->
     # fromiter over the flattened tuples is ~2.5x faster than np.array(list_of_tuples).
     items = ticks if isinstance(ticks, list | tuple) else list(ticks)
     flat = np.fromiter(itertools.chain.from_iterable(items), dtype=np.float64, count=3 * len(items))
-    arr = flat.reshape(-1, 3)
+    return _bars(flat.reshape(-1, 3), interval_ms, limit)
+
+
+def bars_from_columns(
+    ts: Sequence[float],
+    price: Sequence[float],
+    size: Sequence[float],
+    interval_ms: int,
+    limit: int = DEFAULT_LIMIT,
+) -> Bars:
+    """:func:`bars` for ticks held as three columns (e.g. ``TickRing.columns()``), no tuples.
+
+    Args:
+        ts: event times (epoch ms), arrival order.
+        price: prices, same length.
+        size: trade sizes, same length.
+        interval_ms: bar width in ms (> 0).
+        limit: the most bars to return (the newest ones); 0 gives none.
+
+    Returns:
+        The bars, oldest first.
+
+    Raises:
+        ValueError: bad ``interval_ms`` or ``limit``, or columns of different lengths.
+    """
+    if not len(ts) == len(price) == len(size):
+        raise ValueError("ts, price and size must have the same length")
+    if interval_ms <= 0:
+        raise ValueError(f"interval_ms must be > 0, got {interval_ms}")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    arr = np.column_stack(
+        [
+            np.asarray(ts, dtype=np.float64),
+            np.asarray(price, dtype=np.float64),
+            np.asarray(size, dtype=np.float64),
+        ]
+    ).reshape(-1, 3)
+    return _bars(arr, interval_ms, limit)
+
+
+def _bars(arr: npt.NDArray[np.float64], interval_ms: int, limit: int) -> Bars:
+    """The aggregation itself, on an (n, 3) array of ts, price, size rows."""
     n = arr.shape[0]
     if n == 0:
         return Bars(interval_ms)

@@ -191,7 +191,8 @@ async def api_history(request: web.Request) -> web.Response:
     from ticker.history import (
         DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT,
         MAX_LIMIT as HISTORY_MAX_LIMIT,
-        bars as history_bars,
+        Bars,
+        bars_from_columns,
         parse_interval,
     )
 
@@ -215,8 +216,11 @@ async def api_history(request: web.Request) -> web.Response:
     sym = symbol if symbol in known else symbol.upper()
     if sym not in known:
         return _json({"error": "unknown_symbol", "message": f"unknown symbol {symbol!r}"}, 404)
-    # Copy first (every tick appends to the deque); ~5 ms for 20,000 ticks with pandas.
-    result = history_bars(list(hub.history.get(sym, ())), interval_ms, limit)
+    # The ring's columns are copies (every tick appends to it); ~3 ms for 10,000 ticks.
+    ring = hub.history.get(sym)
+    result = (
+        bars_from_columns(*ring.columns(), interval_ms, limit) if ring else Bars(interval_ms)
+    )
     return _json({"symbol": sym, "interval": interval, **result.to_json()})
 
 
