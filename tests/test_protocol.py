@@ -31,6 +31,7 @@ from ticker.protocol import (
     encode,
     parse_request,
     quote_fragments,
+    snapshot_from_fragments,
     snapshot_payload,
     ws_text_frame,
 )
@@ -213,3 +214,10 @@ def test_parse_request_never_raises(raw: bytes) -> None:
         assert decode(encode(error)) == error
     else:
         assert decode(encode(result)) == result
+
+
+def test_snapshot_from_fragments_equals_encode() -> None:
+    quotes = {"AAPL": {"price": 1.5, "ts": 3.0}, "MSFT": {"price": 2.0, "ts": 4.0}}
+    frags = list(quote_fragments(quotes).values())
+    assert decode(snapshot_from_fragments(4, frags)) == Snapshot(4, quotes)
+    assert decode(snapshot_from_fragments(5, [])) == Snapshot(5, {})

@@ -52,7 +52,7 @@ from ticker.protocol import (
     encode,
     parse_request,
     quote_fragments,
-    snapshot_payload,
+    snapshot_from_fragments,
     ws_text_frame,
 )
 
@@ -200,11 +200,13 @@ class _Group:
 class _Window:
     """One throttle window: its Conflator, its flush timer and its groups."""
 
-    __slots__ = ("clients", "conflator", "groups", "handle", "ms")
+    __slots__ = ("clients", "conflator", "frag_cache", "groups", "handle", "ms")
 
     def __init__(self, ms: int, conflator: Conflator) -> None:
         self.ms = ms
         self.conflator = conflator
+        # symbol -> encoded full quote as last flushed (snapshots reuse it until the next drain)
+        self.frag_cache: dict[str, bytes] = {}
         self.groups: dict[Subscription, _Group] = {}
         self.handle: asyncio.Handle | None = None
         self.clients = 0
@@ -312,6 +314,9 @@ class Hub:
         if not drained:
             return
         frags = quote_fragments(drained)
+        cache = w.frag_cache
+        for s in drained:
+            cache.pop(s, None)
         t = time.time() * 1000.0
         pause = self.config.pause_bytes
         stats = self.stats
@@ -565,10 +570,21 @@ class Hub:
             c.missed.update(symbols)
             self.stats["snapshots_deferred"] += 1
             return
-        quotes = c.window.conflator.snapshot(symbols)
+        w = c.window
+        cache = w.frag_cache
+        sent = w.conflator.sent
+        parts = []
+        for s in symbols:
+            f = cache.get(s)
+            if f is None:
+                q = sent.get(s)
+                if q is None:
+                    continue
+                f = cache[s] = quote_fragments({s: q})[s]
+            parts.append(f)
         c.seq += 1
         self.stats["snapshots_sent"] += 1
-        self.send_payload(c, snapshot_payload(c.seq, quotes))
+        self.send_payload(c, snapshot_from_fragments(c.seq, parts))
 
     def _replay_news(self, c: Client, since: int) -> None:
         """Send retained news with id > ``since`` on ``c``'s topics, oldest first."""

@@ -42,6 +42,7 @@ __all__ = [
     "encode",
     "parse_request",
     "quote_fragments",
+    "snapshot_from_fragments",
     "snapshot_payload",
     "ws_text_frame",
 ]
@@ -428,6 +429,11 @@ def delta_payload(seq: int, tail: bytes) -> bytes:
 def snapshot_payload(seq: int, quotes: Mapping[str, Mapping[str, Any]]) -> bytes:
     """A whole ``snapshot`` payload (same bytes as ``encode(Snapshot(seq, quotes))``)."""
     return b'{"type":"snapshot","seq":%d,"quotes":%s}' % (seq, orjson.dumps(quotes))
+
+
+def snapshot_from_fragments(seq: int, fragments: list[bytes]) -> bytes:
+    """A ``snapshot`` payload from per-symbol fragments (:func:`quote_fragments`' format)."""
+    return b'{"type":"snapshot","seq":%d,"quotes":{%s}}' % (seq, b",".join(fragments))
 
 
 def ws_text_frame(payload: bytes) -> bytes:
