@@ -4,6 +4,10 @@ The slow client is :class:`~tests.wsutil.RawWebSocket`: a plain socket with a sm
 that reads only when the test says so, so it truly stops draining TCP (no library reads ahead for
 it). The server's side of each WebSocket has a small SO_SNDBUF (``HubConfig.socket_send_buffer``),
 so a stalled reader shows up as unsent bytes in the server's transport within a frame or two.
+
+These tests exercise the buffer-bound mechanism (pause, catch-up snapshot, 1013) on its own, so
+they turn window-0 flow control off (``flow_hold_ms=0``), which would otherwise hold a stalled
+window-0 reader before its buffer ever fills; tests/test_flow_control.py covers that path.
 """
 
 from __future__ import annotations
@@ -170,7 +174,9 @@ async def wait_slow(srv: Server, n: int = 1) -> None:
 async def test_slow_reader_is_bounded_others_unaffected_then_resnapshotted(
     aiohttp_client: AiohttpClient,
 ) -> None:
-    srv = await Server.start(aiohttp_client, [Listing(SYMS)], HubConfig(slow_close_after=60.0))
+    srv = await Server.start(
+        aiohttp_client, [Listing(SYMS)], HubConfig(slow_close_after=60.0, flow_hold_ms=0)
+    )
     normal, _ = await srv.subscribed(["*"], throttle_ms=0)
     reader = Reader(normal)
     producer = Producer(srv)
@@ -260,7 +266,9 @@ async def test_slow_reader_is_bounded_others_unaffected_then_resnapshotted(
 
 async def test_stuck_past_slow_close_after_is_closed_1013(aiohttp_client: AiohttpClient) -> None:
     srv = await Server.start(
-        aiohttp_client, [Listing(SYMS)], HubConfig(max_buffer_bytes=BOUND, slow_close_after=0.3)
+        aiohttp_client,
+        [Listing(SYMS)],
+        HubConfig(max_buffer_bytes=BOUND, slow_close_after=0.3, flow_hold_ms=0),
     )
     normal, _ = await srv.subscribed(["*"], throttle_ms=0)
     reader = Reader(normal)
@@ -303,7 +311,7 @@ async def test_stalled_client_cannot_grow_buffer_with_snapshot_requests(
             Tick(s, 10.0 + i / 100, now_ms(), bid=9.9, ask=10.1, size=1.0)
             for i, s in enumerate(many)
         ],
-        HubConfig(max_buffer_bytes=BOUND, slow_close_after=60.0),
+        HubConfig(max_buffer_bytes=BOUND, slow_close_after=60.0, flow_hold_ms=0),
     )
     raw, c, _ = await stalled_client(srv)
     snapshot_bytes = srv.hub.stats["bytes_sent"]
@@ -420,7 +428,9 @@ async def test_big_news_replay_is_paced_and_complete(aiohttp_client: AiohttpClie
     """A ``since`` replay larger than the buffer bound goes out in bounded slices; news that
     arrives meanwhile follows it: every item exactly once, in id order."""
     srv = await Server.start(
-        aiohttp_client, [Listing(("AAPL",))], HubConfig(news_retain=5000, max_buffer_bytes=BOUND)
+        aiohttp_client,
+        [Listing(("AAPL",))],
+        HubConfig(news_retain=5000, max_buffer_bytes=BOUND, flow_hold_ms=0),
     )
     summary = "x" * 1000
     await srv.push(

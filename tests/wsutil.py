@@ -155,8 +155,12 @@ class RawWebSocket:
         return b0 & 0x0F, await self._read_exactly(n, within)
 
     async def recv_json(self, within: float = 2000 * MS) -> Frame:
-        """The next text frame, decoded (fails on anything else)."""
+        """The next text frame, decoded (fails on anything else). Pings are answered on the way,
+        as every WebSocket client does (RFC 6455 §5.5.2)."""
         op, payload = await self.recv_frame(within)
+        while op == 0x9:
+            await self.send_frame(0xA, payload)
+            op, payload = await self.recv_frame(within)
         assert op == 0x1, (op, payload[:200])
         obj = orjson.loads(payload)
         assert isinstance(obj, dict)

@@ -53,6 +53,7 @@ from ticker.protocol import (
     parse_request,
     quote_fragments,
     snapshot_from_fragments,
+    ws_ping_frame,
     ws_text_frame,
 )
 
@@ -90,6 +91,11 @@ class HubConfig:
         pause_bytes: a connection with more unsent bytes than this (in our buffer, beyond what
             the kernel took) is *paused*: no deltas or live news until they are sent; then it
             gets one snapshot of the symbols it missed and the news it missed, from the ring.
+        flow_hold_ms: flow control of window-0 connections: after a frame the hub sends a ping
+            (one outstanding at a time). While its pong is missing for longer than this, the
+            client is still reading older frames, so it is *held*: what arrives meanwhile is
+            conflated, and sent once the pong is back as one snapshot of the symbols that
+            changed. A client that keeps up never notices. 0 disables flow control.
         socket_send_buffer: SO_SNDBUF of each WebSocket (0 = the kernel's autotuning); small, so
             a reader that falls behind shows up as unsent bytes within a frame or two.
         max_buffer_bytes: the bound on a connection's unsent bytes while replaying news or
@@ -107,6 +113,7 @@ class HubConfig:
     max_symbols_per_request: int = 1_000
     max_frame_bytes: int = 64 * 1024
     pause_bytes: int = 0
+    flow_hold_ms: float = 20.0
     socket_send_buffer: int = 32 * 1024
     max_buffer_bytes: int = 1024 * 1024
     slow_close_after: float = 10.0
@@ -149,6 +156,8 @@ class Client:
         "close",
         "closing",
         "group",
+        "marker",
+        "marker_at",
         "missed",
         "news_all",
         "news_sent_id",
@@ -180,6 +189,10 @@ class Client:
         self.news_sent_id = 0
         self.behind_since: float | None = None
         self.missed: set[str] = set()
+        # Flow control (window 0): the payload of the ping sent after a frame, until its pong
+        # proves the client has read everything sent before it.
+        self.marker: bytes | None = None
+        self.marker_at = -1e9
         self.closing = False
 
     def wants_news(self, symbols: tuple[str, ...]) -> bool:
@@ -238,6 +251,7 @@ class Hub:
         self._window_list: list[_Window] = []
         self._news_clients: dict[Client, None] = {}
         self._behind: dict[Client, None] = {}
+        self._markers = 0
         self._housekeeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.default_window = effective_window(self.config.throttle_ms, self.config.max_throttle_ms)
@@ -318,6 +332,9 @@ class Hub:
         for s in drained:
             cache.pop(s, None)
         t = time.time() * 1000.0
+        clocked = w.ms == 0 and self.config.flow_hold_ms > 0
+        held_before = now - self.config.flow_hold_ms / 1000.0
+        marker_every = self.config.flow_hold_ms / 2000.0  # at most one ping per half hold
         pause = self.config.pause_bytes
         stats = self.stats
         frames = 0
@@ -336,6 +353,10 @@ class Hub:
             tail = delta_tail(t, [frags[s] for s in syms])
             for c in group.members:
                 tr = c.transport
+                if c.marker is not None and (c.missed or c.marker_at < held_before):
+                    # Still reading frames sent before its last ping: conflate until the pong.
+                    c.missed.update(syms)
+                    continue
                 if c.behind_since is not None:
                     # Paused: remember which symbols it missed (not the ticks); once its
                     # buffer has drained, one snapshot of them replaces this delta.
@@ -354,10 +375,47 @@ class Hub:
                 tr.write(frame)
                 frames += 1
                 nbytes += len(frame)
+                if clocked and c.marker is None and now - c.marker_at >= marker_every:
+                    self._send_marker(c, now)
         stats["deltas_sent"] += frames
         stats["frames_sent"] += frames
         stats["bytes_sent"] += nbytes
         stats["flushes"] += 1
+
+    # Flow control (window 0)
+
+    def _send_marker(self, c: Client, now: float) -> None:
+        self._markers += 1
+        c.marker = b"t%d" % self._markers
+        c.marker_at = now
+        c.transport.write(ws_ping_frame(c.marker))
+
+    def pong(self, c: Client, payload: bytes) -> None:
+        """A pong arrived: if it answers ``c``'s marker, everything sent before it was read."""
+        if c.marker is None or payload != c.marker:
+            return
+        c.marker = None
+        if c.missed and c.behind_since is None and not c.closing:
+            # Held: one snapshot of what changed meanwhile, then keep clocking.
+            missed = [s for s in c.missed if c.sub.includes(s)]
+            c.missed = set()
+            self.stats["flow_catchups"] += 1
+            if missed and c.window is not None:
+                self._send_snapshot(c, missed)
+                if c.window.ms == 0 and self.config.flow_hold_ms > 0:
+                    self._send_marker(c, self.loop.time())
+
+    def _check_markers(self, now: float) -> None:
+        """Close window-0 connections that have not answered a ping for ``slow_close_after``."""
+        w = self._windows.get(0)
+        if w is None:
+            return
+        limit = now - self.config.slow_close_after
+        for g in list(w.groups.values()):
+            for c in list(g.members):
+                if c.marker is not None and c.marker_at < limit and not c.closing:
+                    self.stats["slow_closes"] += 1
+                    self._close(c, CLOSE_TRY_AGAIN, "slow consumer")
 
     # Slow consumers
 
@@ -402,6 +460,7 @@ class Hub:
             await asyncio.sleep(0.2)
             if self._behind:
                 self._check_behind()
+            self._check_markers(self.loop.time())
 
     # Connections
 
@@ -748,6 +807,12 @@ class Hub:
         return {
             "connections": len(self.clients),
             "slow_consumers": len(self._behind),
+            "held": sum(
+                1
+                for g in (self._windows[0].groups.values() if 0 in self._windows else ())
+                for c in g.members
+                if c.missed and c.marker is not None
+            ),
             "windows_ms": sorted(self._windows),
             "groups": sum(len(w.groups) for w in self._window_list),
             "symbols": len(self.book.known),

@@ -44,6 +44,7 @@ __all__ = [
     "quote_fragments",
     "snapshot_from_fragments",
     "snapshot_payload",
+    "ws_ping_frame",
     "ws_text_frame",
 ]
 
@@ -434,6 +435,13 @@ def snapshot_payload(seq: int, quotes: Mapping[str, Mapping[str, Any]]) -> bytes
 def snapshot_from_fragments(seq: int, fragments: list[bytes]) -> bytes:
     """A ``snapshot`` payload from per-symbol fragments (:func:`quote_fragments`' format)."""
     return b'{"type":"snapshot","seq":%d,"quotes":{%s}}' % (seq, b",".join(fragments))
+
+
+def ws_ping_frame(payload: bytes) -> bytes:
+    """An unmasked WebSocket ping (RFC 6455 §5.5.2); ``payload`` at most 125 bytes."""
+    if len(payload) > 125:
+        raise ValueError("a control frame carries at most 125 bytes")
+    return bytes((0x89, len(payload))) + payload
 
 
 def ws_text_frame(payload: bytes) -> bytes:

@@ -74,6 +74,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         heartbeat=cfg.heartbeat_s,
         timeout=2.0,
         decode_text=False,  # we parse bytes; invalid UTF-8 is a bad_json error, not a close
+        autoping=False,  # pongs clock window-0 flow control (Hub.pong); pings answered below
     )
     await ws.prepare(request)
     transport = request.transport
@@ -98,6 +99,10 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
                 hub.receive(client, msg.data)
             elif msg.type is WSMsgType.BINARY:
                 hub.receive(client, None)
+            elif msg.type is WSMsgType.PONG:
+                hub.pong(client, msg.data)
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
             elif msg.type is WSMsgType.ERROR:
                 break
     finally:
@@ -218,9 +223,7 @@ async def api_history(request: web.Request) -> web.Response:
         return _json({"error": "unknown_symbol", "message": f"unknown symbol {symbol!r}"}, 404)
     # The ring's columns are copies (every tick appends to it); ~3 ms for 10,000 ticks.
     ring = hub.history.get(sym)
-    result = (
-        bars_from_columns(*ring.columns(), interval_ms, limit) if ring else Bars(interval_ms)
-    )
+    result = bars_from_columns(*ring.columns(), interval_ms, limit) if ring else Bars(interval_ms)
     return _json({"symbol": sym, "interval": interval, **result.to_json()})
 
 
