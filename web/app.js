@@ -18,6 +18,8 @@ const FRESH_MS = 2000;
 const SPARK_EVERY_MS = 1000;
 const SPARKS_PER_FRAME = 8;
 const TABLE_MAX_LAG_MS = 100;
+const TABLE_MIN_GAP_MS = 50;
+const FRAME_MS = 16;
 const CHORE_SLACK_MS = 150;
 
 function intParam(name, lo, hi, dflt) {
@@ -1031,22 +1033,29 @@ function frame() {
       S.dirtySparks.add(sym);
     }
   }
-  // A chart draw and a table pass each cost a good part of a frame: when the chart is due, it
-  // gets this frame and the table the next one (16 ms later), so neither makes a long task.
-  const chartFirst = chart.due(t) && S.dirty.size > 0 && S.tableAt > t - TABLE_MAX_LAG_MS;
-  let chartDue = 0;
-  if (chartFirst) {
-    chartDue = chart.render(window.Plotly, t);
-    S.raf = requestAnimationFrame(frame);
-  } else {
+  // One heavy thing per frame: a chart draw or a table pass (each can take a good part of a
+  // frame, together they would make a long task). The chart goes first unless the table has
+  // waited too long; the table refreshes at most every TABLE_MIN_GAP_MS (20 times a second is
+  // more than eyes read; the flash marks each change).
+  const tableWants = S.dirty.size > 0 || S.newsFull || S.newsQueue.length > 0;
+  const tableAt = tableWants ? S.tableAt + TABLE_MIN_GAP_MS : Infinity;
+  const sparksDue = S.nextSpark <= t;
+  if (window.Plotly && chart.dueAt() <= t && !(tableAt <= t && t - S.tableAt > TABLE_MAX_LAG_MS)) {
+    chart.render(window.Plotly, t);
+  } else if (tableAt <= t || sparksDue) {
     drawTable(t);
-    chartDue = chart.render(window.Plotly, t);
   }
+  const pending = Math.min(
+    S.dirty.size > 0 || S.newsFull || S.newsQueue.length > 0
+      ? S.tableAt + TABLE_MIN_GAP_MS
+      : Infinity,
+    chart.dueAt(),
+  );
   // Ending flashes and drawing due sparklines ride on the next data frame; a timer frame only
   // comes for them when the data is quiet (each frame has a fixed cost: layerize, commit).
   const chores = Math.min(endFlashes(t), S.nextSpark) + CHORE_SLACK_MS;
-  const next = Math.min(chores, chartDue || Infinity);
-  if (next < Infinity) wakeAt(next, t);
+  if (pending <= t + FRAME_MS) schedule();
+  else if (Math.min(pending, chores) < Infinity) wakeAt(Math.min(pending, chores), t);
 }
 
 function drawTable(t) {

@@ -197,13 +197,10 @@ export class PriceChart {
         spikethickness: 1,
         spikecolor: th.muted,
         spikedash: "dot",
-        hoverformat: "%H:%M:%S",
+        hoverformat: candles && this.interval === "1min" ? "%b %d %H:%M" : "%H:%M:%S",
         ticklabeloverflow: "hide past domain", // never under the price labels on the right
-        tickformatstops: [
-          { dtickrange: [null, 60000], value: "%H:%M:%S" },
-          { dtickrange: [60000, 86400000], value: "%H:%M" },
-          { dtickrange: [86400000, null], value: "%b %d" },
-        ],
+        // One fixed format (tickformatstops is evaluated per tick on every draw).
+        tickformat: candles && this.interval === "1min" ? "%H:%M" : "%H:%M:%S",
       },
       yaxis: {
         ...axis,
@@ -430,10 +427,10 @@ export class PriceChart {
     return 0;
   }
 
-  /** Whether render() would draw now. */
-  due(t) {
-    return Boolean(this.dirty && this.series && this.theme) &&
-      (this.needsFull || t >= this.lastRender + this.minGap());
+  /** When render() will draw (0: at once), or Infinity when there is nothing to draw. */
+  dueAt() {
+    if (!this.dirty || !this.series || !this.theme) return Infinity;
+    return this.needsFull ? 0 : this.lastRender + this.minGap();
   }
 
   minGap() {
