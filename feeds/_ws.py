@@ -1,0 +1,200 @@
+"""Shared WebSocket upstream shell: connect, subscribe (paced), read, reconnect with backoff.
+
+I/O shell around a pure :class:`Codec` (what to send after connecting, how one text frame maps to
+events). Reconnects happen *inside* the adapter rather than by raising to the core's FeedRunner:
+the adapter keeps its counters, sequence/trade-id tracking and per-symbol last-update times across
+reconnects, which a restart (a new instance) would lose. The loop:
+
+* connect (``heartbeat`` pings find a dead link; aiohttp answers the upstream's pings itself),
+* send the codec's subscribe messages at most ``send_rate`` per second, all within
+  ``subscribe_within`` seconds (Coinbase drops a client that has not subscribed within 5 s),
+* read frames; text goes to the codec, anything else is counted as garbage, never fatal,
+* after ``lifetime`` seconds reconnect on purpose (Binance closes connections at 24 h),
+* on any failure, wait ``backoff_delay`` (exponential, full jitter) and go again; the attempt count
+  resets once a connection has delivered data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from feeds.base import Event
+
+__all__ = ["Codec", "LinkStats", "SymbolClock", "WsConfig", "backoff_delay", "stream"]
+
+log = logging.getLogger("ticker.feeds.ws")
+
+
+def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
+    """Pure; no I/O. Exponential backoff with jitter: uniform in [d/2, d], d = initial * 2**n."""
+    d = min(maximum, initial * (2.0 ** max(0, min(attempt, 60))))
+    return rng.uniform(d / 2.0, d)
+
+
+class Codec(Protocol):
+    """Pure part of an upstream: what to send on connect, what a frame means."""
+
+    def subscribe_messages(self) -> list[str]: ...
+
+    def handle(self, text: str, now_ms: float) -> list[Event]: ...
+
+    def garbage(self, what: str) -> None: ...
+
+
+@dataclass
+class WsConfig:
+    """How to talk to one upstream (all times in seconds)."""
+
+    url: str
+    send_rate: float = 5.0
+    subscribe_within: float = 5.0
+    lifetime: float = 23.5 * 3600.0
+    idle_timeout: float = 300.0
+    heartbeat: float = 30.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclass
+class LinkStats:
+    """Connection counters, shown in the adapter's ``health()``."""
+
+    state: str = "starting"
+    connects: int = 0
+    reconnects: int = 0
+    planned_reconnects: int = 0
+    sent: int = 0
+    frames: int = 0
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "connects": self.connects,
+            "reconnects": self.reconnects,
+            "planned_reconnects": self.planned_reconnects,
+            "sent": self.sent,
+            "frames": self.frames,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass
+class SymbolClock:
+    """Pure; no I/O. Last update time per symbol (wall ms, given by the caller); who is stale."""
+
+    expected: tuple[str, ...] = ()
+    last: dict[str, float] = field(default_factory=dict)
+
+    def touch(self, symbol: str, now_ms: float) -> None:
+        self.last[symbol] = now_ms
+
+    def stale(self, now_ms: float, after_s: float) -> list[str]:
+        """Symbols not updated for ``after_s`` seconds, and expected ones never updated."""
+        limit = now_ms - after_s * 1000.0
+        syms = dict.fromkeys([*self.expected, *self.last])
+        return sorted(s for s in syms if self.last.get(s, float("-inf")) < limit)
+
+    def ages(self, now_ms: float) -> dict[str, float | None]:
+        """Seconds since each symbol's last update (None: never)."""
+        syms = dict.fromkeys([*self.expected, *self.last])
+        return {
+            s: None if s not in self.last else round((now_ms - self.last[s]) / 1000.0, 3)
+            for s in syms
+        }
+
+
+class _Closed(Exception):
+    """The upstream closed the connection (or it failed)."""
+
+
+async def _send_paced(
+    ws: aiohttp.ClientWebSocketResponse, msgs: Iterable[str], rate: float, stats: LinkStats
+) -> None:
+    gap = 1.0 / rate if rate > 0 else 0.0
+    for i, m in enumerate(msgs):
+        if i and gap:
+            await asyncio.sleep(gap)  # the upstream's incoming message limit
+        await ws.send_str(m)
+        stats.sent += 1
+
+
+async def stream(
+    cfg: WsConfig,
+    codec: Codec,
+    stats: LinkStats,
+    closed: asyncio.Event,
+    *,
+    name: str,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Event]:
+    """Events from the upstream at ``cfg.url``, reconnecting until ``closed`` is set."""
+    rng = rng or random.Random()
+    loop = asyncio.get_running_loop()
+    attempt = 0
+    async with aiohttp.ClientSession() as session:
+        while not closed.is_set():
+            stats.state = "connecting"
+            delivered = planned = False
+            try:
+                async with session.ws_connect(
+                    cfg.url, heartbeat=cfg.heartbeat, autoping=True, max_msg_size=16 * 2**20
+                ) as ws:
+                    stats.connects += 1
+                    stats.state = "subscribing"
+                    async with asyncio.timeout(cfg.subscribe_within):
+                        await _send_paced(ws, codec.subscribe_messages(), cfg.send_rate, stats)
+                    stats.state = "connected"
+                    deadline = loop.time() + cfg.lifetime
+                    while not closed.is_set():
+                        left = deadline - loop.time()
+                        if left <= 0:
+                            stats.planned_reconnects += 1
+                            planned = True
+                            log.info("%s: planned reconnect after %.0fs", name, cfg.lifetime)
+                            break
+                        try:
+                            msg = await ws.receive(timeout=min(left, cfg.idle_timeout))
+                        except TimeoutError:
+                            if loop.time() < deadline:
+                                raise _Closed(f"no frame for {cfg.idle_timeout:g}s") from None
+                            continue
+                        if msg.type is aiohttp.WSMsgType.TEXT:
+                            stats.frames += 1
+                            events = codec.handle(msg.data, time.time() * 1000.0)
+                            if not delivered:
+                                delivered, attempt = True, 0
+                            for ev in events:
+                                yield ev
+                        elif msg.type is aiohttp.WSMsgType.BINARY:
+                            stats.frames += 1
+                            codec.garbage("binary frame")
+                        elif msg.type is aiohttp.WSMsgType.ERROR:
+                            raise _Closed(f"connection error: {ws.exception()!r}")
+                        else:  # CLOSE, CLOSING, CLOSED
+                            raise _Closed(f"closed by upstream (code {ws.close_code})")
+            except (_Closed, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("%s: %s", name, stats.last_error)
+            if closed.is_set():
+                break
+            if planned:
+                continue
+            delay = backoff_delay(
+                attempt, initial=cfg.backoff_initial, maximum=cfg.backoff_max, rng=rng
+            )
+            attempt += 1
+            stats.reconnects += 1
+            stats.state = "backoff"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closed.wait(), delay)
+    stats.state = "stopped"
