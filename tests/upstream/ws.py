@@ -67,6 +67,7 @@ class ReplayServer:
         self.hold = hold
         self.received: list[list[str]] = []  # per connection
         self.position = 0
+        self.sent = 0  # every frame sent, garbage included
         self.done = asyncio.Event()
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -91,9 +92,11 @@ class ReplayServer:
             if self.position in self.garbage:
                 g = self.garbage.pop(self.position)
                 await (ws.send_bytes(g) if isinstance(g, bytes) else ws.send_str(g))
+                self.sent += 1
             f = self.frames[self.position]
             await (ws.send_bytes(f) if isinstance(f, bytes) else ws.send_str(f))
             self.position += 1
+            self.sent += 1
             sent += 1
             if sent % 50 == 0:
                 await asyncio.sleep(0)
