@@ -62,6 +62,13 @@ class WsConfig:
     heartbeat: float = 30.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
+    secrets: tuple[str, ...] = ()  # never logged: scrubbed from errors (an API key in the URL)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 @dataclass
@@ -183,7 +190,7 @@ async def stream(
                         else:  # CLOSE, CLOSING, CLOSED
                             raise _Closed(f"closed by upstream (code {ws.close_code})")
             except (_Closed, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                stats.last_error = cfg.scrub(f"{type(exc).__name__}: {exc}")[:300]
                 log.warning("%s: %s", name, stats.last_error)
             if closed.is_set():
                 break

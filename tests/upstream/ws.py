@@ -59,12 +59,15 @@ class ReplayServer:
         garbage: Sequence[tuple[int, str | bytes]] = (),
         subscribe_within: float = 5.0,
         hold: bool = True,
+        reject_first: int = 0,
     ) -> None:
         self.frames = list(frames)
         self.drop_after = drop_after
         self.garbage = dict(garbage)  # before frame index -> frame
         self.subscribe_within = subscribe_within
         self.hold = hold
+        self.reject_first = reject_first  # answer the first N handshakes with HTTP 401
+        self.queries: list[str] = []  # the query string of every handshake
         self.received: list[list[str]] = []  # per connection
         self.position = 0
         self.sent = 0  # every frame sent, garbage included
@@ -72,7 +75,10 @@ class ReplayServer:
         self.url = ""
         self._runner: web.AppRunner | None = None
 
-    async def _handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.queries.append(request.query_string)
+        if len(self.queries) <= self.reject_first:
+            return web.Response(status=401, text="unauthorized")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         got: list[str] = []

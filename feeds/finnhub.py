@@ -1,0 +1,156 @@
+"""Finnhub real-time trades (stocks, forex, crypto) over its WebSocket API.
+
+:class:`FinnhubCodec` is pure (no I/O): one ``{"type": "subscribe", "symbol": ...}`` per symbol,
+and ``{"type": "trade", "data": [{"p", "s", "t", "v"}]}`` frames mapped onto ``Tick`` (price,
+volume as the trade size, ``t`` the trade time in ms). ``{"type": "ping"}`` frames are the
+upstream's heartbeat (liveness only). :class:`FinnhubFeed` is the I/O shell
+(:func:`feeds._ws.stream`); the API key is read from an environment variable, goes only into the
+connection URL (as Finnhub requires), and is scrubbed from every error it logs or reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from feeds._ws import LinkStats, SymbolClock, WsConfig, stream
+from feeds.base import Event, Listing, Option, Tick, as_float, help_of, parse_options
+
+__all__ = ["FinnhubCodec", "FinnhubFeed"]
+
+log = logging.getLogger("ticker.feeds.finnhub")
+
+
+def _symbols(value: str) -> list[str]:
+    syms = list(dict.fromkeys(s.strip() for s in value.split("+") if s.strip()))
+    if not syms:
+        raise ValueError("symbols is empty")
+    return syms
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+class FinnhubCodec:
+    """Pure; no I/O. Finnhub frames -> ticks."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.symbols = symbols
+        self.clock = SymbolClock(tuple(symbols))
+        self.counters: dict[str, int] = {"ticks": 0, "garbage": 0, "pings": 0, "errors": 0}
+        self.last_problem: str | None = None
+
+    def subscribe_messages(self) -> list[str]:
+        return [json.dumps({"type": "subscribe", "symbol": s}) for s in self.symbols]
+
+    def garbage(self, what: str) -> None:
+        self.counters["garbage"] += 1
+        self.last_problem = what[:200]
+
+    def handle(self, text: str, now_ms: float) -> list[Event]:
+        """One text frame -> events. Never raises."""
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            self.garbage(f"not JSON: {text[:80]!r}")
+            return []
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind == "ping":
+            self.counters["pings"] += 1
+            return []
+        if kind == "error":
+            self.counters["errors"] += 1
+            self.last_problem = f"error: {str(msg.get('msg'))[:200]}"
+            log.warning("finnhub: %s", self.last_problem)
+            return []
+        if kind != "trade" or not isinstance(msg.get("data"), list):
+            self.garbage(f"unknown frame: {text[:80]!r}")
+            return []
+        out: list[Event] = []
+        for d in msg["data"]:
+            if not isinstance(d, dict):
+                self.garbage(f"trade is not an object: {str(d)[:80]!r}")
+                continue
+            sym, price, ts, size = d.get("s"), _num(d.get("p")), _num(d.get("t")), _num(d.get("v"))
+            if not isinstance(sym, str) or not sym or price is None or price <= 0:
+                self.garbage(f"bad trade: {str(d)[:80]!r}")
+                continue
+            if ts is None or ts <= 0:
+                self.garbage(f"bad trade time: {str(d)[:80]!r}")
+                continue
+            out.append(Tick(sym, price, ts, size=size if size and size > 0 else None))
+            self.clock.touch(sym, now_ms)
+        self.counters["ticks"] += len(out)
+        return out
+
+
+_OPTIONS: dict[str, Option] = {
+    "symbols": Option("Finnhub symbols, +-separated (AAPL, BINANCE:BTCUSDT)", "AAPL", _symbols),
+    "url": Option("WebSocket endpoint (the key is added as ?token=)", "wss://ws.finnhub.io", str),
+    "key_env": Option("environment variable holding the API key", "FINNHUB_API_KEY", str),
+    "stale_after": Option(
+        "seconds without a trade before a symbol is stale", "300", as_float(0.001, 86_400)
+    ),
+    "backoff": Option(
+        "first reconnect delay in seconds (doubles, with jitter, to 30)", "0.5", as_float(0.001, 60)
+    ),
+}
+
+
+class FinnhubFeed:
+    """Finnhub trades; the API key comes from an environment variable."""
+
+    description: ClassVar[str] = "Finnhub trades (API key from $FINNHUB_API_KEY)"
+    options: ClassVar[dict[str, str]] = help_of(_OPTIONS)
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        opts = parse_options(_OPTIONS, options or {})
+        key = os.environ.get(opts["key_env"], "")
+        if not key:
+            raise ValueError(f"set the Finnhub API key in ${opts['key_env']}")
+        self.name = "finnhub"
+        self.codec = FinnhubCodec(opts["symbols"])
+        sep = "&" if "?" in opts["url"] else "?"
+        self.config = WsConfig(
+            url=f"{opts['url']}{sep}token={quote(key)}",
+            backoff_initial=opts["backoff"],
+            secrets=(key, quote(key)),
+        )
+        self.stale_after: float = opts["stale_after"]
+        self.link = LinkStats()
+        self._closed = asyncio.Event()
+
+    def __repr__(self) -> str:  # never show the URL (it holds the key)
+        return f"FinnhubFeed(symbols={self.codec.symbols!r})"
+
+    async def events(self) -> AsyncIterator[Event]:
+        yield Listing(self.codec.clock.expected)
+        async for ev in stream(self.config, self.codec, self.link, self._closed, name=self.name):
+            yield ev
+
+    def status(self) -> str:
+        return self.link.state
+
+    def health(self) -> dict[str, Any]:
+        """Link and codec counters, and which symbols are stale."""
+        now = time.time() * 1000.0
+        return {
+            **self.link.as_dict(),
+            **self.codec.counters,
+            "last_problem": self.codec.last_problem,
+            "stale": self.codec.clock.stale(now, self.stale_after),
+            "last_update_age_s": self.codec.clock.ages(now),
+        }
+
+    async def aclose(self) -> None:
+        self._closed.set()
