@@ -222,3 +222,20 @@ def test_arbitrary_frames_never_raise(msg: Any) -> None:
     events: list[Event] = codec.handle(text, NOW_MS)
     for ev in events:
         assert check_event(ev) == []
+
+
+async def test_planned_reconnect_before_the_connection_lifetime(real_data: Path) -> None:
+    async with ReplayServer(_frames(real_data)) as server:
+        feed = _feed(server.url, lifetime="1")
+        task = asyncio.create_task(_collect(feed, 10_000, within=30))
+        try:
+            async with asyncio.timeout(10):
+                while len(server.received) < 2 or not server.received[1]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    h = feed.health()
+    assert h["planned_reconnects"] >= 1 and h["connects"] >= 2
+    first, again = (json.loads(c[0]) for c in server.received[:2])
+    assert again["params"] == first["params"] and again["id"] > first["id"]  # same streams
