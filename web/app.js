@@ -49,9 +49,12 @@ const S = {
   gotSnapshot: false,
   gotNews: false,
   rtt: null,
+  snapshots: 0,
 
+  initialized: false, // rows built (first hello)
   known: [],
   watch: [],
+  watchStored: false, // the watchlist came from localStorage (not the default)
   book: new Map(),
   sparks: new Map(),
   selected: null,
@@ -71,7 +74,6 @@ const S = {
   sortKey: null,
   sortDir: 1,
   sortedAt: 0,
-  order: [],
 
   rate: new L.RateMeter(),
   latency: [],
@@ -401,7 +403,7 @@ function onSnapshot(m) {
   const st = L.seqStatus(S.lastSeq, m.seq);
   if (st !== "stale" || S.lastSeq === null) S.lastSeq = m.seq;
   S.resyncPending = false;
-  S.snapshots = (S.snapshots ?? 0) + 1;
+  S.snapshots++;
   const syms = L.applySnapshot(S.book, m.quotes || {});
   for (const sym of syms) {
     const q = S.book.get(sym);
@@ -601,7 +603,6 @@ function buildRows() {
   tbody.textContent = "";
   S.rows.clear();
   for (const sym of S.watch) tbody.appendChild(makeRow(sym).tr);
-  S.order = S.watch.slice();
   markSelected();
   S.allDirty = true;
   schedule();
@@ -765,7 +766,6 @@ function addSymbol(sym) {
   S.watchStored = true;
   saveWatch();
   tbody.appendChild(makeRow(sym).tr);
-  S.order.push(sym);
   request({ op: "subscribe", symbols: [sym] });
   backfillSparks([sym]);
   selectSymbol(sym);
@@ -779,7 +779,6 @@ function removeSymbol(sym) {
   const order = currentOrder();
   const pos = order.indexOf(sym);
   S.watch.splice(i, 1);
-  S.order = S.order.filter((s) => s !== sym);
   const row = S.rows.get(sym);
   const hadFocus = row && row.tr.contains(document.activeElement);
   row?.tr.remove();
