@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient
@@ -253,3 +254,27 @@ async def test_finished_feed_shows_finished_in_healthz_and_holds_state(
     assert snap["quotes"]["AAPL"]["price"] == 123.0
     live.push(tick("MSFT", 2.0))
     assert (await recv_type(ws, "delta"))["quotes"]["MSFT"]["price"] == 2.0
+
+
+class _Reporting(FakeFeed):
+    """A feed that reports on itself, as the upstream adapters do."""
+
+    def health(self) -> dict[str, Any]:
+        return {"reconnects": 2, "gaps": 1, "stale": ["ETHUSDT"]}
+
+
+class _BrokenReport(FakeFeed):
+    def health(self) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+
+async def test_healthz_shows_what_a_feed_reports_of_itself(aiohttp_client: AiohttpClient) -> None:
+    good, bad = _Reporting(name="up"), _BrokenReport(name="broken")
+    client = await aiohttp_client(create_app([good, bad]))
+    await until(lambda: all(r.feed is not None for r in client.app[RUNNERS]), what="started")
+    body = await (await client.get("/healthz")).json()
+    feeds = {f["name"]: f for f in body["feeds"]}
+    assert feeds["up"]["detail"] == {"reconnects": 2, "gaps": 1, "stale": ["ETHUSDT"]}
+    assert feeds["up"]["stale"] == ["ETHUSDT"]
+    assert feeds["broken"]["detail_error"] == "RuntimeError: boom"
+    assert feeds["broken"]["state"] == "running"

@@ -222,7 +222,26 @@ class FeedRunner:
             "stall_timeout_s": self.stall_timeout,
             "last_error": self.last_error,
             "last_event_age_s": age,
+            **_detail(self.feed),
         }
+
+
+def _detail(feed: Feed | None) -> dict[str, Any]:
+    """What the feed says of itself (``health()``: link counters, gaps, ``stale`` symbols)."""
+    health = getattr(feed, "health", None)
+    if not callable(health):
+        return {}
+    try:
+        detail = health()
+    except Exception as exc:
+        return {"detail_error": f"{type(exc).__name__}: {exc}"[:200]}
+    if not isinstance(detail, dict):
+        return {}
+    out: dict[str, Any] = {"detail": detail}
+    stale = detail.get("stale")
+    if isinstance(stale, list):
+        out["stale"] = stale
+    return out
 
 
 def _quiet(feed: Feed) -> str | None:
