@@ -2,8 +2,10 @@
 
 :class:`AlpacaCodec` is pure (no I/O). On every connect it sends ``{"action": "auth", "key",
 "secret"}`` then one ``{"action": "subscribe", "trades": [...], "quotes": [...], "bars": [...]}``
-(or ``"news": [...]``); the shared shell paces them, so the subscribe follows the auth reply. Alpaca
-sends JSON arrays of messages keyed by ``T``:
+(or ``"news": [...]``), paced by the shared shell (0.2 s apart) rather than waiting for the
+``authenticated`` reply (the shell's codec cannot send mid-stream); were the subscribe to arrive
+first, Alpaca's error 401 ends the session and it is retried. Alpaca sends JSON arrays of messages
+keyed by ``T``:
 
 * ``"t"`` trade -> ``Tick`` (price ``p``, size ``s``, time ``t``),
 * ``"q"`` quote -> ``Tick`` with ``bid``/``ask``; its price is the symbol's last trade price when a
