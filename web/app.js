@@ -9,6 +9,8 @@ const params = new URLSearchParams(location.search);
 const STORE = "ticker.v1.";
 const NEWS_DOM_MAX = 200;
 const SPARK_POINTS = 120;
+const SPARK_W = 100; // sparkline viewBox units (stretched to the cell)
+const SPARK_H = 20;
 const DEFAULT_WATCH_MAX = 60;
 const PING_EVERY_MS = 5000;
 const SILENCE_MS = 15000; // no frame at all for this long (pings included): the link is dead
@@ -151,7 +153,7 @@ function loadPrefs() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Theme (CSS variables are the single source; plotly and canvases read them)
+// Theme (CSS variables are the single source; plotly reads them)
 
 function readTheme() {
   const cs = getComputedStyle(document.documentElement);
@@ -179,7 +181,6 @@ let theme = readTheme();
 matchMedia("(prefers-color-scheme: light)").addEventListener("change", () => {
   theme = readTheme();
   chart.setTheme(theme);
-  for (const s of S.watch) S.dirtySparks.add(s);
   schedule();
 });
 
@@ -568,6 +569,7 @@ const CELLS = ["sym", "spark", "last", "chg", "pct", "bid", "ask", "vol", "time"
 
 function makeRow(sym) {
   const tr = document.createElement("tr");
+  tr.setAttribute("role", "row"); // explicit: CSS lays rows out as grid, not as a table
   tr.dataset.symbol = sym;
   tr.tabIndex = -1;
   tr.setAttribute("aria-selected", "false");
@@ -575,13 +577,25 @@ function makeRow(sym) {
   for (const c of CELLS) {
     const td = document.createElement("td");
     td.className = c;
+    td.setAttribute("role", c === "sym" ? "rowheader" : "gridcell");
     tr.appendChild(td);
     cells[c] = td;
   }
   cells.sym.textContent = sym;
-  const canvas = document.createElement("canvas");
-  canvas.setAttribute("aria-hidden", "true");
-  cells.spark.appendChild(canvas);
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${SPARK_W} ${SPARK_H}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("aria-hidden", "true");
+  const base = document.createElementNS(SVG_NS, "line");
+  base.setAttribute("class", "base");
+  base.setAttribute("x1", "0");
+  base.setAttribute("x2", String(SPARK_W));
+  base.setAttribute("y1", "-10");
+  base.setAttribute("y2", "-10");
+  const line = document.createElementNS(SVG_NS, "polyline");
+  line.setAttribute("class", "line");
+  svg.append(base, line);
+  cells.spark.appendChild(svg);
   const arr = document.createElement("span");
   arr.className = "arr";
   arr.setAttribute("aria-hidden", "true");
@@ -594,7 +608,21 @@ function makeRow(sym) {
   rm.textContent = "×";
   rm.setAttribute("aria-label", `Remove ${sym}`);
   cells.x.appendChild(rm);
-  const row = { tr, cells, canvas, arr, chgText, cache: {}, flash: 0, flashUntil: 0, dir: "" };
+  const row = {
+    tr,
+    cells,
+    spark: line,
+    sparkBaseLine: base,
+    sparkPoints: "",
+    sparkCls: "",
+    sparkBase: "",
+    arr,
+    chgText,
+    cache: {},
+    flash: 0,
+    flashUntil: 0,
+    dir: "",
+  };
   S.rows.set(sym, row);
   return row;
 }
@@ -661,61 +689,31 @@ function endFlashes(t) {
   return next;
 }
 
-let sparkSize = null; // [css width, css height], measured once per layout change
+const SVG_NS = "http://www.w3.org/2000/svg";
 
 function drawSpark(sym) {
+  // An SVG polyline, not a canvas: 50 canvases are 50 layers for the compositor to place on
+  // every frame; a polyline is a few display items in the table's own layer. Its colour comes
+  // from CSS, so a theme change needs no redraw.
   const row = S.rows.get(sym);
   const s = S.sparks.get(sym);
   if (!row || !s) return;
-  const cv = row.canvas;
-  if (!sparkSize || !sparkSize[0]) sparkSize = [cv.clientWidth, cv.clientHeight];
-  const [w, h] = sparkSize;
-  if (!w || !h) return; // hidden column or not laid out
-  const dpr = window.devicePixelRatio || 1;
-  const W = Math.round(w * dpr);
-  const H = Math.round(h * dpr);
-  if (cv.width !== W || cv.height !== H) {
-    cv.width = W;
-    cv.height = H;
+  const g = L.sparkGeometry(s.t, s.v, SPARK_W, SPARK_H, S.book.get(sym)?.prev_close);
+  if (g.points !== row.sparkPoints) {
+    row.sparkPoints = g.points;
+    row.spark.setAttribute("points", g.points);
   }
-  if (!row.ctx) row.ctx = cv.getContext("2d");
-  const ctx = row.ctx;
-  ctx.clearRect(0, 0, W, H);
-  const v = s.v;
-  const n = v.length;
-  if (n < 2) return;
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const p of v) {
-    if (p < lo) lo = p;
-    if (p > hi) hi = p;
+  const cls = g.up ? "up" : "down";
+  if (row.sparkCls !== cls) {
+    row.sparkCls = cls;
+    row.spark.setAttribute("class", "line " + cls);
   }
-  const span = hi - lo || 1;
-  const pad = 2 * dpr;
-  const pc = S.book.get(sym)?.prev_close;
-  ctx.lineWidth = 1.2 * dpr;
-  ctx.lineJoin = "round";
-  if (typeof pc === "number" && pc > lo && pc < hi) {
-    const y = pad + (H - 2 * pad) * (1 - (pc - lo) / span);
-    ctx.strokeStyle = theme.grid;
-    ctx.setLineDash([2 * dpr, 2 * dpr]);
-    ctx.beginPath();
-    ctx.moveTo(0, y);
-    ctx.lineTo(W, y);
-    ctx.stroke();
-    ctx.setLineDash([]);
+  const y = g.base === null ? "-10" : String(g.base);
+  if (row.sparkBase !== y) {
+    row.sparkBase = y;
+    row.sparkBaseLine.setAttribute("y1", y);
+    row.sparkBaseLine.setAttribute("y2", y);
   }
-  ctx.strokeStyle = v[n - 1] >= v[0] ? theme.up : theme.down;
-  ctx.beginPath();
-  const t0 = s.t[0];
-  const tSpan = s.t[n - 1] - t0 || 1;
-  for (let i = 0; i < n; i++) {
-    const x = ((s.t[i] - t0) / tSpan) * (W - 1);
-    const y = pad + (H - 2 * pad) * (1 - (v[i] - lo) / span);
-    if (i === 0) ctx.moveTo(x, y);
-    else ctx.lineTo(x, y);
-  }
-  ctx.stroke();
 }
 
 function markSelected() {
@@ -1395,11 +1393,6 @@ function wireEvents() {
     resizeRaf = requestAnimationFrame(() => {
       resizeRaf = 0;
       chart.resize(window.Plotly);
-      sparkSize = null;
-      for (const s of S.rows.keys()) {
-        S.dirtySparks.add(s);
-        S.sparkDrawn.delete(s);
-      }
       schedule();
     });
   }).observe($("price-chart").parentElement);

@@ -5,7 +5,9 @@
 import {
   BarSeries,
   coarsenBars,
+  decimateLine,
   lowerBound,
+  niceStep,
   DEFAULT_MAX_POINTS,
   INTERVALS,
   LineSeries,
@@ -17,6 +19,7 @@ import {
 
 const FOLLOW_BARS = 120; // bars in view while following the live edge
 const MAX_DRAWN_BARS = 400; // more than this in view: drawn as coarser candles
+const MAX_DRAWN_POINTS = 800; // more line points than this: decimated by time
 const MAX_MARKERS = 100;
 const COST_FACTOR = 4; // at most one draw per 4 draw-costs: <= ~25% of the main thread
 const MAX_GAP_MS = 250; // however slow a draw, the chart still moves 4 times a second
@@ -74,6 +77,7 @@ export class PriceChart {
     this.ready = false;
     this.listening = false;
     this.lastRender = -Infinity;
+    this.decimated = false;
     this.cost = null; // moving average of a draw's cost (ms)
   }
 
@@ -337,19 +341,45 @@ export class PriceChart {
     return { traces, xRange, yRange, volRange };
   }
 
+  /**
+   * The line's traces. While the line has no more points than the chart has room for, they are
+   * the series itself (and render() extends them incrementally); past that, plotly gets the
+   * points in view decimated to one per time bucket (a full redraw costs per point).
+   */
   lineTraces() {
     const th = this.theme;
     const s = this.series;
-    const x = s.x.map((t) => plotTime(t, TZ));
-    const y = s.y.slice();
+    const n = s.length;
+    let a = 0;
+    let b = n;
+    if (!this.following) {
+      const r = this.gd._fullLayout?.xaxis?.range;
+      if (r) {
+        const shift = TZ * 60000;
+        const [x0, x1] = r.map(rangeMs);
+        const margin = (x1 - x0) / 2;
+        a = lowerBound(s.x, x0 - margin + shift);
+        b = lowerBound(s.x, x1 + margin + shift);
+      }
+    }
+    let d;
+    if (b - a > MAX_DRAWN_POINTS) {
+      const w = niceStep((s.x[b - 1] - s.x[a]) / MAX_DRAWN_POINTS);
+      d = decimateLine(s, a, b, w);
+      this.decimated = true;
+    } else {
+      d = { x: s.x.slice(a, b), y: s.y.slice(a, b), hi: s.hi.slice(a, b), lo: s.lo.slice(a, b) };
+      this.decimated = a > 0 || b < n;
+    }
+    const x = d.x.map((t) => plotTime(t, TZ));
     const band = th.band;
     return [
-      { type: "scatter", mode: "lines", x, y: s.hi.slice(), line: { width: 0, color: band }, hoverinfo: "skip" },
+      { type: "scatter", mode: "lines", x, y: d.hi, line: { width: 0, color: band }, hoverinfo: "skip" },
       {
         type: "scatter",
         mode: "lines",
         x: x.slice(),
-        y: s.lo.slice(),
+        y: d.lo,
         line: { width: 0, color: band },
         fill: "tonexty",
         fillcolor: band,
@@ -360,11 +390,11 @@ export class PriceChart {
         mode: "lines",
         name: this.symbol,
         x: x.slice(),
-        y,
+        y: d.y,
         line: { width: 1.4, color: th.accent },
         hovertemplate: "%{y:,.2f}<extra></extra>",
       },
-      this.markers(x, y),
+      this.markers(x, d.y),
     ];
   }
 
@@ -387,7 +417,9 @@ export class PriceChart {
     if (this.mode === "line") {
       const step = this.series.take();
       const n = this.series.length;
-      if (!this.plotted || this.needsFull || step.full) {
+      // Incremental only while the graph holds exactly the series (not decimated, not a view).
+      const exact = this.following && !this.decimated && n <= MAX_DRAWN_POINTS;
+      if (!this.plotted || this.needsFull || step.full || !exact) {
         this.revision++;
         // Following: both axes autorange (the whole bounded line is in view). Not following:
         // keep the range the user panned or zoomed to.

@@ -280,6 +280,35 @@ export function coarsenBars(s, a, b, k = 1) {
   return out;
 }
 
+/**
+ * Points [a, b) of a LineSeries reduced to one per `w` ms of time (buckets aligned on multiples
+ * of w): the last price of each bucket, with the band widened to the bucket's highest high and
+ * lowest low, so no spike is lost. What a chart draws when it holds more points than pixels.
+ */
+export function decimateLine(s, a, b, w) {
+  const out = { x: [], y: [], hi: [], lo: [] };
+  let m = 0;
+  let g = NaN;
+  for (let i = Math.max(0, a); i < Math.min(b, s.x.length); i++) {
+    const k = Math.floor(s.x[i] / w);
+    if (m && k === g) {
+      const j = m - 1;
+      out.x[j] = s.x[i];
+      out.y[j] = s.y[i];
+      if (s.hi[i] > out.hi[j]) out.hi[j] = s.hi[i];
+      if (s.lo[i] < out.lo[j]) out.lo[j] = s.lo[i];
+    } else {
+      g = k;
+      out.x.push(s.x[i]);
+      out.y.push(s.y[i]);
+      out.hi.push(s.hi[i]);
+      out.lo.push(s.lo[i]);
+      m++;
+    }
+  }
+  return out;
+}
+
 /** First index i with a[i] >= x in a sorted array. */
 export function lowerBound(a, x) {
   let lo = 0;
@@ -383,6 +412,32 @@ export class SparkSeries {
       this.v.splice(0, extra);
     }
   }
+}
+
+/**
+ * A sparkline's geometry in a w x h box: polyline points (time on x, first to last point
+ * spanning the width; price on y, padded), whether it ends at or above where it started, and
+ * the y of `baseline` (e.g. the previous close) when it falls inside the range, else null.
+ */
+export function sparkGeometry(t, v, w, h, baseline, pad = 2) {
+  const n = v.length;
+  if (n < 2) return { points: "", up: true, base: null };
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const p of v) {
+    if (p < lo) lo = p;
+    if (p > hi) hi = p;
+  }
+  const span = hi - lo || 1;
+  const t0 = t[0];
+  const tSpan = t[n - 1] - t0 || 1;
+  const y = (p) => Math.round((pad + (h - 2 * pad) * (1 - (p - lo) / span)) * 10) / 10;
+  const parts = new Array(n);
+  for (let i = 0; i < n; i++) {
+    parts[i] = `${Math.round(((t[i] - t0) / tSpan) * w * 10) / 10},${y(v[i])}`;
+  }
+  const base = typeof baseline === "number" && baseline > lo && baseline < hi ? y(baseline) : null;
+  return { points: parts.join(" "), up: v[n - 1] >= v[0], base };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import {
   arrow,
   backoffDelay,
   coarsenBars,
+  decimateLine,
   connectionState,
   fmtChange,
   fmtPct,
@@ -28,6 +29,7 @@ import {
   searchSymbols,
   seqStatus,
   sortSymbols,
+  sparkGeometry,
   stickyRange,
   visibleRange,
   volumeStep,
@@ -380,4 +382,32 @@ test("coarser candles: k intervals merged, aligned on time, OHLCV kept", () => {
   assert.deepEqual(coarsenBars(s, 1, s.length, 3).t, [B, B + 3000, B + 6000]);
   assert.deepEqual(coarsenBars(s, 2, 4, 1).close, [4, 6]);
   assert.deepEqual(coarsenBars(s, 5, 99, 1).close, [3, 9]);
+});
+
+test("line decimation: one point per bucket, the band keeps every spike", () => {
+  const s = new LineSeries();
+  const B = Math.floor(T0 / 1000) * 1000;
+  const pts = [[0, 10, 12, 9], [300, 11, 11, 11], [900, 10.5, 10.5, 8], [1000, 12, 12, 12],
+    [1999, 13, 15, 13], [2500, 14, 14, 14]];
+  for (const [dt, p, h, l] of pts) s.add(B + dt, p, { wHigh: h, wLow: l });
+  const d = decimateLine(s, 0, s.length, 1000);
+  assert.deepEqual(d.x, [B + 900, B + 1999, B + 2500]);
+  assert.deepEqual(d.y, [10.5, 13, 14]); // the last price in each bucket
+  assert.deepEqual(d.hi, [12, 15, 14]);
+  assert.deepEqual(d.lo, [8, 12, 14]);
+  // A bucket as small as the points: nothing merged.
+  assert.deepEqual(decimateLine(s, 0, s.length, 1).y, pts.map((p) => p[1]));
+  assert.deepEqual(decimateLine(s, 3, 5, 1000).y, [13]);
+});
+
+test("sparkline geometry: time across, price up, baseline only inside the range", () => {
+  const g = sparkGeometry([0, 1000, 3000], [10, 12, 11], 100, 20, 11.5);
+  assert.equal(g.points, "0,18 33.3,2 100,10");
+  assert.equal(g.up, true);
+  assert.equal(g.base, 6);
+  assert.equal(sparkGeometry([0, 1], [5, 4], 100, 20, 99).base, null);
+  assert.equal(sparkGeometry([0, 1], [5, 4], 100, 20).up, false);
+  assert.deepEqual(sparkGeometry([0], [5], 100, 20), { points: "", up: true, base: null });
+  // A flat line sits at the bottom pad, not NaN.
+  assert.equal(sparkGeometry([0, 1], [5, 5], 100, 20).points, "0,18 100,18");
 });
