@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from feeds.base import Event
+from feeds.base import Event, Listing
 
-__all__ = ["Codec", "LinkStats", "SymbolClock", "WsConfig", "backoff_delay", "stream"]
+__all__ = ["Codec", "LinkStats", "SymbolClock", "WsConfig", "WsFeed", "backoff_delay", "stream"]
 
 log = logging.getLogger("ticker.feeds.ws")
 
@@ -205,3 +205,46 @@ async def stream(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closed.wait(), delay)
     stats.state = "stopped"
+
+
+class _Reporting(Codec, Protocol):
+    clock: SymbolClock
+    counters: dict[str, int]
+    last_problem: str | None
+
+
+class WsFeed:
+    """I/O shell shared by the WebSocket adapters: runs :func:`stream` over the adapter's codec.
+
+    A subclass sets ``name``, ``codec`` (with ``clock``, ``counters``, ``last_problem``),
+    ``config``, ``link``, ``stale_after`` and ``_closed`` in its constructor.
+    """
+
+    name: str
+    codec: _Reporting
+    config: WsConfig
+    link: LinkStats
+    stale_after: float
+    _closed: asyncio.Event
+
+    async def events(self) -> AsyncIterator[Event]:
+        yield Listing(self.codec.clock.expected)
+        async for ev in stream(self.config, self.codec, self.link, self._closed, name=self.name):
+            yield ev
+
+    def status(self) -> str:
+        return self.link.state
+
+    def health(self) -> dict[str, Any]:
+        """Link and codec counters, and which symbols are stale."""
+        now = time.time() * 1000.0
+        return {
+            **self.link.as_dict(),
+            **self.codec.counters,
+            "last_problem": self.codec.last_problem,
+            "stale": self.codec.clock.stale(now, self.stale_after),
+            "last_update_age_s": self.codec.clock.ages(now),
+        }
+
+    async def aclose(self) -> None:
+        self._closed.set()

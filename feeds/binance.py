@@ -23,12 +23,11 @@ import asyncio
 import json
 import logging
 import math
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, stream
-from feeds.base import Event, Listing, Option, Tick, as_float, help_of, parse_options
+from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed
+from feeds.base import Event, Option, Tick, as_float, help_of, parse_options
 
 __all__ = ["MAX_STREAMS", "BinanceCodec", "BinanceFeed", "parse_streams", "parse_symbols"]
 
@@ -271,11 +270,13 @@ _OPTIONS: dict[str, Option] = {
 }
 
 
-class BinanceFeed:
+class BinanceFeed(WsFeed):
     """Binance spot trades, best bid/ask and 24 h tickers over one combined-stream connection."""
 
     description: ClassVar[str] = "Binance spot (public): aggTrade/trade, bookTicker, 24hrTicker"
     options: ClassVar[dict[str, str]] = help_of(_OPTIONS)
+
+    codec: BinanceCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         opts = parse_options(_OPTIONS, options or {})
@@ -292,25 +293,3 @@ class BinanceFeed:
         self.stale_after: float = opts["stale_after"]
         self.link = LinkStats()
         self._closed = asyncio.Event()
-
-    async def events(self) -> AsyncIterator[Event]:
-        yield Listing(self.codec.clock.expected)
-        async for ev in stream(self.config, self.codec, self.link, self._closed, name=self.name):
-            yield ev
-
-    def status(self) -> str:
-        return self.link.state
-
-    def health(self) -> dict[str, Any]:
-        """Link and codec counters, and which symbols are stale."""
-        now = time.time() * 1000.0
-        return {
-            **self.link.as_dict(),
-            **self.codec.counters,
-            "last_problem": self.codec.last_problem,
-            "stale": self.codec.clock.stale(now, self.stale_after),
-            "last_update_age_s": self.codec.clock.ages(now),
-        }
-
-    async def aclose(self) -> None:
-        self._closed.set()

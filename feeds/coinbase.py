@@ -24,13 +24,12 @@ import asyncio
 import json
 import logging
 import math
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, stream
-from feeds.base import Event, Listing, Option, Tick, as_float, help_of, parse_options
+from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed
+from feeds.base import Event, Option, Tick, as_float, help_of, parse_options
 
 __all__ = ["CoinbaseCodec", "CoinbaseFeed", "parse_iso_ms", "parse_products"]
 
@@ -213,11 +212,13 @@ _OPTIONS: dict[str, Option] = {
 }
 
 
-class CoinbaseFeed:
+class CoinbaseFeed(WsFeed):
     """Coinbase Exchange trades with best bid/ask (ticker + matches channels)."""
 
     description: ClassVar[str] = "Coinbase Exchange (public): ticker and matches channels"
     options: ClassVar[dict[str, str]] = help_of(_OPTIONS)
+
+    codec: CoinbaseCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         opts = parse_options(_OPTIONS, options or {})
@@ -233,25 +234,3 @@ class CoinbaseFeed:
         self.stale_after: float = opts["stale_after"]
         self.link = LinkStats()
         self._closed = asyncio.Event()
-
-    async def events(self) -> AsyncIterator[Event]:
-        yield Listing(self.codec.clock.expected)
-        async for ev in stream(self.config, self.codec, self.link, self._closed, name=self.name):
-            yield ev
-
-    def status(self) -> str:
-        return self.link.state
-
-    def health(self) -> dict[str, Any]:
-        """Link and codec counters, and which products are stale."""
-        now = time.time() * 1000.0
-        return {
-            **self.link.as_dict(),
-            **self.codec.counters,
-            "last_problem": self.codec.last_problem,
-            "stale": self.codec.clock.stale(now, self.stale_after),
-            "last_update_age_s": self.codec.clock.ages(now),
-        }
-
-    async def aclose(self) -> None:
-        self._closed.set()

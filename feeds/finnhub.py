@@ -15,13 +15,12 @@ import json
 import logging
 import math
 import os
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, stream
-from feeds.base import Event, Listing, Option, Tick, as_float, help_of, parse_options
+from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed
+from feeds.base import Event, Option, Tick, as_float, help_of, parse_options
 
 __all__ = ["FinnhubCodec", "FinnhubFeed"]
 
@@ -107,11 +106,13 @@ _OPTIONS: dict[str, Option] = {
 }
 
 
-class FinnhubFeed:
+class FinnhubFeed(WsFeed):
     """Finnhub trades; the API key comes from an environment variable."""
 
     description: ClassVar[str] = "Finnhub trades (API key from $FINNHUB_API_KEY)"
     options: ClassVar[dict[str, str]] = help_of(_OPTIONS)
+
+    codec: FinnhubCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         opts = parse_options(_OPTIONS, options or {})
@@ -132,25 +133,3 @@ class FinnhubFeed:
 
     def __repr__(self) -> str:  # never show the URL (it holds the key)
         return f"FinnhubFeed(symbols={self.codec.symbols!r})"
-
-    async def events(self) -> AsyncIterator[Event]:
-        yield Listing(self.codec.clock.expected)
-        async for ev in stream(self.config, self.codec, self.link, self._closed, name=self.name):
-            yield ev
-
-    def status(self) -> str:
-        return self.link.state
-
-    def health(self) -> dict[str, Any]:
-        """Link and codec counters, and which symbols are stale."""
-        now = time.time() * 1000.0
-        return {
-            **self.link.as_dict(),
-            **self.codec.counters,
-            "last_problem": self.codec.last_problem,
-            "stale": self.codec.clock.stale(now, self.stale_after),
-            "last_update_age_s": self.codec.clock.ages(now),
-        }
-
-    async def aclose(self) -> None:
-        self._closed.set()
