@@ -1084,6 +1084,31 @@ function drawTable(t) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Stale symbols: upstream feeds report symbols that stopped updating (/healthz feeds[].stale)
+
+async function checkStale() {
+  let h = null;
+  try {
+    const r = await fetch("/healthz");
+    if (r.ok) h = await r.json();
+  } catch {
+    h = null;
+  }
+  if (h) {
+    S.stale = L.staleSymbols(h);
+    for (const [sym, row] of S.rows) {
+      const on = S.stale.has(sym.toUpperCase());
+      row.tr.classList.toggle("stale", on);
+      if (on) row.tr.title = "stale: its upstream has stopped updating it";
+      else if (row.tr.title.startsWith("stale")) row.tr.title = "";
+    }
+  }
+  clearTimeout(S.staleTimer);
+  S.staleTimer = setTimeout(checkStale, document.hidden ? 15000 : 5000);
+}
+checkStale();
+
+// ---------------------------------------------------------------------------------------------
 // Replay control bar (issue 4's contract: GET/POST /api/replay)
 
 async function checkReplay() {

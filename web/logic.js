@@ -718,3 +718,17 @@ export function replayProgress(f) {
   if (f.end <= f.start) return 1;
   return Math.min(1, Math.max(0, (f.clock - f.start) / (f.end - f.start)));
 }
+
+/**
+ * Upper-cased symbols that any feed reports as stale in a `/healthz` body (`feeds[].stale`):
+ * its upstream has stopped updating them.
+ */
+export function staleSymbols(health) {
+  const out = new Set();
+  const feeds = health && Array.isArray(health.feeds) ? health.feeds : [];
+  for (const f of feeds) {
+    if (!f || !Array.isArray(f.stale)) continue;
+    for (const s of f.stale) if (typeof s === "string") out.add(s.toUpperCase());
+  }
+  return out;
+}

@@ -382,3 +382,28 @@ def test_survives_server_restart(
 def is_network_error(text: str) -> bool:
     """A console error the browser itself logs for a failed connection."""
     return "net::ERR_" in text or text.startswith("WebSocket connection to")
+
+
+def test_stale_upstream_symbols_are_marked(
+    context: BrowserContext, ticker_server: type[ServerProcess]
+) -> None:
+    """An upstream feed that reports a symbol stale (/healthz feeds[].stale) marks its row; the
+    others stay normal. Here the binance adapter points at a closed loopback port, so its
+    symbol never updates."""
+    server = ticker_server(
+        "--feed",
+        "sim:symbols=AAPL+MSFT,rate=50,seed=1",
+        "--feed",
+        "binance:symbols=btcusdt,url=ws://127.0.0.1:9/stream,stale_after=1,backoff=5",
+    )
+    page, console = open_dashboard(context, server.url)
+    page.wait_for_function(
+        f"document.querySelector('{ROWS}[data-symbol=BTCUSDT]')?.classList.contains('stale')",
+        timeout=WAIT,
+    )
+    stale = page.eval_on_selector_all(f"{ROWS}.stale", "rs => rs.map(r => r.dataset.symbol)")
+    assert stale == ["BTCUSDT"]
+    assert "stale" in (page.get_attribute(f"{ROWS}[data-symbol=BTCUSDT]", "title") or "")
+    page.screenshot(path=str(ARTIFACTS / "stale.png"))
+    page.close()
+    assert console.errors == [], console.errors

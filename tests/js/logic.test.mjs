@@ -33,6 +33,7 @@ import {
   stickyRange,
   visibleRange,
   volumeStep,
+  staleSymbols,
 } from "../../web/logic.js";
 
 const T0 = 1732640000000; // a whole minute
@@ -410,4 +411,18 @@ test("sparkline geometry: time across, price up, baseline only inside the range"
   assert.deepEqual(sparkGeometry([0], [5], 100, 20), { points: "", up: true, base: null });
   // A flat line sits at the bottom pad, not NaN.
   assert.equal(sparkGeometry([0, 1], [5, 5], 100, 20).points, "0,18 100,18");
+});
+
+test("staleSymbols collects every feed's stale list, upper-cased, ignoring junk", () => {
+  const h = {
+    feeds: [
+      { name: "sim", state: "running" },
+      { name: "binance", stale: ["btcusdt", "ETHUSDT"] },
+      { name: "coinbase", stale: ["BTC-USD", 7, null] },
+      null,
+    ],
+  };
+  assert.deepEqual([...staleSymbols(h)].sort(), ["BTC-USD", "BTCUSDT", "ETHUSDT"]);
+  assert.equal(staleSymbols(null).size, 0);
+  assert.equal(staleSymbols({ feeds: "x" }).size, 0);
 });
