@@ -8,7 +8,6 @@ replay, checked through ``GET /api/replay``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,19 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS as ARGS
 from tests.conftest import MS, ROOT
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("TICKER_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT = 15000 * MS * 1000  # Playwright timeouts are in ms
 
 

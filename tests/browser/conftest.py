@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playw
 
 from tests.conftest import ROOT
 
-__all__ = ["ARTIFACTS", "CHROMIUM", "Console", "browser"]
+__all__ = ["ARTIFACTS", "CHROMIUM", "CHROMIUM_ARGS", "Console", "browser"]
 
 CHROMIUM = os.environ.get("TICKER_CHROMIUM", "/usr/bin/chromium")
 # This machine's network is closed: without these flags Chromium keeps dialling Google's hosts.
