@@ -246,3 +246,28 @@ def test_subscription_matches_a_set_model(
             have -= remove
         expected = (probe not in have) if every else (probe in have)
         assert sub.includes(probe) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=ops, interval=st.sampled_from([0.0, 0.05, 0.25]))
+def test_changes_since_brings_any_earlier_flush_up_to_date(
+    ops: list[tuple[str, Any]], interval: float
+) -> None:
+    """A client that stopped at any flush k (a slow or held one) gets, from changes_since(k), one
+    delta that turns its copy of flush k's state into the current flushed state, exactly."""
+    book = Book()
+    c = Conflator(interval, book.quotes)
+    saved: list[tuple[int, dict[str, dict[str, Any]]]] = [(0, {})]
+    now = 0.0
+    for kind, arg in ops:
+        if kind == "tick":
+            feed(book, c, arg)
+        elif kind == "join":
+            saved.append((c.flushes, {s: dict(q) for s, q in c.sent.items()}))
+        else:
+            now += arg
+            c.drain(now, book.quotes)
+    for k, state in saved:
+        apply_delta(state, c.changes_since(SYMS, k))
+        assert state == c.sent
+    assert c.changes_since(SYMS, c.flushes) == {}

@@ -2,7 +2,8 @@
 
 After a frame the hub pings a throttle-0 connection; until the pong comes back (proof the client
 has read everything before it) and for longer than ``flow_hold_ms``, whatever arrives is conflated
-and then sent as one snapshot of the symbols that changed. A client that keeps up never notices.
+and then sent as one delta of the fields that changed since the client's last frame. A client
+that keeps up never notices.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ticker.broadcaster import HubConfig
 from ticker.events import Listing
 
 
-async def test_stalled_reader_is_held_then_caught_up_with_one_snapshot(
+async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
     aiohttp_client: AiohttpClient,
 ) -> None:
     srv = await Server.start(aiohttp_client, [Listing(SYMS)], HubConfig(slow_close_after=60.0))
@@ -52,13 +53,19 @@ async def test_stalled_reader_is_held_then_caught_up_with_one_snapshot(
     before = len(reader.frames)
     await until(lambda: len(reader.frames) > before + 10, what="the normal client is served")
 
-    # Reading again (answering the ping): what was in flight, then one snapshot of every symbol
-    # it missed, fresh, then it is clocked again.
-    while (f := await raw.recv_json())["type"] != "snapshot":
-        frames.append(f)
-    frames.append(f)
-    assert set(f["quotes"]) == set(SYMS)
-    newest = max(q["ts"] for q in f["quotes"].values())
+    # Reading again (answering the ping): what was in flight, then one delta of every symbol it
+    # missed, with just the fields changed since its last frame, fresh; then it is clocked again.
+    caught = srv.hub.stats["catchup_deltas"]
+    while srv.hub.stats["catchup_deltas"] == caught:
+        frames.append(await raw.recv_json())
+    target = c.seq
+    while frames[-1].get("seq", 0) < target:
+        frames.append(await raw.recv_json())
+    up = frames[-1]
+    assert up["type"] == "delta" and up["seq"] == target
+    assert set(up["quotes"]) == set(SYMS)
+    assert "symbol" not in up["quotes"][SYMS[0]], "changed fields only, not whole quotes"
+    newest = max(q["ts"] for q in up["quotes"].values())
     assert now_ms() - newest < 1000 * MS * 1000, "fresh, not a backlog"
     assert srv.hub.stats["flow_catchups"] >= 1
     await producer.stop()
@@ -99,7 +106,8 @@ async def test_a_slow_reader_gets_fewer_fresher_frames(aiohttp_client: AiohttpCl
     await producer.stop()
     frames = sum(kinds.values())
     assert frames < producer.n / 5, "conflated: far fewer frames than ticks"
-    assert kinds.get("snapshot", 0) >= 1, "caught up by snapshots while held"
+    assert srv.hub.stats["catchup_deltas"] >= 1, "caught up by deltas while held"
+    assert "snapshot" not in kinds, "a held client needs no snapshot"
     lags.sort()
     assert lags[len(lags) // 2] < 500 * MS * 1000, lags
     # Drain to the end: its state is the server's.

@@ -10,9 +10,12 @@ all of its clients, each changed symbol encoded once, one shared tail per distin
 
 Slow consumers: a connection with unsent bytes left in its buffer (the kernel would take no
 more: its previous frame is still in flight) is *paused*. It gets no deltas; the hub only notes
-which symbols it missed (memory bounded by its symbol count, never by ticks). When its buffer has
-drained, one ``snapshot`` of the missed symbols and the news it missed (from the ring) bring it
-back in step. Paused for ``slow_close_after`` seconds without draining, it is closed with 1013.
+which symbols it missed and the flush its copy is as of (memory bounded by its symbol count, never
+by ticks). When its buffer has drained, one ``delta`` of the fields changed since that flush
+(``Conflator.changes_since``) and the news it missed (from the ring) bring it back in step. Paused
+for ``slow_close_after`` seconds without draining, it is closed with 1013. Window-0 connections are
+also *held* while the pong of the ping sent after their last frame is late (flow control), and
+caught up the same way.
 """
 
 from __future__ import annotations
@@ -90,12 +93,12 @@ class HubConfig:
         max_frame_bytes: inbound frames over this are closed with 1009.
         pause_bytes: a connection with more unsent bytes than this (in our buffer, beyond what
             the kernel took) is *paused*: no deltas or live news until they are sent; then it
-            gets one snapshot of the symbols it missed and the news it missed, from the ring.
+            gets one delta of what changed since its last frame and the news it missed.
         flow_hold_ms: flow control of window-0 connections: after a frame the hub sends a ping
             (one outstanding at a time). While its pong is missing for longer than this, the
             client is still reading older frames, so it is *held*: what arrives meanwhile is
-            conflated, and sent once the pong is back as one snapshot of the symbols that
-            changed. A client that keeps up never notices. 0 disables flow control.
+            conflated, and sent once the pong is back as one delta of what changed. A client
+            that keeps up never notices. 0 disables flow control.
         socket_send_buffer: SO_SNDBUF of each WebSocket (0 = the kernel's autotuning); small, so
             a reader that falls behind shows up as unsent bytes within a frame or two.
         max_buffer_bytes: the bound on a connection's unsent bytes while replaying news or
@@ -155,6 +158,7 @@ class Client:
         "bucket",
         "close",
         "closing",
+        "fresh",
         "group",
         "marker",
         "marker_at",
@@ -167,6 +171,7 @@ class Client:
         "session",
         "strikes",
         "sub",
+        "synced",
         "transport",
         "window",
     )
@@ -188,7 +193,12 @@ class Client:
         self.news_topics: frozenset[str] = frozenset()
         self.news_sent_id = 0
         self.behind_since: float | None = None
+        # While paused or held: the symbols it missed (its copy is as of flush ``synced`` of its
+        # window, so one delta of the fields changed since catches it up), and the symbols it
+        # must get whole (subscribed, resynced or moved meanwhile).
         self.missed: set[str] = set()
+        self.synced = 0
+        self.fresh: set[str] = set()
         # Flow control (window 0): the payload of the ping sent after a frame, until its pong
         # proves the client has read everything sent before it.
         self.marker: bytes | None = None
@@ -332,6 +342,7 @@ class Hub:
         for s in drained:
             cache.pop(s, None)
         t = time.time() * 1000.0
+        flushed = w.conflator.flushes
         clocked = w.ms == 0 and self.config.flow_hold_ms > 0
         held_before = now - self.config.flow_hold_ms / 1000.0
         marker_every = self.config.flow_hold_ms / 2000.0  # at most one ping per half hold
@@ -355,17 +366,23 @@ class Hub:
                 tr = c.transport
                 if c.marker is not None and (c.missed or c.marker_at < held_before):
                     # Still reading frames sent before its last ping: conflate until the pong.
+                    if not c.missed:
+                        c.synced = flushed - 1
                     c.missed.update(syms)
                     continue
                 if c.behind_since is not None:
                     # Paused: remember which symbols it missed (not the ticks); once its
-                    # buffer has drained, one snapshot of them replaces this delta.
+                    # buffer has drained, one delta of what changed replaces this one.
+                    if not c.missed:
+                        c.synced = flushed - 1
                     c.missed.update(syms)
                     if tr.get_write_buffer_size() <= pause:
                         self._catch_up(c)
                     continue
                 if tr.get_write_buffer_size() > pause:
                     self._fall_behind(c)
+                    if not c.missed:
+                        c.synced = flushed - 1
                     c.missed.update(syms)
                     continue
                 if tr.is_closing():
@@ -395,15 +412,16 @@ class Hub:
         if c.marker is None or payload != c.marker:
             return
         c.marker = None
-        if c.missed and c.behind_since is None and not c.closing:
-            # Held: one snapshot of what changed meanwhile, then keep clocking.
-            missed = [s for s in c.missed if c.sub.includes(s)]
-            c.missed = set()
+        if (c.missed or c.fresh) and c.behind_since is None and not c.closing:
+            # Held: one delta of what changed meanwhile, then keep clocking.
             self.stats["flow_catchups"] += 1
-            if missed and c.window is not None:
-                self._send_snapshot(c, missed)
-                if c.window.ms == 0 and self.config.flow_hold_ms > 0:
-                    self._send_marker(c, self.loop.time())
+            if (
+                self._send_missed(c)
+                and c.window is not None
+                and c.window.ms == 0
+                and self.config.flow_hold_ms > 0
+            ):
+                self._send_marker(c, self.loop.time())
 
     def _check_markers(self, now: float) -> None:
         """Close window-0 connections that have not answered a ping for ``slow_close_after``."""
@@ -429,17 +447,43 @@ class Hub:
             self.stats["slow_behind"] += 1
 
     def _catch_up(self, c: Client) -> None:
-        """``c``'s buffer drained: one snapshot of the symbols it missed, then its missed news."""
+        """``c``'s buffer drained: one delta of what it missed, then its missed news."""
         self._behind.pop(c, None)
         c.behind_since = None
         since = c.news_sent_id
-        missed = [s for s in c.missed if c.sub.includes(s)]
-        c.missed = set()
         self.stats["slow_resyncs"] += 1
-        if missed:
-            self._send_snapshot(c, missed)
+        self._send_missed(c)
         if c.news_all or c.news_topics:
             self._replay_news(c, since)
+
+    def _send_missed(self, c: Client) -> bool:
+        """Bring a paused or held ``c`` up to date: a snapshot of the symbols it must get whole,
+        then one delta of the fields its missed symbols changed since flush ``c.synced``.
+        Returns whether anything was sent."""
+        w = c.window
+        sub = c.sub
+        fresh = [s for s in c.fresh if sub.includes(s)]
+        missed = [s for s in c.missed if sub.includes(s) and s not in c.fresh]
+        c.fresh = set()
+        c.missed = set()
+        if w is None:
+            return False
+        sent = False
+        if fresh:
+            self._send_snapshot(c, fresh)
+            sent = True
+        quotes = w.conflator.changes_since(missed, c.synced)
+        if quotes:
+            c.seq += 1
+            self.stats["catchup_deltas"] += 1
+            self.send_payload(
+                c,
+                delta_payload(
+                    c.seq, delta_tail(time.time() * 1000.0, list(quote_fragments(quotes).values()))
+                ),
+            )
+            sent = True
+        return sent
 
     def _check_behind(self) -> None:
         now = self.loop.time()
@@ -584,6 +628,10 @@ class Hub:
             # (its last client) and made afresh from the book, the ticks still pending in it
             # would never reach this client, which keeps its other symbols without a snapshot.
             same.clients += 1
+        if same is None and c.missed:
+            # Another window numbers its flushes differently: what it missed comes whole.
+            c.fresh.update(s for s in c.missed if sub.includes(s))
+            c.missed = set()
         self._leave(c)
         if same is not None:
             same.clients -= 1
@@ -624,12 +672,16 @@ class Hub:
         ):
             self._fall_behind(c)
         if c.behind_since is not None:
-            # Paused: its catch-up snapshot will carry these too. Writing now would let a client
-            # that never reads queue a snapshot per resync/subscribe without bound.
-            c.missed.update(symbols)
+            # Paused: its catch-up will carry these whole. Writing now would let a client that
+            # never reads queue a snapshot per resync/subscribe without bound.
+            c.fresh.update(symbols)
             self.stats["snapshots_deferred"] += 1
             return
         w = c.window
+        symbols = list(symbols)
+        if c.missed or c.fresh:  # held: these are now whole and current in the client
+            c.missed.difference_update(symbols)
+            c.fresh.difference_update(symbols)
         cache = w.frag_cache
         sent = w.conflator.sent
         parts = []
@@ -787,6 +839,20 @@ class Hub:
             c.news_sent_id = self.news_last_id
 
     # Queries (HTTP API)
+
+    def resync_all(self) -> int:
+        """Send every subscribed connection a fresh ``snapshot`` (the bus was away and is back).
+
+        Returns:
+            how many connections were sent one (or had one deferred, when paused).
+        """
+        n = 0
+        for c in list(self.clients):
+            if c.window is not None and not c.sub.empty and not c.closing:
+                self._send_snapshot(c, c.sub.resolve(self.book.known))
+                n += 1
+        self.stats["resyncs"] += n
+        return n
 
     def news_after(self, since: int | None, limit: int) -> list[NewsItem]:
         """Retained news with id > ``since`` (oldest first), at most ``limit``; the latest ``limit``

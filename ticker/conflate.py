@@ -76,13 +76,19 @@ class Conflator:
     symbols, never by the number of ticks.
     """
 
-    __slots__ = ("interval", "last_flush", "pending", "sent")
+    __slots__ = ("flushes", "interval", "last_flush", "pending", "sent", "versions")
 
     def __init__(self, interval: float, quotes: Mapping[str, Quote] | None = None) -> None:
         if interval < 0 or math.isnan(interval):
             raise ValueError(f"interval must be >= 0, got {interval!r}")
         self.interval = interval
         self.sent: dict[str, Quote] = {s: dict(q) for s, q in (quotes or {}).items()}
+        # Flush number of each field's last change: a client known to hold the state of flush k
+        # can be brought up to date with just the fields changed since k (changes_since).
+        self.flushes = 0
+        self.versions: dict[str, dict[str, int]] = {
+            s: dict.fromkeys(q, 0) for s, q in self.sent.items()
+        }
         # symbol -> [count, window high, window low] since the last flush
         self.pending: dict[str, list[float]] = {}
         self.last_flush = -math.inf
@@ -118,7 +124,10 @@ class Conflator:
         if not pending or now < self.last_flush + self.interval:
             return {}
         self.last_flush = now
+        self.flushes += 1
+        n = self.flushes
         sent = self.sent
+        versions = self.versions
         out: dict[str, dict[str, Any]] = {}
         for sym, (count, hi, lo) in pending.items():
             q = quotes[sym]
@@ -126,11 +135,15 @@ class Conflator:
             if prev is None:
                 d = dict(q)
                 sent[sym] = dict(q)
+                versions[sym] = dict.fromkeys(q, n)
             else:
                 d = {k: v for k, v in q.items() if prev.get(k) != v}
                 if not d:
                     continue
                 prev.update(d)
+                ver = versions[sym]
+                for k in d:
+                    ver[k] = n
                 d["ts"] = q["ts"]
             if count > 1:
                 d["w_high"] = hi
@@ -138,6 +151,22 @@ class Conflator:
                 d["w_count"] = int(count)
             out[sym] = d
         pending.clear()
+        return out
+
+    def changes_since(self, symbols: Iterable[str], flush: int) -> dict[str, dict[str, Any]]:
+        """For a client that holds the state of flush number ``flush``: the fields of ``symbols``
+        changed since (with ``ts``), i.e. the one delta that brings it up to date."""
+        out: dict[str, dict[str, Any]] = {}
+        sent = self.sent
+        for s in symbols:
+            ver = self.versions.get(s)
+            if ver is None:
+                continue
+            q = sent[s]
+            d = {k: q[k] for k, n in ver.items() if n > flush}
+            if d:
+                d["ts"] = q["ts"]
+                out[s] = d
         return out
 
     def snapshot(self, symbols: Iterable[str]) -> dict[str, Quote]:
