@@ -223,13 +223,16 @@ class _Group:
 class _Window:
     """One throttle window: its Conflator, its flush timer and its groups."""
 
-    __slots__ = ("clients", "conflator", "frag_cache", "groups", "handle", "ms")
+    __slots__ = ("clients", "conflator", "frag_cache", "groups", "handle", "ms", "since_cache")
 
     def __init__(self, ms: int, conflator: Conflator) -> None:
         self.ms = ms
         self.conflator = conflator
         # symbol -> encoded full quote as last flushed (snapshots reuse it until the next drain)
         self.frag_cache: dict[str, bytes] = {}
+        # (symbol, flush) -> encoded fields changed since that flush (catch-ups), until the next
+        # drain: held clients that stopped at the same flush share one encoding.
+        self.since_cache: dict[tuple[str, int], bytes] = {}
         self.groups: dict[Subscription, _Group] = {}
         self.handle: asyncio.Handle | None = None
         self.clients = 0
@@ -341,6 +344,7 @@ class Hub:
         cache = w.frag_cache
         for s in drained:
             cache.pop(s, None)
+        w.since_cache.clear()
         t = time.time() * 1000.0
         flushed = w.conflator.flushes
         clocked = w.ms == 0 and self.config.flow_hold_ms > 0
@@ -472,18 +476,28 @@ class Hub:
         if fresh:
             self._send_snapshot(c, fresh)
             sent = True
-        quotes = w.conflator.changes_since(missed, c.synced)
-        if quotes:
+        parts = self._changes_since(w, missed, c.synced)
+        if parts:
             c.seq += 1
             self.stats["catchup_deltas"] += 1
-            self.send_payload(
-                c,
-                delta_payload(
-                    c.seq, delta_tail(time.time() * 1000.0, list(quote_fragments(quotes).values()))
-                ),
-            )
+            self.send_payload(c, delta_payload(c.seq, delta_tail(time.time() * 1000.0, parts)))
             sent = True
         return sent
+
+    @staticmethod
+    def _changes_since(w: _Window, symbols: list[str], flush: int) -> list[bytes]:
+        """Encoded per-symbol changes since ``flush`` (``Conflator.changes_since``), cached."""
+        cache = w.since_cache
+        out = []
+        for s in symbols:
+            key = (s, flush)
+            f = cache.get(key)
+            if f is None:
+                d = w.conflator.changes_since((s,), flush)
+                f = cache[key] = quote_fragments(d)[s] if d else b""
+            if f:
+                out.append(f)
+        return out
 
     def _check_behind(self) -> None:
         now = self.loop.time()
