@@ -17,11 +17,19 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ticker.events import Event, Feed
 
-__all__ = ["QUIET_STATES", "FeedRunner", "FeedSource", "FeedStalled", "MemoryBus", "backoff_delay"]
+__all__ = [
+    "QUIET_STATES",
+    "Bus",
+    "FeedRunner",
+    "FeedSource",
+    "FeedStalled",
+    "MemoryBus",
+    "backoff_delay",
+]
 
 log = logging.getLogger("ticker.feeds")
 
@@ -48,6 +56,14 @@ class FeedSource:
     def of(cls, feed: Feed) -> FeedSource:
         """Wrap a ready feed instance (restarts call its ``events()`` again)."""
         return cls(feed.name, lambda: feed, getattr(feed, "stall_timeout", None))
+
+
+class Bus(Protocol):
+    """What feeds publish into and ``/healthz`` reports: ``MemoryBus`` or ``RedisBus``."""
+
+    def publish(self, ev: Event) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
 
 
 class MemoryBus:

@@ -58,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default throttle window for new connections (default 100)",
     )
+    s.add_argument(
+        "--bus",
+        default=None,
+        metavar="URL",
+        help="event bus: memory:// (default, one process) or redis://[:password@]host:port/db "
+        "(also rediss://; ?prefix=NAME names the keys) shared by many processes",
+    )
+    s.add_argument(
+        "--role",
+        choices=("all", "ingest", "edge"),
+        default=None,
+        help="all (default): feeds and clients; ingest: run feeds, publish to the bus; "
+        "edge: no feeds, serve clients from the bus",
+    )
     s.add_argument("--config", type=Path, default=None, help="TOML file with the same settings")
     s.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     s.add_argument(
@@ -176,7 +190,7 @@ def _serve_settings(args: argparse.Namespace) -> tuple[str, int, list[str], dict
     from ticker.broadcaster import HubConfig
 
     cfg = _load_config(args.config)
-    known = {"host", "port", "feeds", "throttle_ms", "server"}
+    known = {"host", "port", "feeds", "throttle_ms", "server", "bus", "role"}
     unknown = set(cfg) - known
     if unknown:
         raise UsageError(f"config: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
@@ -208,7 +222,15 @@ async def _serve(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:  # HubConfig checks types and signs
         raise UsageError(f"bad server setting: {exc}") from exc
     recorder = None if args.record is None else _open_recorder(args.record, args)
-    app = create_app(sources, config, recorder=recorder)
+    cfg = _load_config(args.config)
+    bus = args.bus or cfg.get("bus", "memory://")
+    role = args.role or cfg.get("role", "all")
+    if not isinstance(bus, str) or not isinstance(role, str):
+        raise UsageError("config 'bus' and 'role' must be strings")
+    try:
+        app = create_app(sources, config, recorder=recorder, bus=bus, role=role)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     return await _serve_app(app, host, port)
 
 

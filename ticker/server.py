@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from ticker import __version__
 from ticker.broadcaster import Hub, HubConfig
-from ticker.bus import FeedRunner, FeedSource, MemoryBus
+from ticker.bus import Bus, FeedRunner, FeedSource, MemoryBus
 from ticker.events import Event, Feed
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 HUB = web.AppKey("hub", Hub)
 RUNNERS = web.AppKey("runners", list[FeedRunner])
-BUS = web.AppKey("bus", MemoryBus)
+BUS = web.AppKey("bus", Bus)
+BUS_URL = web.AppKey("bus_url", str)
+ROLE = web.AppKey("role", str)
 CONFIG = web.AppKey("config", HubConfig)
 SOURCES = web.AppKey("sources", list[FeedSource])
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
@@ -298,16 +300,30 @@ async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
             publish(ev)
             record(ev)
 
-    bus = MemoryBus(sink)
+    url, role = app[BUS_URL], app[ROLE]
+    redis_bus = None
+    bus: Bus
+    if url.startswith("memory:"):
+        bus = MemoryBus(sink)
+    else:
+        from ticker.redisbus import RedisBus
+
+        # Edge events reach the hub (and the recorder) from Redis, with service-wide news ids.
+        bus = redis_bus = RedisBus(url, sink, role=role, on_resync=hub.resync_all)
     app[BUS] = bus
-    runners = [FeedRunner(src, bus.publish) for src in app[SOURCES]]
+    sources = app[SOURCES] if role != "edge" else []
+    runners = [FeedRunner(src, bus.publish) for src in sources]
     app[RUNNERS] = runners
     hub.start()
+    if redis_bus is not None:
+        await redis_bus.start()
     for r in runners:
         r.start()
     yield
     for r in runners:
         await r.stop()
+    if redis_bus is not None:
+        await redis_bus.stop()
     if recorder is not None:
         await recorder.aclose()
     await hub.stop()
@@ -323,6 +339,8 @@ def create_app(
     config: HubConfig | None = None,
     *,
     recorder: Recorder | None = None,
+    bus: str = "memory://",
+    role: str = "all",
 ) -> web.Application:
     """Build the application. Feeds start when the app starts and stop when it stops.
 
@@ -331,8 +349,23 @@ def create_app(
         config: broadcaster settings.
         recorder: records every ingested event (``ticker serve --record``); started and closed
             with the feeds.
+        bus: ``memory://`` (one process) or a ``redis://``/``rediss://`` URL (ticker.redisbus).
+        role: ``all``, ``ingest`` (run feeds, publish to the bus) or ``edge`` (no feeds; serve
+            clients from the bus). Only ``all`` makes sense on the memory bus.
+
+    Raises:
+        ValueError: an unknown bus scheme or role, or a role other than ``all`` on memory.
     """
+    if role not in ("all", "ingest", "edge"):
+        raise ValueError(f"role must be all, ingest or edge, got {role!r}")
+    scheme = bus.split(":", 1)[0]
+    if scheme not in ("memory", "redis", "rediss", "unix"):
+        raise ValueError(f"bus must be memory://, redis:// or rediss://, got {bus!r}")
+    if scheme == "memory" and role != "all":
+        raise ValueError(f"role {role!r} needs a shared bus (redis://), not memory://")
     app = web.Application(client_max_size=1024 * 1024)
+    app[BUS_URL] = bus
+    app[ROLE] = role
     app[CONFIG] = config or HubConfig()
     app[SOURCES] = [f if isinstance(f, FeedSource) else FeedSource.of(f) for f in feeds]
     app[SOCKETS] = weakref.WeakSet()
@@ -362,7 +395,11 @@ async def serve(
     runner = web.AppRunner(app, shutdown_timeout=2.0, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()  # the feeds (and a recorder) already started: stop them cleanly
+        raise
     sockname = runner.addresses[0]
     bound_host, bound_port = sockname[0], sockname[1]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host

@@ -1,0 +1,537 @@
+"""Redis Streams backplane: many ``ticker serve`` processes share one Redis.
+
+I/O shell around ``redis.asyncio``. Two sides, either or both per process (``--role``):
+
+* **ingest** (``role`` ``ingest`` or ``all``): :meth:`RedisBus.publish` only appends to a local
+  buffer (feeds never await). A writer task drains it in pipelined batches: ``XADD`` with an
+  approximate ``MAXLEN`` to ``{prefix}:ticks`` and ``{prefix}:news``, and one ``HSET`` per batch
+  of the latest quote of each symbol that ticked to ``{prefix}:quotes`` (the snapshot a new edge
+  starts from). News ids are assigned inside Redis by a Lua script (``max(last + 1, now ms)``,
+  the same rule as the hub's), so every node sees the same, strictly increasing id, and the
+  stream holds news in id order even with several writers. With several ingest nodes, only the
+  holder of the ``{prefix}:lease`` key (``SET NX PX``, renewed) writes; the others keep their
+  local book up to date and take over within the lease time when the holder dies.
+* **edge** (``role`` ``edge`` or ``all``): a reader task loads the symbol set, the quote hash
+  and the retained news, then ``XREAD BLOCK``s on both streams in batches and hands each event
+  to the local hub, news with its service id.
+
+Redis down or restarted: nothing raises into feeds or clients. Both tasks retry with backoff and
+report ``retrying`` in :meth:`RedisBus.health`; the writer keeps buffering (ticks are bounded,
+news is kept) and rewrites the whole quote hash when it is back; the reader reloads the quote
+hash and calls ``on_resync`` so every client gets a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+import redis.asyncio as aioredis
+
+from ticker.book import Book
+from ticker.bus import backoff_delay
+from ticker.events import Event, Listing, News, Tick
+
+__all__ = ["ROLES", "RedisBus", "decode_event", "encode_event", "split_url"]
+
+log = logging.getLogger("ticker.redisbus")
+
+ROLES = ("all", "ingest", "edge")
+
+# KEYS: counter, news stream. ARGV: floor id (now, ms), maxlen, payload. Returns the new id.
+_NEWS_LUA = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local nid = math.max(cur + 1, tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%d', nid))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', string.format('%d', nid),
+           'e', ARGV[3])
+return nid
+"""
+
+# KEYS: lease. ARGV: owner, ttl ms. Renews only a lease we still hold.
+_RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: lease. ARGV: owner. Gives up a lease we hold (clean shutdown: the standby takes over now).
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+# Pure encoding
+
+
+def encode_event(ev: Event) -> bytes:
+    """Pure; no I/O. One event as compact JSON for a stream entry or the quote hash."""
+    if type(ev) is Tick:
+        return orjson.dumps(
+            ["T", ev.symbol, ev.price, ev.ts, ev.size, ev.bid, ev.ask, ev.volume, ev.prev_close]
+        )
+    if type(ev) is News:
+        return orjson.dumps(["N", ev.headline, ev.ts, ev.source, ev.symbols, ev.url, ev.summary])
+    if type(ev) is Listing:
+        return orjson.dumps(["L", ev.symbols])
+    raise TypeError(f"not an event: {type(ev).__name__}")
+
+
+def decode_event(data: bytes, news_id: int = 0) -> Event:
+    """Pure; no I/O. The inverse of :func:`encode_event`; ``news_id`` becomes ``News.id``.
+
+    Raises:
+        ValueError: ``data`` is not an encoded event.
+    """
+    v = orjson.loads(data)
+    kind = v[0]
+    if kind == "T":
+        return Tick(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
+    if kind == "N":
+        return News(v[1], v[2], v[3], tuple(v[4]), v[5], v[6], news_id)
+    if kind == "L":
+        return Listing(tuple(v[1]))
+    raise ValueError(f"unknown event kind {kind!r}")
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """Pure; no I/O. ``redis://h:p/0?prefix=x`` -> (``redis://h:p/0``, ``x``).
+
+    ``prefix`` (default ``ticker``) names this service's keys, so several services (or tests)
+    can share one Redis; the rest of the URL goes to redis-py unchanged (password, db, TLS).
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = "ticker"
+    rest = []
+    for k, v in query:
+        if k == "prefix":
+            prefix = v
+        else:
+            rest.append((k, v))
+    return urlunsplit(parts._replace(query=urlencode(rest))), prefix
+
+
+def _quote_tick(q: dict[str, Any]) -> Tick:
+    """The latest state of a book quote as one tick (what a new edge starts from)."""
+    return Tick(
+        q["symbol"],
+        q["price"],
+        q["ts"],
+        q.get("size"),
+        q.get("bid"),
+        q.get("ask"),
+        q.get("volume"),
+        q.get("prev_close"),
+    )
+
+
+def _entry_ms(eid: bytes) -> int:
+    return int(eid.split(b"-", 1)[0])
+
+
+class RedisBus:
+    """I/O shell: publishes events to Redis Streams and/or feeds a hub from them.
+
+    Args:
+        url: ``redis://``/``rediss://`` URL, optionally with ``?prefix=NAME``.
+        sink: where edge events go (``Hub.publish``).
+        role: ``all``, ``ingest`` (write only) or ``edge`` (read only).
+        on_resync: called after the reader reconnected and reloaded the snapshot
+            (``Hub.resync_all``).
+        ticks_maxlen: approximate length the ticks stream is trimmed to.
+        news_maxlen: approximate length the news stream is trimmed to; also how many items an
+            edge loads at start.
+        lease_ms: ingest lease time; a standby takes over within about this plus a third.
+        block_ms: XREAD BLOCK time.
+        batch: most entries per XREAD and per write pipeline.
+        max_buffer: ticks buffered while Redis is away; beyond, new ticks are dropped (the quote
+            hash is rewritten on reconnect, so the snapshot stays whole). News is never dropped.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        sink: Callable[[Event], None],
+        *,
+        role: str = "all",
+        on_resync: Callable[[], object] | None = None,
+        ticks_maxlen: int = 100_000,
+        news_maxlen: int = 10_000,
+        lease_ms: int = 3_000,
+        block_ms: int = 1_000,
+        batch: int = 1_000,
+        max_buffer: int = 100_000,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+    ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        self.url, self.prefix = split_url(url)
+        self.sink = sink
+        self.role = role
+        self.on_resync = on_resync
+        self.ticks_maxlen = ticks_maxlen
+        self.news_maxlen = news_maxlen
+        self.lease_ms = lease_ms
+        self.block_ms = block_ms
+        self.batch = batch
+        self.max_buffer = max_buffer
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        p = self.prefix
+        self.k_ticks = f"{p}:ticks"
+        self.k_news = f"{p}:news"
+        self.k_quotes = f"{p}:quotes"
+        self.k_symbols = f"{p}:symbols"
+        self.k_news_id = f"{p}:news_id"
+        self.k_lease = f"{p}:lease"
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.ingest = role in ("all", "ingest")
+        self.edge = role in ("all", "edge")
+        self.rng = random.Random()
+        # Ingest side
+        self.book = Book()
+        self._buf: deque[Event] = deque()
+        self._buffered_ticks = 0
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self.leader = False
+        self._full_sync = True
+        self.writer_state = "starting" if self.ingest else "off"
+        # Edge side
+        self.reader_state = "starting" if self.edge else "off"
+        self._loaded = asyncio.Event()
+        self._ids: dict[bytes, bytes] = {}
+        self.news_last_id = 0
+        self.lag_ms: int | None = None
+        self.last_read_at: float | None = None
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "published",
+                "written",
+                "news_written",
+                "dropped",
+                "standby_discarded",
+                "read",
+                "news_read",
+                "write_errors",
+                "read_errors",
+                "lease_errors",
+                "reconnects",
+                "resyncs",
+                "takeovers",
+            ),
+            0,
+        )
+        self.last_error: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._clients: list[aioredis.Redis] = []
+
+    # Public API
+
+    def publish(self, ev: Event) -> None:
+        """Take one event from a feed (ingest side). Never awaits, never raises for Redis."""
+        c = self.counters
+        c["published"] += 1
+        if type(ev) is Tick:
+            self.book.apply(ev)
+        elif type(ev) is Listing:
+            self.book.declare(ev.symbols)
+        if not self.leader:
+            # Standby: the holder publishes; our book is kept for the takeover snapshot.
+            c["standby_discarded"] += 1
+            return
+        if type(ev) is Tick:
+            if self._buffered_ticks >= self.max_buffer:
+                c["dropped"] += 1
+                return
+            self._buffered_ticks += 1
+        self._buf.append(ev)
+        if len(self._buf) == 1:
+            self._wake.set()
+
+    async def start(self, load_timeout: float = 3.0) -> None:
+        """Start the tasks; an edge waits up to ``load_timeout`` s for the first snapshot."""
+        loop = asyncio.get_running_loop()
+        if self.ingest:
+            self._tasks.append(loop.create_task(self._lease_loop(), name="redisbus:lease"))
+            self._tasks.append(loop.create_task(self._write_loop(), name="redisbus:writer"))
+        if self.edge:
+            self._tasks.append(loop.create_task(self._read_loop(), name="redisbus:reader"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._loaded.wait(), load_timeout)
+
+    async def stop(self, flush_timeout: float = 1.0) -> None:
+        """Flush what is buffered (briefly), release the lease, stop the tasks."""
+        if self.ingest and self.leader and self._buf:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), flush_timeout)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.ingest and self.leader:
+            with contextlib.suppress(Exception):
+                r = self._client()
+                await asyncio.wait_for(r.eval(_RELEASE_LUA, 1, self.k_lease, self.owner), 1.0)
+        for r in self._clients:
+            with contextlib.suppress(Exception):
+                await r.aclose()
+
+    def health(self) -> dict[str, Any]:
+        states = [s for s in (self.writer_state, self.reader_state) if s != "off"]
+        if "retrying" in states:
+            state = "retrying"
+        elif all(s in ("up", "standby") for s in states):
+            state = "up"
+        else:
+            state = "down"
+        age = None if self.last_read_at is None else round(time.time() - self.last_read_at, 3)
+        return {
+            "kind": "redis",
+            "state": state,
+            "role": self.role,
+            "prefix": self.prefix,
+            "writer": self.writer_state,
+            "reader": self.reader_state,
+            "leader": self.leader if self.ingest else None,
+            "buffered": len(self._buf),
+            "lag_ms": self.lag_ms,
+            "last_read_age_s": age,
+            "news_last_id": self.news_last_id,
+            "last_error": self.last_error,
+            **self.counters,
+        }
+
+    # Connections
+
+    def _client(self) -> aioredis.Redis:
+        r = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=2.0,
+            socket_timeout=self.block_ms / 1000.0 + 5.0,
+            health_check_interval=0,
+            retry_on_timeout=False,
+        )
+        self._clients.append(r)
+        return r
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.last_error = f"{what}: {type(exc).__name__}: {exc}"[:300]
+        log.warning("redis %s failed: %s", what, self.last_error)
+
+    async def _backoff(self, attempt: int) -> None:
+        await asyncio.sleep(
+            backoff_delay(
+                attempt, initial=self.initial_backoff, maximum=self.max_backoff, rng=self.rng
+            )
+        )
+
+    # Ingest: lease
+
+    async def _lease_loop(self) -> None:
+        r = self._client()
+        every = self.lease_ms / 3000.0
+        while True:
+            try:
+                if self.leader:
+                    held = await r.eval(_RENEW_LUA, 1, self.k_lease, self.owner, self.lease_ms)
+                    if not held:
+                        log.warning("ingest lease lost")
+                        self.leader = False
+                        self.writer_state = "standby"
+                else:
+                    got = await r.set(self.k_lease, self.owner, nx=True, px=self.lease_ms)
+                    if got:
+                        log.info("ingest lease acquired (%s)", self.owner)
+                        self.counters["takeovers"] += 1
+                        self._full_sync = True
+                        self.leader = True
+                        self._wake.set()
+                    elif self.writer_state in ("starting", "retrying"):
+                        self.writer_state = "standby"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # We cannot tell whether the lease is still ours: stop writing (a standby may
+                # take over); when Redis is back we compete for it again.
+                self.counters["lease_errors"] += 1
+                self._failed("lease", exc)
+                self.leader = False
+                self.writer_state = "retrying"
+            await asyncio.sleep(every)
+
+    # Ingest: writer
+
+    async def _write_loop(self) -> None:
+        r = self._client()
+        news = r.register_script(_NEWS_LUA)
+        attempt = 0
+        while True:
+            if not self.leader or not (self._buf or self._full_sync):
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch: list[Event] = []
+            buf = self._buf
+            while buf and len(batch) < self.batch:
+                batch.append(buf.popleft())
+            full = self._full_sync
+            try:
+                pipe = r.pipeline(transaction=False)
+                latest: dict[str, bytes] = {}
+                n_news = 0
+                for ev in batch:
+                    data = encode_event(ev)
+                    if type(ev) is Tick:
+                        pipe.xadd(
+                            self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True
+                        )
+                        latest[ev.symbol] = data
+                    elif type(ev) is News:
+                        now_ms = int(time.time() * 1000)
+                        await news(
+                            keys=[self.k_news_id, self.k_news],
+                            args=[now_ms, self.news_maxlen, data],
+                            client=pipe,
+                        )
+                        n_news += 1
+                    else:
+                        assert type(ev) is Listing
+                        pipe.xadd(
+                            self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True
+                        )
+                        if ev.symbols:
+                            pipe.sadd(self.k_symbols, *ev.symbols)
+                if full:
+                    # After the batch: these are newer than any buffered tick.
+                    latest.update(
+                        (s, encode_event(_quote_tick(q))) for s, q in self.book.quotes.items()
+                    )
+                    if self.book.known:
+                        pipe.sadd(self.k_symbols, *self.book.known)
+                else:
+                    # The hash holds the book's quote (session volume), not the raw tick.
+                    for s in latest:
+                        latest[s] = encode_event(_quote_tick(self.book.quotes[s]))
+                if latest:
+                    pipe.hset(self.k_quotes, mapping=latest)  # type: ignore[arg-type]
+                await pipe.execute()
+            except asyncio.CancelledError:
+                buf.extendleft(reversed(batch))
+                raise
+            except Exception as exc:
+                buf.extendleft(reversed(batch))
+                self.counters["write_errors"] += 1
+                self._failed("write", exc)
+                self.writer_state = "retrying"
+                self._full_sync = True
+                await self._backoff(attempt)
+                attempt += 1
+                continue
+            if full:
+                self._full_sync = False
+            if attempt:
+                self.counters["reconnects"] += 1
+                log.info("redis writer back after %d attempts", attempt)
+            attempt = 0
+            self.writer_state = "up"
+            self._buffered_ticks -= sum(1 for ev in batch if type(ev) is Tick)
+            self.counters["written"] += len(batch)
+            self.counters["news_written"] += n_news
+            if not buf:
+                self._drained.set()
+
+    # Edge: reader
+
+    async def _load(self, r: aioredis.Redis, first: bool) -> None:
+        """Symbols and latest quotes into the hub; on first load, the retained news too."""
+        if first:
+            # Stream positions before the snapshot: entries written meanwhile are read again
+            # (a tick twice is harmless: latest value wins; news is deduplicated by id).
+            for key in (self.k_ticks, self.k_news):
+                last: Any = await r.xrevrange(key, count=1)
+                self._ids[key.encode()] = last[0][0] if last else b"0-0"
+        symbols: Any = await r.smembers(self.k_symbols)
+        if symbols:
+            self.sink(Listing(tuple(sorted(s.decode() for s in symbols))))
+        quotes: Any = await r.hgetall(self.k_quotes)
+        for _, data in sorted(quotes.items()):
+            self.sink(decode_event(data))
+        if first:
+            entries: Any = await r.xrevrange(self.k_news, count=self.news_maxlen)
+            for _, fields in reversed(entries):
+                self._deliver_news(fields)
+
+    def _deliver_news(self, fields: dict[bytes, bytes]) -> None:
+        nid = int(fields[b"id"])
+        if nid <= self.news_last_id:
+            return  # already delivered (the hub would otherwise give it a new id)
+        self.news_last_id = nid
+        self.counters["news_read"] += 1
+        self.sink(decode_event(fields[b"e"], nid))
+
+    async def _read_loop(self) -> None:
+        r = self._client()
+        attempt = 0
+        loaded = False
+        k_news = self.k_news.encode()
+        while True:
+            try:
+                if attempt or not loaded:
+                    await self._load(r, first=not loaded)
+                    if loaded:
+                        self.counters["reconnects"] += 1
+                        self.counters["resyncs"] += 1
+                        if self.on_resync is not None:
+                            self.on_resync()
+                        log.info("redis reader back after %d attempts; clients resynced", attempt)
+                    loaded = True
+                    self._loaded.set()
+                    attempt = 0
+                    self.reader_state = "up"
+                resp: Any = await r.xread(
+                    self._ids,  # type: ignore[arg-type]
+                    count=self.batch,
+                    block=self.block_ms,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counters["read_errors"] += 1
+                self._failed("read", exc)
+                self.reader_state = "retrying"
+                await self._backoff(attempt)
+                attempt += 1
+                continue
+            now = time.time()
+            self.last_read_at = now
+            sink = self.sink
+            for stream, entries in resp or ():
+                if not entries:
+                    continue
+                if stream == k_news:
+                    for _, fields in entries:
+                        self._deliver_news(fields)
+                else:
+                    for _, fields in entries:
+                        sink(decode_event(fields[b"e"]))
+                last = entries[-1][0]
+                self._ids[stream] = last
+                self.counters["read"] += len(entries)
+                self.lag_ms = max(0, int(now * 1000) - _entry_ms(last))
