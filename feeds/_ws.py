@@ -27,9 +27,18 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from feeds.base import Event, Listing
+from feeds.base import Event, Listing, Option, as_float
 
-__all__ = ["Codec", "LinkStats", "SymbolClock", "WsConfig", "WsFeed", "backoff_delay", "stream"]
+__all__ = [
+    "Codec",
+    "LinkStats",
+    "SymbolClock",
+    "WsConfig",
+    "WsFeed",
+    "backoff_delay",
+    "link_options",
+    "stream",
+]
 
 log = logging.getLogger("ticker.feeds.ws")
 
@@ -38,6 +47,20 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.R
     """Pure; no I/O. Exponential backoff with jitter: uniform in [d/2, d], d = initial * 2**n."""
     d = min(maximum, initial * (2.0 ** max(0, min(attempt, 60))))
     return rng.uniform(d / 2.0, d)
+
+
+def link_options(stale_default: str, what: str = "an update before a symbol") -> dict[str, Option]:
+    """Pure; no I/O. The ``stale_after`` and ``backoff`` options every WebSocket adapter takes."""
+    return {
+        "stale_after": Option(
+            f"seconds without {what} is stale", stale_default, as_float(0.001, 86_400)
+        ),
+        "backoff": Option(
+            "first reconnect delay in seconds (doubles, with jitter, to 30)",
+            "0.5",
+            as_float(0.001, 60),
+        ),
+    }
 
 
 class Codec(Protocol):

@@ -40,8 +40,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, backoff_delay, stream
-from feeds.base import Event, Listing, News, Option, Tick, as_float, help_of, parse_options
+from feeds._ws import LinkStats, SymbolClock, WsConfig, backoff_delay, link_options, stream
+from feeds.base import Event, Listing, News, Option, Tick, help_of, parse_options
 from feeds.rss import strip_html
 
 __all__ = ["AlpacaCodec", "AlpacaFeed", "rfc3339_ms"]
@@ -337,12 +337,7 @@ _OPTIONS: dict[str, Option] = {
     ),
     "key_env": Option("environment variable holding the API key id", "APCA_API_KEY_ID", str),
     "secret_env": Option("environment variable holding the API secret", "APCA_API_SECRET_KEY", str),
-    "stale_after": Option(
-        "seconds without an update before a symbol is stale", "300", as_float(0.001, 86_400)
-    ),
-    "backoff": Option(
-        "first reconnect delay in seconds (doubles, with jitter, to 30)", "0.5", as_float(0.001, 60)
-    ),
+    **link_options("300", "an update before a symbol"),
 }
 
 

@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed
+from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
 from feeds.base import Event, Option, Tick, as_float, help_of, parse_options
 
 __all__ = ["MAX_STREAMS", "BinanceCodec", "BinanceFeed", "parse_streams", "parse_symbols"]
@@ -258,15 +258,10 @@ _OPTIONS: dict[str, Option] = {
         parse_streams,
     ),
     "url": Option("combined-stream endpoint", "wss://stream.binance.com:9443/stream", str),
-    "stale_after": Option(
-        "seconds without an update before a symbol is stale", "60", as_float(0.001, 86_400)
-    ),
     "lifetime": Option(
         "seconds before a planned reconnect (Binance closes at 24 h)", "84600", as_float(1, 86_000)
     ),
-    "backoff": Option(
-        "first reconnect delay in seconds (doubles, with jitter, to 30)", "0.5", as_float(0.001, 60)
-    ),
+    **link_options("60", "an update before a symbol"),
 }
 
 

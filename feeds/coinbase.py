@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed
-from feeds.base import Event, Option, Tick, as_float, help_of, parse_options
+from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
+from feeds.base import Event, Option, Tick, help_of, parse_options
 
 __all__ = ["CoinbaseCodec", "CoinbaseFeed", "parse_iso_ms", "parse_products"]
 
@@ -203,12 +203,7 @@ class CoinbaseCodec:
 _OPTIONS: dict[str, Option] = {
     "products": Option("Coinbase product ids, +-separated", "BTC-USD+ETH-USD", parse_products),
     "url": Option("Exchange websocket feed", "wss://ws-feed.exchange.coinbase.com", str),
-    "stale_after": Option(
-        "seconds without an update before a product is stale", "60", as_float(0.001, 86_400)
-    ),
-    "backoff": Option(
-        "first reconnect delay in seconds (doubles, with jitter, to 30)", "0.5", as_float(0.001, 60)
-    ),
+    **link_options("60", "an update before a product"),
 }
 
 

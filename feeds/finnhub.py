@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed
-from feeds.base import Event, Option, Tick, as_float, help_of, parse_options
+from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
+from feeds.base import Event, Option, Tick, help_of, parse_options
 
 __all__ = ["FinnhubCodec", "FinnhubFeed"]
 
@@ -97,12 +97,7 @@ _OPTIONS: dict[str, Option] = {
     "symbols": Option("Finnhub symbols, +-separated (AAPL, BINANCE:BTCUSDT)", "AAPL", _symbols),
     "url": Option("WebSocket endpoint (the key is added as ?token=)", "wss://ws.finnhub.io", str),
     "key_env": Option("environment variable holding the API key", "FINNHUB_API_KEY", str),
-    "stale_after": Option(
-        "seconds without a trade before a symbol is stale", "300", as_float(0.001, 86_400)
-    ),
-    "backoff": Option(
-        "first reconnect delay in seconds (doubles, with jitter, to 30)", "0.5", as_float(0.001, 60)
-    ),
+    **link_options("300", "a trade before a symbol"),
 }
 
 
