@@ -31,7 +31,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import math
 import os
 import random
 import re
@@ -41,12 +40,26 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 
 from feeds._ws import LinkStats, SymbolClock, WsConfig, backoff_delay, link_options, stream
-from feeds.base import Event, Listing, News, Option, Tick, help_of, parse_options
+from feeds.base import (
+    Event,
+    Listing,
+    News,
+    Option,
+    Tick,
+    finite_number,
+    help_of,
+    parse_options,
+    positive_number,
+)
 from feeds.rss import strip_html
 
 __all__ = ["AlpacaCodec", "AlpacaFeed", "rfc3339_ms"]
 
 log = logging.getLogger("ticker.feeds.alpaca")
+
+# JSON numbers as floats, None when absent or not finite (feeds.base)
+_num = finite_number
+_pos = positive_number
 
 MARKET_URL = "wss://stream.data.alpaca.markets/v2/iex"
 NEWS_URL = "wss://stream.data.alpaca.markets/v1beta1/news"
@@ -83,17 +96,6 @@ def rfc3339_ms(value: Any) -> float | None:
         return None
     ms = base.timestamp() * 1000.0 + (int(frac.ljust(9, "0")) / 1e6 if frac else 0.0)
     return ms if ms > 0 else None
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    return float(v) if math.isfinite(v) else None
-
-
-def _pos(v: Any) -> float | None:
-    n = _num(v)
-    return n if n is not None and n > 0 else None
 
 
 def _symbols(value: str) -> list[str]:

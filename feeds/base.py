@@ -6,6 +6,7 @@ values, with one-line errors that name the valid options.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,10 @@ __all__ = [
     "Tick",
     "as_float",
     "as_int",
+    "finite_number",
     "help_of",
     "parse_options",
+    "positive_number",
 ]
 
 
@@ -96,3 +99,21 @@ def help_of(spec: Mapping[str, Option]) -> dict[str, str]:
         k: o.help + (f" (default {o.default})" if o.default not in (None, "") else "")
         for k, o in spec.items()
     }
+
+
+def finite_number(v: Any, *, strings: bool = False) -> float | None:
+    """``v`` as a finite float, or None: a JSON number (not a boolean), or with ``strings`` also
+    numeric text (exchanges that quote prices as strings). Never raises."""
+    if isinstance(v, bool) or not (isinstance(v, int | float) or (strings and isinstance(v, str))):
+        return None
+    try:
+        f = float(v)
+    except (ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def positive_number(v: Any, *, strings: bool = False) -> float | None:
+    """:func:`finite_number`, and only when > 0 (prices and sizes)."""
+    f = finite_number(v, strings=strings)
+    return f if f is not None and f > 0 else None

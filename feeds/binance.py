@@ -22,16 +22,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
-from feeds.base import Event, Option, Tick, as_float, help_of, parse_options
+from feeds.base import (
+    Event,
+    Option,
+    Tick,
+    as_float,
+    finite_number,
+    help_of,
+    parse_options,
+    positive_number,
+)
 
 __all__ = ["MAX_STREAMS", "BinanceCodec", "BinanceFeed", "parse_streams", "parse_symbols"]
 
 log = logging.getLogger("ticker.feeds.binance")
+
+# JSON numbers as floats, None when absent or not finite (feeds.base)
+_num = partial(finite_number, strings=True)
+_pos = partial(positive_number, strings=True)
 
 MAX_STREAMS = 1024  # per connection (Binance docs)
 _PER_MESSAGE = 200  # streams per SUBSCRIBE message
@@ -62,21 +75,6 @@ def parse_streams(value: str) -> list[str]:
     if bad or not kinds:
         raise ValueError(f"streams must be +-separated from {', '.join(_STREAMS)}")
     return list(dict.fromkeys(kinds))
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, str | int | float):
-        return None
-    try:
-        f = float(v)
-    except ValueError:
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _pos(v: Any) -> float | None:
-    f = _num(v)
-    return f if f is not None and f > 0 else None
 
 
 class BinanceCodec:

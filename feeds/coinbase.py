@@ -23,17 +23,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar
 
 from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
-from feeds.base import Event, Option, Tick, help_of, parse_options
+from feeds.base import Event, Option, Tick, finite_number, help_of, parse_options, positive_number
 
 __all__ = ["CoinbaseCodec", "CoinbaseFeed", "parse_iso_ms", "parse_products"]
 
 log = logging.getLogger("ticker.feeds.coinbase")
+
+# JSON numbers as floats, None when absent or not finite (feeds.base)
+_num = partial(finite_number, strings=True)
+_pos = partial(positive_number, strings=True)
 
 
 def parse_products(value: str) -> list[str]:
@@ -59,21 +63,6 @@ def parse_iso_ms(value: Any) -> float | None:
     if dt.tzinfo is None:
         return None
     return dt.timestamp() * 1000.0
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, str | int | float):
-        return None
-    try:
-        f = float(v)
-    except ValueError:
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _pos(v: Any) -> float | None:
-    f = _num(v)
-    return f if f is not None and f > 0 else None
 
 
 class CoinbaseCodec:

@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import quote
 
 from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
-from feeds.base import Event, Option, Tick, help_of, parse_options
+from feeds.base import Event, Option, Tick, finite_number, help_of, parse_options
 
 __all__ = ["FinnhubCodec", "FinnhubFeed"]
 
 log = logging.getLogger("ticker.feeds.finnhub")
+
+# JSON numbers as floats, None when absent or not finite (feeds.base)
+_num = finite_number
 
 
 def _symbols(value: str) -> list[str]:
@@ -32,12 +34,6 @@ def _symbols(value: str) -> list[str]:
     if not syms:
         raise ValueError("symbols is empty")
     return syms
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    return float(v) if math.isfinite(v) else None
 
 
 class FinnhubCodec:

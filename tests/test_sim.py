@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from feeds.base import Option, as_float, as_int, parse_options
+from feeds.base import Option, as_float, as_int, finite_number, parse_options, positive_number
 from feeds.sim import DEFAULT_SYMBOLS, SimFeed, SimMarket, parse_symbols, poisson
 from feeds.simnews import SimNewsFeed, headline_for
 from ticker.registry import SpecError, parse_spec
@@ -104,3 +104,12 @@ def test_parse_spec() -> None:
     for bad in (":x=1", "sim:rate", "sim:=3"):
         with pytest.raises(SpecError):
             parse_spec(bad)
+
+
+def test_finite_and_positive_numbers() -> None:
+    assert finite_number(3) == 3.0 and finite_number(-2.5) == -2.5
+    assert finite_number("1.5") is None and finite_number("1.5", strings=True) == 1.5
+    for bad in (True, None, [1], "nan", "inf", 10**400, float("inf")):
+        assert finite_number(bad, strings=True) is None, bad
+    assert positive_number(0) is None and positive_number(-1) is None
+    assert positive_number("0.25", strings=True) == 0.25
