@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the tests need (headless Chromium for the dashboard, redis-server for scale-out).
+# Debian packages the tests need (headless Chromium for the dashboard, redis-server and nginx
+# for scale-out).
 system-deps:
 	sh scripts/system-deps.sh
 

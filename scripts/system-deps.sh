@@ -5,6 +5,7 @@ set -eu
 need=""
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need="$need chromium"
 command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != "0" ]; then
     SUDO="sudo"
