@@ -127,7 +127,7 @@ def main() -> None:
             print(_table([r]).splitlines()[-1], flush=True)
     extra: dict[str, Any] = {}
     if not a.skip_extra:
-        for name in ("ingest", "replay", "dashboard"):
+        for name in ("ingest", "replay", "dashboard", "redis"):
             try:
                 mod = importlib.import_module(f"bench.{name}")
             except ModuleNotFoundError:
