@@ -78,7 +78,7 @@ def _start_server(kind: str, w: Workload) -> tuple[subprocess.Popen[str], str]:
             "--log-level",
             "WARNING",
             "--feed",
-            f"sim:symbols={w.symbols},rate={w.rate:g},seed=1",
+            f"sim:symbols={w.symbols},rate={w.rate:g},seed=1,burst=1",
         ]
     else:
         cmd = [

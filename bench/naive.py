@@ -56,7 +56,7 @@ async def run(host: str, port: int, symbols: str, rate: float) -> None:
         return ws
 
     async def pump() -> None:
-        feed = SimFeed({"symbols": symbols, "rate": str(rate)})
+        feed = SimFeed({"symbols": symbols, "rate": str(rate), "burst": "1"})
         async for ev in feed.events():
             if isinstance(ev, Tick):
                 q = book.apply(ev)

@@ -39,7 +39,7 @@ from bench.fanout import BENCH, ROOT, _cpu_seconds, _merge, _peak_rss_mb
 
 __all__ = ["main", "run"]
 
-FEED = "sim:symbols=50,rate=1000,seed=1"
+FEED = "sim:symbols=50,rate=1000,seed=1,burst=1"  # steady: runs compare
 PER_GEN = 500  # clients per load generator
 RAMP = 2500  # connections per second per generator
 TARGET_P99_DELTA_MS = 20.0

@@ -123,14 +123,14 @@ class SimMarket:
     (a two-state calm/burst regime, averaging ``rate`` ticks per second).
     """
 
-    BURST_FACTOR = 6.0
     BURST_SHARE = 0.1  # fraction of time in a burst
 
-    def __init__(self, symbols: list[str], rate: float, seed: int) -> None:
+    def __init__(self, symbols: list[str], rate: float, seed: int, burst: float = 6.0) -> None:
         self.rng = random.Random(seed)
         rng = self.rng
         self.symbols = symbols
         self.rate = rate
+        self.burst = burst  # rate multiplier during a burst; 1 = a steady rate
         self.price: list[float] = []
         self.prev_close: list[float] = []
         self.vol: list[float] = []  # daily volatility
@@ -169,8 +169,8 @@ class SimMarket:
         mean_calm = mean_burst * (1 - self.BURST_SHARE) / self.BURST_SHARE
         if rng.random() < dt / (mean_burst if self.bursting else mean_calm):
             self.bursting = not self.bursting
-        calm_rate = self.rate / (1 - self.BURST_SHARE + self.BURST_SHARE * self.BURST_FACTOR)
-        lam = (calm_rate * (self.BURST_FACTOR if self.bursting else 1.0)) * dt
+        calm_rate = self.rate / (1 - self.BURST_SHARE + self.BURST_SHARE * self.burst)
+        lam = (calm_rate * (self.burst if self.bursting else 1.0)) * dt
         n = poisson(rng, lam)
         if n == 0:
             return []
@@ -213,6 +213,7 @@ _OPTIONS: dict[str, Option] = {
     "rate": Option("ticks per second in total, 1..100000", "100", as_float(1, 100_000)),
     "seed": Option("random seed (same seed, same prices)", "1", as_int(0, 2**63 - 1)),
     "step_ms": Option("pacing step in ms, 1..1000", "10", as_float(1, 1000)),
+    "burst": Option("rate multiplier in bursts, 1..50 (1 = a steady rate)", "6", as_float(1, 50)),
 }
 
 
@@ -229,10 +230,11 @@ class SimFeed:
         self.rate: float = opts["rate"]
         self.seed: int = opts["seed"]
         self.step = opts["step_ms"] / 1000.0
+        self.burst: float = opts["burst"]
         self._closed = False
 
     async def events(self) -> AsyncIterator[Event]:
-        market = SimMarket(self.symbols, self.rate, self.seed)
+        market = SimMarket(self.symbols, self.rate, self.seed, self.burst)
         yield market.listing()
         loop = asyncio.get_running_loop()
         step = self.step

@@ -67,7 +67,7 @@ def test_poisson_mean() -> None:
 
 def test_feed_options_are_checked() -> None:
     assert SimFeed({"symbols": "AAPL+MSFT", "rate": "50"}).symbols == ["AAPL", "MSFT"]
-    with pytest.raises(ValueError, match="valid options: rate, seed, step_ms, symbols"):
+    with pytest.raises(ValueError, match="valid options: burst, rate, seed, step_ms, symbols"):
         SimFeed({"speed": "1"})
     with pytest.raises(ValueError, match="rate"):
         SimFeed({"rate": "0"})
@@ -113,3 +113,13 @@ def test_finite_and_positive_numbers() -> None:
         assert finite_number(bad, strings=True) is None, bad
     assert positive_number(0) is None and positive_number(-1) is None
     assert positive_number("0.25", strings=True) == 0.25
+
+
+def test_burst_1_is_a_steady_rate() -> None:
+    m = SimMarket(parse_symbols("10"), 1000, seed=1, burst=1.0)
+    per_second = [sum(len(m.step(0.01, 0.0)) for _ in range(100)) for _ in range(30)]
+    assert all(850 < n < 1150 for n in per_second), per_second
+    bursty = SimMarket(parse_symbols("10"), 1000, seed=1)
+    steps = [len(bursty.step(0.01, 0.0)) for _ in range(3000)]
+    steady = [len(m.step(0.01, 0.0)) for _ in range(3000)]
+    assert max(steps) > max(steady), "bursts reach rates a steady feed never does"
