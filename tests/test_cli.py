@@ -199,7 +199,7 @@ def test_feeds_lists_adapters_and_options() -> None:
             blocks[current] = []
             assert len(line.split(maxsplit=1)) == 2, f"{line!r} has a description"
     assert {"sim", "simnews"} <= set(blocks)
-    assert blocks["sim"] == ["symbols", "rate", "seed", "step_ms"]
+    assert blocks["sim"] == ["symbols", "rate", "seed", "step_ms", "burst"]
     assert {"symbols", "rate", "seed"} <= set(blocks["simnews"])
 
 
