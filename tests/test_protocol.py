@@ -32,7 +32,6 @@ from ticker.protocol import (
     parse_request,
     quote_fragments,
     snapshot_from_fragments,
-    snapshot_payload,
     ws_text_frame,
 )
 
@@ -87,7 +86,7 @@ def test_hot_path_delta_equals_encode() -> None:
     frags = quote_fragments(quotes)
     payload = delta_payload(9, delta_tail(123.5, list(frags.values())))
     assert payload == encode(Delta(9, 123.5, quotes))
-    assert snapshot_payload(3, quotes) == encode(Snapshot(3, quotes))
+    assert snapshot_from_fragments(3, list(frags.values())) == encode(Snapshot(3, quotes))
 
 
 def test_symbols_needing_escapes_are_encoded_safely() -> None:

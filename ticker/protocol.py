@@ -43,7 +43,6 @@ __all__ = [
     "parse_request",
     "quote_fragments",
     "snapshot_from_fragments",
-    "snapshot_payload",
     "ws_ping_frame",
     "ws_text_frame",
 ]
@@ -425,11 +424,6 @@ def delta_tail(t: float, fragments: list[bytes]) -> bytes:
 def delta_payload(seq: int, tail: bytes) -> bytes:
     """A whole ``delta`` frame payload: this connection's ``seq`` + the shared tail."""
     return b'{"type":"delta","seq":%d%s' % (seq, tail)
-
-
-def snapshot_payload(seq: int, quotes: Mapping[str, Mapping[str, Any]]) -> bytes:
-    """A whole ``snapshot`` payload (same bytes as ``encode(Snapshot(seq, quotes))``)."""
-    return b'{"type":"snapshot","seq":%d,"quotes":%s}' % (seq, orjson.dumps(quotes))
 
 
 def snapshot_from_fragments(seq: int, fragments: list[bytes]) -> bytes:
