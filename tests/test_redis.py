@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import pyarrow.parquet as pq
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import ClientWebSocketResponse
 
 from tests.conftest import MS, ROOT, ServerProcess
 from tests.redisutil import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.wsutil import Frame, recv, recv_type, recv_until
 from ticker.events import Listing, News, Tick
-from ticker.redisbus import decode_event, encode_event, split_url
+from ticker.redisbus import RedisBus, decode_event, encode_event, news_key, split_url
 
 FEEDS = ("--feed", "sim:symbols=5,rate=200", "--feed", "simnews:rate=600")
 
@@ -223,6 +227,107 @@ async def test_ingest_failover_within_5s_and_no_duplicate_news_ids(
         ids = [f["id"] for f in news]
         assert ids == sorted(set(ids))  # strictly increasing: no duplicates across the takeover
         await ws.close()
+
+
+def test_the_same_news_item_has_the_same_key() -> None:
+    a = encode_event(News("Up", 1.7e12, "rss", ("AAPL",), "https://x", None))
+    b = encode_event(News("Up", 1.7e12, "rss", ("AAPL",), "https://x", None))
+    c = encode_event(News("Up", 1.7e12 + 1, "rss", ("AAPL",), "https://x", None))
+    assert news_key(a) == news_key(b) != news_key(c)
+
+
+async def stream_news(r: aioredis.Redis, bus: RedisBus) -> list[tuple[int, str]]:
+    """(id, headline) of every entry of the bus's news stream, oldest first."""
+    entries: Any = await r.xrange(bus.k_news)
+    out = []
+    for _, fields in entries:
+        ev = decode_event(fields[b"e"])
+        assert isinstance(ev, News)
+        out.append((int(fields[b"id"]), ev.headline))
+    return out
+
+
+async def until(pred: Any, within: float = 5000 * MS) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not pred():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_write_that_fails_partway_is_retried_without_giving_news_a_second_id(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """A pipeline whose news script ran but whose HSET failed is retried whole: one id."""
+    bus = RedisBus(redis_server.url(), lambda ev: None, role="ingest", initial_backoff=0.05)
+    r = aioredis.Redis.from_url(bus.url)
+    try:
+        await r.set(bus.k_quotes, "not a hash")  # HSET in the same pipeline fails: WRONGTYPE
+        await bus.start()
+        await until(lambda: bus.leader)
+        bus.publish(Tick("AAPL", 1.0, 1.0))
+        bus.publish(News("First", 1.0, "wire", ("AAPL",)))
+        await until(lambda: bus.counters["write_errors"] >= 2)
+        assert bus.counters["news_written"] == 0
+        await r.delete(bus.k_quotes)  # the retry now succeeds
+        await until(lambda: bus.counters["news_written"] == 1)
+        bus.publish(News("Second", 2.0, "wire", ()))
+        await until(lambda: bus.counters["news_written"] == 2)
+        items = await stream_news(r, bus)
+        assert [h for _, h in items] == ["First", "Second"]
+        assert items[0][0] < items[1][0]
+    finally:
+        await bus.stop()
+        await r.aclose()
+
+
+async def test_a_standby_writes_at_takeover_the_news_the_dead_holder_never_wrote(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Both ingest nodes run the same news feed; the holder dies with an item unwritten."""
+    url = redis_server.url()
+    holder = RedisBus(url, lambda ev: None, role="ingest", lease_ms=600)
+    standby = RedisBus(url, lambda ev: None, role="ingest", lease_ms=600)
+    r = aioredis.Redis.from_url(holder.url)
+    try:
+        await holder.start()
+        await until(lambda: holder.leader)
+        await standby.start()
+        await until(lambda: standby.writer_state == "standby")
+        first = News("Written by the holder", 1.0, "wire", ("AAPL",))
+        for bus in (holder, standby):
+            bus.publish(first)
+        await until(lambda: holder.counters["news_written"] == 1)
+        for t in holder._tasks:  # the holder dies: nothing released, nothing more written
+            t.cancel()
+        lost = News("Never written by the holder", 2.0, "wire", ("AAPL",))
+        for bus in (holder, standby):
+            bus.publish(lost)
+        await until(lambda: standby.leader and standby.counters["news_written"] >= 2)
+        items = await stream_news(r, standby)
+        assert [h for _, h in items] == [first.headline, lost.headline]  # each once
+        assert standby.counters["takeover_news"] == 2
+    finally:
+        await standby.stop()
+        holder.leader = False  # dead: it must not release the lease the standby now holds
+        await holder.stop()
+        await r.aclose()
+
+
+def test_an_ingest_node_records_what_its_feeds_publish(
+    tmp_path: Path,
+    ticker_server: type[ServerProcess],
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    out = tmp_path / "rec"
+    node = ticker_server(
+        "--bus", redis_server.url(), "--role", "ingest", *FEEDS, "--record", str(out)
+    )
+    time.sleep(1.0)
+    assert node.stop() == 0
+    table = pq.read_table(sorted(out.glob("*.parquet")))
+    kinds = set(table.column("kind").to_pylist())
+    assert {"tick", "news"} <= kinds
 
 
 @pytest.mark.parametrize("role", ["edge", "ingest"])

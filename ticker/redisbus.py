@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -42,19 +43,24 @@ from ticker.book import Book
 from ticker.bus import backoff_delay
 from ticker.events import Event, Listing, News, Tick
 
-__all__ = ["ROLES", "RedisBus", "decode_event", "encode_event", "split_url"]
+__all__ = ["ROLES", "RedisBus", "decode_event", "encode_event", "news_key", "split_url"]
 
 log = logging.getLogger("ticker.redisbus")
 
 ROLES = ("all", "ingest", "edge")
 
-# KEYS: counter, news stream. ARGV: floor id (now, ms), maxlen, payload. Returns the new id.
+# KEYS: counter, news stream, the item's dedupe key. ARGV: floor id (now, ms), maxlen, payload,
+# dedupe ttl s. Returns the item's id: a new one, or the one it already has when the same item was
+# written before (a pipeline retried after failing partway, or a standby re-sending at takeover).
 _NEWS_LUA = """
+local seen = redis.call('GET', KEYS[3])
+if seen then return tonumber(seen) end
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local nid = math.max(cur + 1, tonumber(ARGV[1]))
-redis.call('SET', KEYS[1], string.format('%d', nid))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', string.format('%d', nid),
-           'e', ARGV[3])
+local sid = string.format('%d', nid)
+redis.call('SET', KEYS[1], sid)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', sid, 'e', ARGV[3])
+redis.call('SET', KEYS[3], sid, 'EX', ARGV[4])
 return nid
 """
 
@@ -87,6 +93,12 @@ def encode_event(ev: Event) -> bytes:
     if type(ev) is Listing:
         return orjson.dumps(["L", ev.symbols])
     raise TypeError(f"not an event: {type(ev).__name__}")
+
+
+def news_key(data: bytes) -> str:
+    """Pure; no I/O. The identity of an encoded news item (its content, not its id): the same
+    headline, time, source, symbols, url and summary from any node is the same item."""
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 def decode_event(data: bytes, news_id: int = 0) -> Event:
@@ -159,6 +171,11 @@ class RedisBus:
         batch: most entries per XREAD and per write pipeline.
         max_buffer: ticks buffered while Redis is away; beyond, new ticks are dropped (the quote
             hash is rewritten on reconnect, so the snapshot stays whole). News is never dropped.
+        news_dedupe_s: how long Redis remembers a written news item (``{prefix}:news_seen:*``),
+            so writing it again (a retried pipeline, a takeover) keeps its one id.
+        takeover_news_s: a standby keeps the news it saw this long (default two leases and a
+            second) and writes it when it takes over, so items the dead holder never wrote are
+            not lost; items it did write keep their id (``news_dedupe_s``).
     """
 
     def __init__(
@@ -174,6 +191,8 @@ class RedisBus:
         block_ms: int = 1_000,
         batch: int = 1_000,
         max_buffer: int = 100_000,
+        news_dedupe_s: int = 86_400,
+        takeover_news_s: float | None = None,
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
     ) -> None:
@@ -189,6 +208,12 @@ class RedisBus:
         self.block_ms = block_ms
         self.batch = batch
         self.max_buffer = max_buffer
+        self.news_dedupe_s = news_dedupe_s
+        # The holder may die with up to a lease of unwritten news, and the standby takes over
+        # within a lease and a third: news older than that was written (or is recognised).
+        self.takeover_news_s = (
+            2 * lease_ms / 1000.0 + 1.0 if takeover_news_s is None else takeover_news_s
+        )
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         p = self.prefix
@@ -198,6 +223,7 @@ class RedisBus:
         self.k_symbols = f"{p}:symbols"
         self.k_news_id = f"{p}:news_id"
         self.k_lease = f"{p}:lease"
+        self.k_seen = f"{p}:news_seen:"
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ingest = role in ("all", "ingest")
         self.edge = role in ("all", "edge")
@@ -211,6 +237,7 @@ class RedisBus:
         self.leader = False
         self._full_sync = True
         self.writer_state = "starting" if self.ingest else "off"
+        self._recent_news: deque[tuple[float, News]] = deque(maxlen=news_maxlen)
         # Edge side
         self.reader_state = "starting" if self.edge else "off"
         self._loaded = asyncio.Event()
@@ -233,6 +260,7 @@ class RedisBus:
                 "reconnects",
                 "resyncs",
                 "takeovers",
+                "takeover_news",
             ),
             0,
         )
@@ -251,8 +279,12 @@ class RedisBus:
         elif type(ev) is Listing:
             self.book.declare(ev.symbols)
         if not self.leader:
-            # Standby: the holder publishes; our book is kept for the takeover snapshot.
+            # Standby: the holder publishes; our book is kept for the takeover snapshot, and
+            # recent news for the takeover too (what the holder had not written when it died
+            # goes out then; what it had is recognised by Redis as the same item).
             c["standby_discarded"] += 1
+            if type(ev) is News:
+                self._recent_news.append((time.monotonic(), ev))
             return
         if type(ev) is Tick:
             if self._buffered_ticks >= self.max_buffer:
@@ -362,6 +394,7 @@ class RedisBus:
                         self.counters["takeovers"] += 1
                         self._full_sync = True
                         self.leader = True
+                        self._requeue_recent_news()
                         self._wake.set()
                     elif self.writer_state in ("starting", "retrying"):
                         self.writer_state = "standby"
@@ -375,6 +408,14 @@ class RedisBus:
                 self.leader = False
                 self.writer_state = "retrying"
             await asyncio.sleep(every)
+
+    def _requeue_recent_news(self) -> None:
+        """At takeover: queue the news this standby saw within ``takeover_news_s``."""
+        horizon = time.monotonic() - self.takeover_news_s
+        recent = [ev for t, ev in self._recent_news if t >= horizon]
+        self._recent_news.clear()
+        self._buf.extendleft(reversed(recent))
+        self.counters["takeover_news"] += len(recent)
 
     # Ingest: writer
 
@@ -406,8 +447,8 @@ class RedisBus:
                     elif type(ev) is News:
                         now_ms = int(time.time() * 1000)
                         await news(
-                            keys=[self.k_news_id, self.k_news],
-                            args=[now_ms, self.news_maxlen, data],
+                            keys=[self.k_news_id, self.k_news, self.k_seen + news_key(data)],
+                            args=[now_ms, self.news_maxlen, data, self.news_dedupe_s],
                             client=pipe,
                         )
                         n_news += 1

@@ -312,7 +312,16 @@ async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
         bus = redis_bus = RedisBus(url, sink, role=role, on_resync=hub.resync_all)
     app[BUS] = bus
     sources = app[SOURCES] if role != "edge" else []
-    runners = [FeedRunner(src, bus.publish) for src in sources]
+    feed_sink = bus.publish
+    if recorder is not None and role == "ingest":
+        # An ingest node's hub hears nothing from the bus: record what its feeds publish.
+        to_bus, record = bus.publish, recorder.record
+
+        def feed_sink(ev: Event) -> None:
+            record(ev)
+            to_bus(ev)
+
+    runners = [FeedRunner(src, feed_sink) for src in sources]
     app[RUNNERS] = runners
     hub.start()
     if redis_bus is not None:
