@@ -393,11 +393,11 @@ class Hub:
                     continue
                 c.seq += 1
                 frame = ws_text_frame(delta_payload(c.seq, tail))
-                tr.write(frame)
                 frames += 1
                 nbytes += len(frame)
                 if clocked and c.marker is None and now - c.marker_at >= marker_every:
-                    self._send_marker(c, now)
+                    frame += self._marker(c, now)  # one write, one segment
+                tr.write(frame)
         stats["deltas_sent"] += frames
         stats["frames_sent"] += frames
         stats["bytes_sent"] += nbytes
@@ -405,11 +405,15 @@ class Hub:
 
     # Flow control (window 0)
 
-    def _send_marker(self, c: Client, now: float) -> None:
+    def _marker(self, c: Client, now: float) -> bytes:
+        """A ping frame that marks everything written to ``c`` so far (its pong: all read)."""
         self._markers += 1
         c.marker = b"t%d" % self._markers
         c.marker_at = now
-        c.transport.write(ws_ping_frame(c.marker))
+        return ws_ping_frame(c.marker)
+
+    def _send_marker(self, c: Client, now: float) -> None:
+        c.transport.write(self._marker(c, now))
 
     def pong(self, c: Client, payload: bytes) -> None:
         """A pong arrived: if it answers ``c``'s marker, everything sent before it was read."""
@@ -419,13 +423,9 @@ class Hub:
         if (c.missed or c.fresh) and c.behind_since is None and not c.closing:
             # Held: one delta of what changed meanwhile, then keep clocking.
             self.stats["flow_catchups"] += 1
-            if (
-                self._send_missed(c)
-                and c.window is not None
-                and c.window.ms == 0
-                and self.config.flow_hold_ms > 0
-            ):
-                self._send_marker(c, self.loop.time())
+            self._send_missed(
+                c, clock=c.window is not None and c.window.ms == 0 and self.config.flow_hold_ms > 0
+            )
 
     def _check_markers(self, now: float) -> None:
         """Close window-0 connections that have not answered a ping for ``slow_close_after``."""
@@ -460,9 +460,10 @@ class Hub:
         if c.news_all or c.news_topics:
             self._replay_news(c, since)
 
-    def _send_missed(self, c: Client) -> bool:
+    def _send_missed(self, c: Client, clock: bool = False) -> bool:
         """Bring a paused or held ``c`` up to date: a snapshot of the symbols it must get whole,
-        then one delta of the fields its missed symbols changed since flush ``c.synced``.
+        then one delta of the fields its missed symbols changed since flush ``c.synced``;
+        with ``clock``, a flow-control marker after what was sent (in the same write).
         Returns whether anything was sent."""
         w = c.window
         sub = c.sub
@@ -480,8 +481,12 @@ class Hub:
         if parts:
             c.seq += 1
             self.stats["catchup_deltas"] += 1
-            self.send_payload(c, delta_payload(c.seq, delta_tail(time.time() * 1000.0, parts)))
-            sent = True
+            tail = delta_tail(time.time() * 1000.0, parts)
+            marker = self._marker(c, self.loop.time()) if clock else b""
+            self.send_payload(c, delta_payload(c.seq, tail), marker)
+            return True
+        if sent and clock:
+            self._send_marker(c, self.loop.time())
         return sent
 
     @staticmethod
@@ -669,12 +674,13 @@ class Hub:
         """Send one control message (hello, ack, error, pong, news replay) to one connection."""
         self.send_payload(c, encode(msg))
 
-    def send_payload(self, c: Client, payload: bytes) -> None:
+    def send_payload(self, c: Client, payload: bytes, trailer: bytes = b"") -> None:
+        """Write one text frame (and ``trailer``, a control frame, in the same write)."""
         tr = c.transport
         if c.closing or tr.is_closing():
             return
         frame = ws_text_frame(payload)
-        tr.write(frame)
+        tr.write(frame + trailer if trailer else frame)
         self.stats["frames_sent"] += 1
         self.stats["bytes_sent"] += len(frame)
 
