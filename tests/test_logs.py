@@ -17,6 +17,7 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,8 @@ from hypothesis import assume, given, settings, strategies as st
 from tests.conftest import MS, ROOT
 from tests.redisutil import RedisServer, free_port
 from tests.wsutil import until
+from ticker.bus import FeedRunner, FeedSource
+from ticker.events import Event
 from ticker.logs import (
     MASK,
     JsonFormatter,
@@ -244,6 +247,36 @@ def test_setup_logging_refuses_unknown_levels_and_leaves_configured_roots_alone(
 # Levels: an outage is a few lines, not one per retry
 
 
+async def test_feed_failure_is_a_warning_with_its_fields(caplog: pytest.LogCaptureFixture) -> None:
+    class Failing:
+        name = "failing"
+
+        async def events(self) -> AsyncIterator[Event]:
+            for ev in self.fail():
+                yield ev
+
+        def fail(self) -> list[Event]:
+            raise RuntimeError("upstream said no")
+
+        async def aclose(self) -> None:
+            pass
+
+    caplog.set_level(logging.INFO, logger="ticker.feeds")
+    runner = FeedRunner(
+        FeedSource("failing", Failing), lambda ev: None, initial_backoff=0.01, max_backoff=0.02
+    )
+    runner.start()
+    await until(lambda: runner.restarts >= 2, what="two restarts")
+    await runner.stop()
+    failed = [r for r in caplog.records if r.name == "ticker.feeds"]
+    assert len(failed) >= 2 and all(r.levelno == logging.WARNING for r in failed)
+    obj = orjson.loads(JsonFormatter().format(failed[0]))
+    assert obj["level"] == "warning" and obj["logger"] == "ticker.feeds"
+    assert obj["feed"] == "failing" and obj["error"] == "RuntimeError: upstream said no"
+    assert 0.005 <= obj["restart_in_s"] <= 0.01
+    assert obj["msg"].startswith("feed failing failed (RuntimeError: upstream said no)")
+
+
 async def test_redis_outage_warns_once_per_operation_then_logs_it_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -272,7 +305,7 @@ async def test_redis_outage_warns_once_per_operation_then_logs_it_back(
             what="repeated failures",
         )
         # ...but one warning per operation.
-        warned = [getattr(r, "op", None) for r in records(logging.WARNING, "failed")]
+        warned = [str(getattr(r, "op", "")) for r in records(logging.WARNING, "failed")]
         assert sorted(warned) == ["lease", "read"], warned
         redis.restart()
         await until(

@@ -10,6 +10,7 @@ consumers, feed events and lag, event-loop lag, the memory and the Redis bus.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
+from hypothesis import given, strategies as st
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -32,7 +34,9 @@ from tests.redisutil import RedisServer, free_port, redis_server  # noqa: F401 (
 from tests.test_slow_consumer import BOUND, SYMS, Producer, stalled_client
 from tests.wsutil import Server, now_ms, recv, recv_type, tick, until
 from ticker.broadcaster import HubConfig
+from ticker.conflate import Conflator
 from ticker.events import Listing, News, Tick
+from ticker.metrics import LAG_BUCKETS, LoopMonitor
 from ticker.protocol import ERROR_CODES
 from ticker.server import BUS, HUB, RUNNERS, create_app
 
@@ -93,6 +97,68 @@ async def start(
     aiohttp_client: AiohttpClient, events: list[Any], config: HubConfig | None = None
 ) -> Server:
     return await Server.start(aiohttp_client, events, config)
+
+
+# Pure parts
+
+
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("offer"), st.sampled_from("ABC"), st.sampled_from([1.0, 2.0, 3.0])),
+            st.tuples(st.just("drain"), st.floats(0, 0.05), st.none()),
+        ),
+        max_size=60,
+    ),
+    interval=st.sampled_from([0.0, 0.01, 0.1]),
+)
+def test_conflator_counts_ticks_and_updates(
+    ops: list[tuple[str, Any, Any]], interval: float
+) -> None:
+    quotes: dict[str, dict[str, Any]] = {}
+    c = Conflator(interval)
+    now = 0.0
+    pending = drained = updates = 0
+    for op, a, b in ops:
+        if op == "offer":
+            quotes[a] = {"symbol": a, "price": b, "ts": 1.0}  # the book after the tick
+            c.offer(a, b)
+            pending += 1
+        else:
+            now += a
+            out = c.drain(now, quotes)
+            updates += len(out)
+            if not c.pending:  # it was due: every pending tick is accounted for
+                drained += pending
+                pending = 0
+        assert c.ticks == drained and c.updates == updates
+        assert c.ticks - c.updates >= 0  # conflated: never negative
+
+
+@given(
+    samples=st.lists(
+        st.tuples(st.floats(0, 5), st.floats(0, 20, allow_subnormal=False)), max_size=50
+    ),
+    window=st.sampled_from([1.0, 10.0, 60.0]),
+)
+def test_loop_monitor_histogram_and_recent_max(
+    samples: list[tuple[float, float]], window: float
+) -> None:
+    m = LoopMonitor(window=window)
+    now = 0.0
+    seen = []
+    for step, lag in samples:
+        now += step
+        m.record(now, lag)
+        seen.append((now, lag))
+    cum = m.cumulative()
+    assert [b for b, _ in cum] == [*(repr(b) for b in LAG_BUCKETS), "+Inf"]
+    for (bound, n), upper in zip(cum, (*LAG_BUCKETS, float("inf")), strict=True):
+        assert n == sum(1 for _, lag in seen if lag <= upper), bound
+    assert m.count == len(seen) and m.sum == pytest.approx(sum(lag for _, lag in seen))
+    assert m.last == (seen[-1][1] if seen else None)
+    recent = [lag for t, lag in seen if t >= now - window]
+    assert m.recent_max(now) == (max(recent) if recent else None)
 
 
 # Exposition
@@ -298,7 +364,10 @@ async def test_updates_conflated_per_window(aiohttp_client: AiohttpClient) -> No
     await ws.close()
 
 
-async def test_slow_consumers_pause_resync_and_close_1013(aiohttp_client: AiohttpClient) -> None:
+async def test_slow_consumers_pause_resync_and_close_1013(
+    aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ticker.broadcaster")
     srv = await start(
         aiohttp_client,
         [Listing(SYMS)],
@@ -332,6 +401,10 @@ async def test_slow_consumers_pause_resync_and_close_1013(aiohttp_client: Aiohtt
     assert m[key("ticker_catchup_deltas_total")] >= 1
     await until(lambda: stuck_c not in srv.hub.clients, what="the stuck client forgotten")
     assert late_c in srv.hub.clients
+    # The close is logged once, with who and why as fields.
+    (closed,) = [r for r in caplog.records if r.name == "ticker.broadcaster"]
+    assert closed.levelno == logging.INFO and "slow consumer" in closed.getMessage()
+    assert (closed.session, closed.code) == (stuck_c.session, 1013)  # type: ignore[attr-defined]
     await producer.stop()
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):

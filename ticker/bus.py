@@ -183,7 +183,11 @@ class FeedRunner:
                     self.name,
                     self.last_error,
                     delay,
-                    extra={"feed": self.name, "error": self.last_error, "restart_in_s": delay},
+                    extra={
+                        "feed": self.name,
+                        "error": self.last_error,
+                        "restart_in_s": round(delay, 3),
+                    },
                 )
                 await asyncio.sleep(delay)
                 self.restarts += 1
