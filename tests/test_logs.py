@@ -28,6 +28,7 @@ from hypothesis import assume, given, settings, strategies as st
 from tests.conftest import MS, ROOT
 from tests.redisutil import RedisServer, free_port
 from tests.wsutil import until
+from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import FeedRunner, FeedSource
 from ticker.events import Event
 from ticker.logs import (
@@ -327,6 +328,53 @@ async def test_redis_outage_warns_once_per_operation_then_logs_it_back(
     finally:
         await bus.stop()
         redis.close()
+
+
+class _NullTransport:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def abort(self) -> None:
+        pass
+
+
+async def test_a_burst_of_policy_closes_is_logged_at_a_rate_then_summed_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="ticker.broadcaster")
+    hub = Hub(HubConfig(rate=1.0, burst=1.0))
+    hub.start()
+    closed: list[int] = []
+
+    async def close(code: int, reason: str) -> None:
+        closed.append(code)
+
+    n = 100
+    clients = [hub.connect(_NullTransport(), close, f"10.0.0.{i}") for i in range(n)]
+    for c in clients:  # flooding past the rate limit: closed with 1008
+        for _ in range(3):
+            hub.receive(c, b'{"op":"ping","t":1}')
+    await until(lambda: len(closed) == n, what="every flooder closed")
+
+    def logged() -> tuple[list[logging.LogRecord], list[logging.LogRecord]]:
+        recs = [r for r in caplog.records if r.name == "ticker.broadcaster"]
+        return (
+            [r for r in recs if r.getMessage().startswith("closing ")],
+            [r for r in recs if r.getMessage().startswith("closed ")],
+        )
+
+    await until(lambda: bool(logged()[1]), what="the summary line")
+    one_by_one, summary = logged()
+    assert 20 <= len(one_by_one) < 30, len(one_by_one)
+    assert {(getattr(r, "code", None)) for r in one_by_one} == {1008}
+    assert len(one_by_one) + sum(getattr(r, "count", 0) for r in summary) == n
+    await hub.stop()
 
 
 # ticker serve, for real

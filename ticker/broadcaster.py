@@ -267,6 +267,10 @@ class Hub:
         self._markers = 0
         # Per window (ms): [ticks, updates] of its conflators that are gone (for /metrics).
         self._retired: dict[int, list[int]] = {}
+        # Policy closes are logged one by one up to a rate, then summed up (a burst of 1013s
+        # on a network hiccup must not flood the log).
+        self._close_log = TokenBucket(2.0, 20.0, self.loop.time())
+        self._closes_unlogged = 0
         self._housekeeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.default_window = effective_window(self.config.throttle_ms, self.config.max_throttle_ms)
@@ -521,6 +525,13 @@ class Hub:
             if self._behind:
                 self._check_behind()
             self._check_markers(self.loop.time())
+            if self._closes_unlogged and self._close_log.take(self.loop.time()):
+                log.info(
+                    "closed %d more connections (1008/1013: see ticker_closes_total)",
+                    self._closes_unlogged,
+                    extra={"count": self._closes_unlogged},
+                )
+                self._closes_unlogged = 0
 
     # Connections
 
@@ -618,13 +629,16 @@ class Hub:
             return
         c.closing = True
         self.stats[f"closed_{code}"] += 1
-        log.info(
-            "closing %s with %d: %s",
-            c.session,
-            code,
-            reason,
-            extra={"session": c.session, "remote": c.remote, "code": code},
-        )
+        if self._close_log.take(self.loop.time()):
+            log.info(
+                "closing %s with %d: %s",
+                c.session,
+                code,
+                reason,
+                extra={"session": c.session, "remote": c.remote, "code": code},
+            )
+        else:
+            self._closes_unlogged += 1
 
         async def run() -> None:
             try:

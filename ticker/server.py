@@ -429,7 +429,11 @@ async def serve(
         "listening on http://%s:%d",
         shown,
         bound_port,
-        extra={"host": bound_host, "port": bound_port, "feeds": [r.name for r in app[RUNNERS]]},
+        extra={
+            "host": bound_host,
+            "port": bound_port,
+            "feeds": [r.name for r in app.get(RUNNERS, [])],
+        },
     )
     try:
         await (stop or asyncio.Event()).wait()
