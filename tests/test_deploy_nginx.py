@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MS, ROOT, ServerProcess
 from tests.redisutil import RedisServer, free_port, redis_server  # noqa: F401 (a fixture)
@@ -110,5 +111,19 @@ async def test_nginx_sample_fronts_two_edges(front: tuple[str, list[ServerProces
             async with http.get(e.url + "/healthz") as r:
                 counts.append((await r.json())["connections"])
         assert all(c >= 1 for c in counts) and sum(counts) == 4, counts
+        # /metrics stays internal: refused through nginx, served by each edge to its scraper,
+        # where the edge's Redis reads show up.
+        async with http.get(front_url + "/metrics") as r:
+            assert r.status == 403
+        for e in edges:
+            async with http.get(e.url + "/metrics") as r:
+                assert r.status == 200
+                m = {
+                    s.name: s.value
+                    for f in text_string_to_metric_families(await r.text())
+                    for s in f.samples
+                }
+            assert m["ticker_bus_up"] == 1 and m["ticker_bus_read_total"] > 0
+            assert 0 <= m["ticker_bus_lag_seconds"] < 10
         for ws in wss:
             await ws.close()

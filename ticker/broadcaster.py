@@ -265,6 +265,12 @@ class Hub:
         self._news_clients: dict[Client, None] = {}
         self._behind: dict[Client, None] = {}
         self._markers = 0
+        # Per window (ms): [ticks, updates] of its conflators that are gone (for /metrics).
+        self._retired: dict[int, list[int]] = {}
+        # Policy closes are logged one by one up to a rate, then summed up (a burst of 1013s
+        # on a network hiccup must not flood the log).
+        self._close_log = TokenBucket(2.0, 20.0, self.loop.time())
+        self._closes_unlogged = 0
         self._housekeeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.default_window = effective_window(self.config.throttle_ms, self.config.max_throttle_ms)
@@ -524,6 +530,13 @@ class Hub:
             if self._behind:
                 self._check_behind()
             self._check_markers(self.loop.time())
+            if self._closes_unlogged and self._close_log.take(self.loop.time()):
+                log.info(
+                    "closed %d more connections (1008/1013: see ticker_closes_total)",
+                    self._closes_unlogged,
+                    extra={"count": self._closes_unlogged},
+                )
+                self._closes_unlogged = 0
 
     # Connections
 
@@ -568,11 +581,22 @@ class Hub:
         )
         return c
 
-    def disconnect(self, c: Client) -> None:
-        """Forget a connection (idempotent)."""
-        c.closing = True
-        if self.clients.pop(c, None) is None:
+    def disconnect(self, c: Client, code: int | None = None) -> None:
+        """Forget a connection (idempotent).
+
+        Args:
+            code: the close code the WebSocket layer sent when it closed the connection itself
+                (1009 for a frame over the limit, 1006 for a broken link), counted in ``stats``.
+        """
+        if c not in self.clients:
+            c.closing = True
             return
+        if code is not None and not c.closing:
+            self.stats[f"closed_{code}"] += 1
+        c.closing = True
+        # (Not `pop(c, None) is None`: the values are None, so that returned before the
+        # connection ever left its window, group, news list and slow-consumer list.)
+        del self.clients[c]
         self._news_clients.pop(c, None)
         self._behind.pop(c, None)
         self._leave(c)
@@ -584,6 +608,7 @@ class Hub:
         clients = list(self.clients)
         if not clients:
             return
+        self.stats[f"closed_{code}"] += len(clients)
         deadline = self.loop.time() + wait
 
         async def one(c: Client) -> None:
@@ -609,6 +634,16 @@ class Hub:
             return
         c.closing = True
         self.stats[f"closed_{code}"] += 1
+        if self._close_log.take(self.loop.time()):
+            log.info(
+                "closing %s with %d: %s",
+                c.session,
+                code,
+                reason,
+                extra={"session": c.session, "remote": c.remote, "code": code},
+            )
+        else:
+            self._closes_unlogged += 1
 
         async def run() -> None:
             try:
@@ -632,6 +667,9 @@ class Hub:
             if w.clients == 0:
                 if w.handle is not None:
                     w.handle.cancel()
+                totals = self._retired.setdefault(w.ms, [0, 0])
+                totals[0] += w.conflator.ticks
+                totals[1] += w.conflator.updates
                 del self._windows[w.ms]
                 self._window_list.remove(w)
         c.window = None
@@ -887,6 +925,18 @@ class Hub:
             out.append(item[3])
         out.reverse()
         return out[:limit]
+
+    def window_stats(self) -> dict[int, tuple[int, int, int]]:
+        """Per throttle window (ms): (connections now, ticks flushed, symbol updates sent).
+
+        The counts are cumulative over every time the window existed (for ``/metrics``); ticks
+        minus updates is how many ticks were conflated away.
+        """
+        out = {ms: (0, t, u) for ms, (t, u) in self._retired.items()}
+        for w in self._window_list:
+            _, t, u = out.get(w.ms, (0, 0, 0))
+            out[w.ms] = (w.clients, t + w.conflator.ticks, u + w.conflator.updates)
+        return out
 
     def health(self) -> dict[str, Any]:
         """Counters and state for ``/healthz``."""

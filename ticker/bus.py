@@ -123,6 +123,7 @@ class FeedRunner:
         self.restarts = 0
         self.last_error: str | None = None
         self.last_event_at: float | None = None
+        self.last_event: Event | None = None  # its source ts gives /metrics the feed's lag
         self.task: asyncio.Task[None] | None = None
         self.stall_timeout = stall_timeout if stall_timeout is not None else source.stall_timeout
         self.stalls = 0
@@ -157,7 +158,12 @@ class FeedRunner:
                 else:
                     await self._consume(feed)
                 self.state = "finished"
-                log.info("feed %s finished after %d events", self.name, self.events)
+                log.info(
+                    "feed %s finished after %d events",
+                    self.name,
+                    self.events,
+                    extra={"feed": self.name, "events": self.events},
+                )
                 return
             except asyncio.CancelledError:
                 raise
@@ -173,7 +179,15 @@ class FeedRunner:
                 self._failures += 1
                 self.state = "backoff"
                 log.warning(
-                    "feed %s failed (%s); restarting in %.1fs", self.name, self.last_error, delay
+                    "feed %s failed (%s); restarting in %.1fs",
+                    self.name,
+                    self.last_error,
+                    delay,
+                    extra={
+                        "feed": self.name,
+                        "error": self.last_error,
+                        "restart_in_s": round(delay, 3),
+                    },
                 )
                 await asyncio.sleep(delay)
                 self.restarts += 1
@@ -187,6 +201,7 @@ class FeedRunner:
         async for ev in feed.events():
             publish(ev)
             self.events += 1
+            self.last_event = ev
             self.last_event_at = time.time()
             self._failures = 0
 

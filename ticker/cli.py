@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 import tomllib
@@ -74,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--config", type=Path, default=None, help="TOML file with the same settings")
     s.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    s.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     s.add_argument(
         "--record",
         type=Path,
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after S seconds (default: on Ctrl-C, or when every feed finished)",
     )
     r.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    r.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     _recording_args(r)
 
     rp = sub.add_parser("replay", help="serve a replay of recorded or downloaded market data")
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     rp.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = a free port)")
     rp.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    rp.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     return p
 
 
@@ -227,11 +229,24 @@ async def _serve(args: argparse.Namespace) -> int:
     role = args.role or cfg.get("role", "all")
     if not isinstance(bus, str) or not isinstance(role, str):
         raise UsageError("config 'bus' and 'role' must be strings")
+    _protect_url(bus)
     try:
         app = create_app(sources, config, recorder=recorder, bus=bus, role=role)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return await _serve_app(app, host, port)
+
+
+def _protect_url(url: str) -> None:
+    """Keep the password of a ``redis://:password@host`` URL out of every log record."""
+    from urllib.parse import unquote, urlsplit
+
+    from ticker.logs import protect
+
+    with contextlib.suppress(ValueError):
+        password = urlsplit(url).password
+        if password:
+            protect(password, unquote(password))
 
 
 def _sources(specs: Sequence[str], stall_timeout: float | None) -> list[FeedSource]:
@@ -386,6 +401,16 @@ def _feeds() -> int:
     return 0
 
 
+def _setup_logging(level: str, json: bool) -> None:
+    """Plain or JSON lines on stderr, secrets scrubbed (ticker.logs)."""
+    from ticker.logs import setup_logging
+
+    try:
+        setup_logging(level, json=json)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _run(coro: Any) -> int:
     try:
         import uvloop
@@ -400,21 +425,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            logging.basicConfig(
-                level=args.log_level.upper(),
-                stream=sys.stderr,
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
+            _setup_logging(args.log_level, args.log_json)
             return _run(_serve(args))
         if args.command == "feeds":
             return _feeds()
         if args.command in ("record", "replay"):
-            level = "WARNING" if getattr(args, "check", False) else args.log_level.upper()
-            logging.basicConfig(
-                level=level,
-                stream=sys.stderr,
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
+            level = "WARNING" if getattr(args, "check", False) else args.log_level
+            _setup_logging(level, args.log_json)
             return _run(_record(args)) if args.command == "record" else _replay(args)
     except UsageError as exc:
         print(f"ticker: {exc}", file=sys.stderr)

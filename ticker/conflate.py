@@ -76,7 +76,16 @@ class Conflator:
     symbols, never by the number of ticks.
     """
 
-    __slots__ = ("flushes", "interval", "last_flush", "pending", "sent", "versions")
+    __slots__ = (
+        "flushes",
+        "interval",
+        "last_flush",
+        "pending",
+        "sent",
+        "ticks",
+        "updates",
+        "versions",
+    )
 
     def __init__(self, interval: float, quotes: Mapping[str, Quote] | None = None) -> None:
         if interval < 0 or math.isnan(interval):
@@ -92,6 +101,10 @@ class Conflator:
         # symbol -> [count, window high, window low] since the last flush
         self.pending: dict[str, list[float]] = {}
         self.last_flush = -math.inf
+        # Cumulative, for /metrics: ticks drained and symbol updates flushed. ticks - updates is
+        # how many ticks were conflated away (absorbed without going out as updates of their own).
+        self.ticks = 0
+        self.updates = 0
 
     # Public API
 
@@ -129,7 +142,9 @@ class Conflator:
         sent = self.sent
         versions = self.versions
         out: dict[str, dict[str, Any]] = {}
+        ticks = 0.0
         for sym, (count, hi, lo) in pending.items():
+            ticks += count
             q = quotes[sym]
             prev = sent.get(sym)
             if prev is None:
@@ -151,6 +166,8 @@ class Conflator:
                 d["w_count"] = int(count)
             out[sym] = d
         pending.clear()
+        self.ticks += int(ticks)
+        self.updates += len(out)
         return out
 
     def changes_since(self, symbols: Iterable[str], flush: int) -> dict[str, dict[str, Any]]:

@@ -265,6 +265,9 @@ class RedisBus:
             0,
         )
         self.last_error: str | None = None
+        # Operations failing now: their first failure is a warning, repeats are debug, until
+        # they work again (an outage is a few lines, not one per retry).
+        self._failing: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._clients: list[aioredis.Redis] = []
 
@@ -365,7 +368,14 @@ class RedisBus:
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.last_error = f"{what}: {type(exc).__name__}: {exc}"[:300]
-        log.warning("redis %s failed: %s", what, self.last_error)
+        log.log(
+            logging.DEBUG if what in self._failing else logging.WARNING,
+            "redis %s failed: %s",
+            what,
+            self.last_error,
+            extra={"op": what, "role": self.role},
+        )
+        self._failing.add(what)
 
     async def _backoff(self, attempt: int) -> None:
         await asyncio.sleep(
@@ -384,13 +394,15 @@ class RedisBus:
                 if self.leader:
                     held = await r.eval(_RENEW_LUA, 1, self.k_lease, self.owner, self.lease_ms)
                     if not held:
-                        log.warning("ingest lease lost")
+                        log.warning("ingest lease lost", extra={"owner": self.owner})
                         self.leader = False
                         self.writer_state = "standby"
                 else:
                     got = await r.set(self.k_lease, self.owner, nx=True, px=self.lease_ms)
                     if got:
-                        log.info("ingest lease acquired (%s)", self.owner)
+                        log.info(
+                            "ingest lease acquired (%s)", self.owner, extra={"owner": self.owner}
+                        )
                         self.counters["takeovers"] += 1
                         self._full_sync = True
                         self.leader = True
@@ -407,6 +419,10 @@ class RedisBus:
                 self._failed("lease", exc)
                 self.leader = False
                 self.writer_state = "retrying"
+            else:
+                if "lease" in self._failing:
+                    self._failing.discard("lease")
+                    log.info("redis lease back", extra={"op": "lease", "role": self.role})
             await asyncio.sleep(every)
 
     def _requeue_recent_news(self) -> None:
@@ -489,7 +505,8 @@ class RedisBus:
                 self._full_sync = False
             if attempt:
                 self.counters["reconnects"] += 1
-                log.info("redis writer back after %d attempts", attempt)
+                log.info("redis writer back after %d attempts", attempt, extra={"op": "write"})
+                self._failing.discard("write")
             attempt = 0
             self.writer_state = "up"
             self._buffered_ticks -= sum(1 for ev in batch if type(ev) is Tick)
@@ -541,7 +558,14 @@ class RedisBus:
                         self.counters["resyncs"] += 1
                         if self.on_resync is not None:
                             self.on_resync()
-                        log.info("redis reader back after %d attempts; clients resynced", attempt)
+                        log.info(
+                            "redis reader back after %d attempts; clients resynced",
+                            attempt,
+                            extra={"op": "read"},
+                        )
+                    elif attempt:
+                        log.info("redis reader up after %d attempts", attempt, extra={"op": "read"})
+                    self._failing.discard("read")
                     loaded = True
                     self._loaded.set()
                     attempt = 0

@@ -3,7 +3,7 @@
 I/O shell. Routes: ``/ws`` (PROTOCOL.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
 ``/api/news``, ``/api/replay`` (replay control), ``/`` and ``/static/`` (files from ``web/``
 only), ``/vendor/plotly.min.js`` (from the installed ``plotly`` package, so the dashboard works
-offline).
+offline); ``/metrics`` (Prometheus, ticker.metrics).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ticker import __version__
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import Bus, FeedRunner, FeedSource, MemoryBus
 from ticker.events import Event, Feed
+from ticker.metrics import Metrics
 
 if TYPE_CHECKING:
     from ticker.recorder import Recorder
@@ -45,6 +46,7 @@ SOURCES = web.AppKey("sources", list[FeedSource])
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 STARTED = web.AppKey("started", float)
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def plotly_js_path() -> Path:
@@ -95,6 +97,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
     client = hub.connect(transport, close, request.remote or "")
+    error_code: int | None = None
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
@@ -106,9 +109,11 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
             elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.ERROR:
+                # aiohttp closed it itself: a frame over the limit (1009), a broken link (1006)
+                error_code = getattr(msg.data, "code", 1006)
                 break
     finally:
-        hub.disconnect(client)
+        hub.disconnect(client, error_code)
     return ws
 
 
@@ -129,6 +134,12 @@ async def healthz(request: web.Request) -> web.Response:
         body["recorder"] = app[RECORDER].health()
     body.update(hub.health())
     return _json(body)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus text exposition (OpenMetrics when the scraper asks)."""
+    body, content_type = request.app[METRICS].render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def api_symbols(request: web.Request) -> web.Response:
@@ -338,6 +349,14 @@ async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
     await hub.stop()
 
 
+async def _observe(app: web.Application) -> AsyncIterator[None]:
+    runners: list[FeedRunner] = app[RUNNERS]
+    m = app[METRICS] = Metrics(app[HUB], runners, app[BUS], recorder=app.get(RECORDER))
+    m.start()
+    yield
+    await m.stop()
+
+
 async def _close_sockets(app: web.Application) -> None:
     if HUB in app:
         await app[HUB].close_all()
@@ -382,9 +401,11 @@ def create_app(
     if recorder is not None:
         app[RECORDER] = recorder
     app.cleanup_ctx.append(_run_feeds)
+    app.cleanup_ctx.append(_observe)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/symbols", api_symbols)
     app.router.add_get("/api/quotes", api_quotes)
     app.router.add_get("/api/news", api_news)
@@ -413,7 +434,18 @@ async def serve(
     bound_host, bound_port = sockname[0], sockname[1]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"listening on http://{shown}:{bound_port}", flush=True)
+    log.info(
+        "listening on http://%s:%d",
+        shown,
+        bound_port,
+        extra={
+            "host": bound_host,
+            "port": bound_port,
+            "feeds": [r.name for r in app.get(RUNNERS, [])],
+        },
+    )
     try:
         await (stop or asyncio.Event()).wait()
+        log.info("shutting down")
     finally:
         await runner.cleanup()
