@@ -347,6 +347,11 @@ async def test_without_tokens_everything_is_as_before(open_srv: Server) -> None:
     assert set(quotes) == {"AAPL", "MSFT", "GOOGL"}
     ws = await open_srv.client.ws_connect("/ws")
     assert (await recv(ws))["symbols"] == list(SYMS)
+    # No token secret: tokens are not in use, and a client that sends one anyway is served.
+    ws = await open_srv.client.ws_connect("/ws", params={"token": token(["AAPL"])})
+    assert (await recv(ws))["symbols"] == list(SYMS)
+    resp = await open_srv.client.get("/api/quotes", headers={"Authorization": "Bearer x"})
+    assert resp.status == 200
 
 
 # Secrets stay secret

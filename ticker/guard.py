@@ -17,9 +17,11 @@ everything else                           open (``/``, ``/static/``, ``/healthz`
 A client token comes as ``Authorization: Bearer <token>``, ``?token=<token>``, or (``/ws`` only)
 the WebSocket subprotocol ``bearer.<token>`` offered together with ``ticker.v1``, which the server
 then selects (browsers require the server to select one of the offered protocols, and selecting
-the token would echo it). The admin token is accepted wherever a client token is, and grants
-every symbol. The admin token itself is only read from the ``Authorization`` header. Refusals
-never repeat the token, and nothing here logs one.
+the token would echo it). Without a token secret, client tokens are not in use and one presented
+is ignored; with one, a bad token is refused even where none is required. The admin token is
+accepted wherever a client token is (every symbol); the write endpoints and replay control take
+it from the ``Authorization`` header only. Refusals never repeat a token, and nothing here logs
+one.
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ def _client_grant(request: web.Request, cfg: AuthConfig, token: str | None) -> G
         return None if cfg.require_token else FULL
     if admin_ok(token, cfg.admin_token):
         return Grant(sub="admin", admin=True)
-    if cfg.token_secret is None:
-        return None
+    if cfg.token_secret is None:  # client tokens are not in use: everything is open anyway
+        return FULL
     try:
         return verify_token(token, cfg.token_secret, now=time.time())
     except AuthError:

@@ -3,7 +3,8 @@
 I/O shell. Routes: ``/ws`` (PROTOCOL.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
 ``/api/news``, ``/api/replay`` (replay control), ``/`` and ``/static/`` (files from ``web/``
 only), ``/vendor/plotly.min.js`` (from the installed ``plotly`` package, so the dashboard works
-offline).
+offline); ``POST /api/ticks`` and ``POST /api/news`` (ticker.publish). Who may use which is
+decided by one middleware (ticker.guard) before a handler runs.
 """
 
 from __future__ import annotations
@@ -199,9 +200,10 @@ async def api_news(request: web.Request) -> web.Response:
         items = [
             i for i in hub.news_after(since, len(hub.news)) if news_visible(i.symbols, entitled)
         ]
-        items = (
-            (items[:limit] if since is not None else items[len(items) - limit :]) if limit else []
-        )
+        if limit == 0:
+            items = []
+        else:
+            items = items[:limit] if since is not None else items[-limit:]
     return _json(
         {
             "items": [orjson.loads(orjson.dumps(i)) for i in items],
