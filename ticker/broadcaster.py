@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from ticker import __version__
+from ticker.auth import entitled_only, split_entitled
 from ticker.book import Book, TickRing
 from ticker.conflate import Conflator, Subscription
 from ticker.events import Event, Listing, News, Tick
@@ -158,6 +159,7 @@ class Client:
         "bucket",
         "close",
         "closing",
+        "entitled",
         "fresh",
         "group",
         "marker",
@@ -177,9 +179,18 @@ class Client:
     )
 
     def __init__(
-        self, transport: Transport, close: CloseFn, session: str, remote: str, bucket: TokenBucket
+        self,
+        transport: Transport,
+        close: CloseFn,
+        session: str,
+        remote: str,
+        bucket: TokenBucket,
+        entitled: frozenset[str] | None = None,
     ) -> None:
         self.transport = transport
+        # Symbols its token entitles it to (None: all). Applied when it subscribes, so the
+        # per-tick path never looks at it (ticker.auth).
+        self.entitled = entitled
         self.close = close
         self.session = session
         self.remote = remote
@@ -206,8 +217,12 @@ class Client:
         self.closing = False
 
     def wants_news(self, symbols: tuple[str, ...]) -> bool:
-        """Whether a news item tagged with ``symbols`` is on this connection's topics."""
-        return self.news_all or not self.news_topics.isdisjoint(symbols)
+        """Whether a news item tagged with ``symbols`` is on this connection's topics (and, with
+        entitlements, on an entitled symbol or on none: ``ticker.auth.news_visible``)."""
+        if not (self.news_all or not self.news_topics.isdisjoint(symbols)):
+            return False
+        ent = self.entitled
+        return ent is None or not symbols or not ent.isdisjoint(symbols)
 
 
 class _Group:
@@ -557,14 +572,22 @@ class Hub:
                 w.handle.cancel()
                 w.handle = None
 
-    def connect(self, transport: Transport, close: CloseFn, remote: str = "") -> Client:
-        """Register a new connection and send it ``hello``."""
+    def connect(
+        self,
+        transport: Transport,
+        close: CloseFn,
+        remote: str = "",
+        entitled: frozenset[str] | None = None,
+    ) -> Client:
+        """Register a new connection and send it ``hello`` (listing only ``entitled`` symbols,
+        when given)."""
         c = Client(
             transport,
             close,
             "s-" + secrets.token_hex(6),
             remote,
             TokenBucket(self.config.rate, self.config.burst, self.loop.time()),
+            entitled,
         )
         self.clients[c] = None
         self._move(c, self.default_window, c.sub)
@@ -574,7 +597,7 @@ class Hub:
             Hello(
                 c.session,
                 self.default_window,
-                tuple(self.book.known),
+                tuple(entitled_only(self.book.known, entitled)),
                 self.news_last_id,
                 server=f"ticker/{__version__}",
             ),
@@ -854,9 +877,22 @@ class Hub:
 
     def _subscribe(self, c: Client, req: Subscribe) -> None:
         known, unknown, star = self._resolve(req.symbols)
-        self._move(c, c.window.ms if c.window else self.default_window, c.sub.add(known, star=star))
+        denied: list[str] = []
+        if c.entitled is None:
+            sub = c.sub.add(known, star=star)
+        else:
+            # Entitled "*" is every entitled symbol, current and future: an explicit set, so the
+            # flush path needs no entitlement check.
+            known, denied = split_entitled(known, c.entitled)
+            unknown, denied_unknown = split_entitled(unknown, c.entitled)
+            denied += denied_unknown
+            sub = Subscription(False, c.entitled) if star else c.sub.add(known)
+        self._move(c, c.window.ms if c.window else self.default_window, sub)
         if req.id is not None:
             self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known}))
+        if denied:
+            shown = ", ".join(denied[:10]) + (" ..." if len(denied) > 10 else "")
+            self._error(c, "unauthorized", f"not entitled to: {shown}", req.id, tuple(denied))
         if unknown:
             shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
             self._error(c, "unknown_symbol", f"unknown symbols: {shown}", req.id, tuple(unknown))
@@ -875,6 +911,12 @@ class Hub:
 
     def _news(self, c: Client, req: NewsRequest) -> None:
         topics = set(req.topics)
+        shown = list(req.topics)
+        denied: list[str] = []
+        if c.entitled is not None:
+            allowed, denied = split_entitled([t for t in shown if t != "*"], c.entitled)
+            shown = ["*"] * ("*" in topics) + allowed
+            topics = set(shown)
         c.news_all = "*" in topics
         topics.discard("*")
         c.news_topics = frozenset(topics | {t.upper() for t in topics})
@@ -886,10 +928,15 @@ class Hub:
             oldest = self.news[0][0] if self.news else self.news_last_id + 1
             self.send(
                 c,
-                Ack(
-                    req.id,
-                    {"topics": list(req.topics), "oldest_id": oldest, "last_id": self.news_last_id},
-                ),
+                Ack(req.id, {"topics": shown, "oldest_id": oldest, "last_id": self.news_last_id}),
+            )
+        if denied:
+            self._error(
+                c,
+                "unauthorized",
+                f"not entitled to: {', '.join(denied[:10])}",
+                req.id,
+                tuple(denied),
             )
         if req.since is not None and (c.news_all or c.news_topics):
             self._replay_news(c, req.since)

@@ -1,8 +1,10 @@
-"""Command line: ``ticker serve``, ``ticker feeds``, ``ticker record``, ``ticker replay``.
+"""Command line: ``ticker serve``, ``ticker feeds``, ``ticker record``, ``ticker replay``,
+``ticker token``.
 
-I/O shell. ``ticker serve`` (and ``ticker replay``) prints ``listening on http://HOST:PORT`` as its
-first stdout line; ``ticker record`` prints ``recording to DIR``. SIGINT/SIGTERM close every socket
-with 1001 and exit 0.
+I/O shell. ``ticker serve`` (and ``ticker replay``) prints ``listening on http://HOST:PORT`` (or
+``https://`` with ``--tls-cert``) as its first stdout line; ``ticker record`` prints ``recording to
+DIR``; ``ticker token`` prints a client token. SIGINT/SIGTERM close every socket with 1001 and
+exit 0.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import ssl
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -22,6 +26,7 @@ from ticker import __version__
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from ticker.auth import AuthConfig
     from ticker.bus import FeedSource
     from ticker.events import Feed
     from ticker.recorder import Recorder
@@ -82,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also record every event to Parquet files in DIR",
     )
     _recording_args(s)
+    _access_args(s)
 
     sub.add_parser("feeds", help="list available feed adapters and their options")
 
@@ -132,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = a free port)")
     rp.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     rp.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    _token_parser(sub)
     return p
 
 
@@ -192,7 +199,7 @@ def _serve_settings(args: argparse.Namespace) -> tuple[str, int, list[str], dict
     from ticker.broadcaster import HubConfig
 
     cfg = _load_config(args.config)
-    known = {"host", "port", "feeds", "throttle_ms", "server", "bus", "role"}
+    known = {"host", "port", "feeds", "throttle_ms", "server", "bus", "role", *ACCESS_KEYS}
     unknown = set(cfg) - known
     if unknown:
         raise UsageError(f"config: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
@@ -230,11 +237,13 @@ async def _serve(args: argparse.Namespace) -> int:
     if not isinstance(bus, str) or not isinstance(role, str):
         raise UsageError("config 'bus' and 'role' must be strings")
     _protect_url(bus)
+    auth = _auth_config(args, cfg)
+    tls = _ssl_context(args, cfg)
     try:
-        app = create_app(sources, config, recorder=recorder, bus=bus, role=role)
+        app = create_app(sources, config, recorder=recorder, bus=bus, role=role, auth=auth)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    return await _serve_app(app, host, port)
+    return await _serve_app(app, host, port, tls)
 
 
 def _protect_url(url: str) -> None:
@@ -301,8 +310,11 @@ def _open_recorder(directory: Path, args: argparse.Namespace) -> Recorder:
     return rec
 
 
-async def _serve_app(app: web.Application, host: str, port: int) -> int:
-    """Serve ``app`` until SIGINT/SIGTERM; 1 when the address cannot be bound."""
+async def _serve_app(
+    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> int:
+    """Serve ``app`` until SIGINT/SIGTERM (over TLS with ``tls``); 1 when the address cannot be
+    bound."""
     from ticker.server import serve
 
     stop = asyncio.Event()
@@ -311,7 +323,7 @@ async def _serve_app(app: web.Application, host: str, port: int) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        await serve(app, host, port, stop=stop)
+        await serve(app, host, port, stop=stop, ssl_context=tls)
     except OSError as exc:
         print(f"ticker: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -385,7 +397,135 @@ def _replay(args: argparse.Namespace) -> int:
     feed = _replay_feed(args)
     if args.check:
         return 0
-    return _run(_serve_app(create_app([FeedSource.of(feed)]), args.host, args.port))
+    auth = _auth_config(None, {})  # TICKER_ADMIN_TOKEN / TICKER_TOKEN_SECRET
+    return _run(_serve_app(create_app([FeedSource.of(feed)], auth=auth), args.host, args.port))
+
+
+# Access: origins, tokens, TLS (ticker.auth, ticker.guard)
+
+ACCESS_KEYS = ("auth", "tls_cert", "tls_key")
+"""Top-level config keys of this section: the ``[auth]`` table and the TLS files."""
+ENV_ADMIN_TOKEN = "TICKER_ADMIN_TOKEN"
+ENV_TOKEN_SECRET = "TICKER_TOKEN_SECRET"
+
+
+def _access_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="a browser origin allowed to open /ws besides the server's own, e.g. "
+        "https://app.example.com, https://*.example.com, http://localhost:* or *; repeatable "
+        "(default: localhost, 127.0.0.1 and [::1] on any port)",
+    )
+    p.add_argument(
+        "--require-token",
+        action="store_true",
+        default=None,
+        help="/ws and the read APIs need a client token (signed with TICKER_TOKEN_SECRET)",
+    )
+    p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="serve https/wss")
+    p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="its private key")
+
+
+def _token_parser(sub: Any) -> None:
+    t = sub.add_parser("token", help="print a client token signed with the token secret")
+    t.add_argument("--sub", default=None, help="who the token is for (its 'sub' claim)")
+    t.add_argument(
+        "--symbols",
+        default="*",
+        help="comma-separated symbols it may see, or * for all (default *)",
+    )
+    t.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires (3600)")
+    t.add_argument("--config", type=Path, default=None, help="TOML file with an [auth] table")
+
+
+def _auth_table(cfg: dict[str, Any]) -> dict[str, Any]:
+    table = cfg.get("auth", {})
+    if not isinstance(table, dict):
+        raise UsageError("config 'auth' must be a table")
+    valid = {"admin_token", "token_secret", "require_token", "allow_origins", "local_replay"}
+    bad = set(table) - valid
+    if bad:
+        raise UsageError(f"config [auth]: unknown keys {sorted(bad)}; valid: {sorted(valid)}")
+    return table
+
+
+def _auth_config(args: argparse.Namespace | None, cfg: dict[str, Any]) -> AuthConfig:
+    """Access settings: flags over environment over the ``[auth]`` table over defaults.
+
+    Secrets come only from the environment or the config file (a flag would show in ``ps``).
+    """
+    from ticker.auth import DEFAULT_ORIGINS, AuthConfig, AuthError
+
+    table = _auth_table(cfg)
+    admin = os.environ.get(ENV_ADMIN_TOKEN) or table.get("admin_token")
+    secret = os.environ.get(ENV_TOKEN_SECRET) or table.get("token_secret")
+    require = table.get("require_token", False)
+    origins = table.get("allow_origins", list(DEFAULT_ORIGINS))
+    local_replay = table.get("local_replay", True)
+    if args is not None:
+        if args.require_token is not None:
+            require = args.require_token
+        if args.allow_origin is not None:
+            origins = args.allow_origin
+    for name, v in (("admin_token", admin), ("token_secret", secret)):
+        if v is not None and not isinstance(v, str):
+            raise UsageError(f"config [auth] {name} must be a string")
+    if not isinstance(require, bool) or not isinstance(local_replay, bool):
+        raise UsageError("config [auth] require_token and local_replay must be true or false")
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise UsageError("config [auth] allow_origins must be a list of strings")
+    try:
+        return AuthConfig(
+            admin_token=admin,
+            token_secret=secret,
+            require_token=require,
+            allow_origins=tuple(origins),
+            local_replay=local_replay,
+        )
+    except AuthError as exc:  # the message names the setting, never its value
+        raise UsageError(str(exc)) from exc
+
+
+def _ssl_context(args: argparse.Namespace, cfg: dict[str, Any]) -> ssl.SSLContext | None:
+    """A server TLS context from ``--tls-cert``/``--tls-key`` (or ``tls_cert``/``tls_key`` in
+    the config file, relative to it); None for plain HTTP."""
+    base = args.config.parent if args.config is not None else Path()
+    cert = args.tls_cert or (base / cfg["tls_cert"] if "tls_cert" in cfg else None)
+    key = args.tls_key or (base / cfg["tls_key"] if "tls_key" in cfg else None)
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise UsageError(f"cannot load TLS certificate {cert} / key {key}: {detail}") from exc
+    return ctx
+
+
+def _token(args: argparse.Namespace) -> int:
+    """``ticker token``: mint a client token from the configured secret; print it."""
+    import time
+
+    from ticker.auth import AuthError, mint_token
+
+    cfg = _load_config(args.config)
+    secret = os.environ.get(ENV_TOKEN_SECRET) or _auth_table(cfg).get("token_secret")
+    if not isinstance(secret, str) or not secret:
+        raise UsageError(f"no token secret: set {ENV_TOKEN_SECRET} or [auth] token_secret")
+    raw = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    symbols = None if raw == ["*"] else raw
+    try:
+        token = mint_token(secret, now=time.time(), ttl=args.ttl, sub=args.sub, symbols=symbols)
+    except AuthError as exc:
+        raise UsageError(str(exc)) from exc
+    print(token)
+    return 0
 
 
 def _feeds() -> int:
@@ -429,6 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_serve(args))
         if args.command == "feeds":
             return _feeds()
+        if args.command == "token":
+            return _token(args)
         if args.command in ("record", "replay"):
             level = "WARNING" if getattr(args, "check", False) else args.log_level
             _setup_logging(level, args.log_json)

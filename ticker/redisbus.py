@@ -32,7 +32,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -248,6 +248,7 @@ class RedisBus:
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "published",
+                "posted",
                 "written",
                 "news_written",
                 "dropped",
@@ -270,6 +271,7 @@ class RedisBus:
         self._failing: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._clients: list[aioredis.Redis] = []
+        self._poster: aioredis.Redis | None = None
 
     # Public API
 
@@ -352,6 +354,63 @@ class RedisBus:
             "last_error": self.last_error,
             **self.counters,
         }
+
+    async def post(self, events: Sequence[Event]) -> list[int]:
+        """Write events from an external producer (``POST /api/ticks``, ``/api/news``) to Redis
+        now, in one MULTI/EXEC transaction: all or nothing, whatever this node's role or lease.
+
+        A feed's events reach every ingest node, so only the lease holder writes them; a posted
+        event reaches this node only, so this node writes it. The quote hash gets the new quotes
+        of the posted symbols (folded into this node's book once written).
+
+        Returns:
+            the service ids Redis gave the news items among ``events``, in order.
+
+        Raises:
+            Exception: Redis could not be reached or refused; nothing was written.
+        """
+        if self._poster is None:
+            self._poster = self._client()
+        r = self._poster
+        news = r.register_script(_NEWS_LUA)
+        pipe = r.pipeline(transaction=True)
+        scratch = Book()
+        slots: list[int] = []
+        n = 0
+        for ev in events:
+            data = encode_event(ev)
+            if type(ev) is Tick:
+                if ev.symbol not in scratch.quotes and ev.symbol in self.book.quotes:
+                    scratch.quotes[ev.symbol] = dict(self.book.quotes[ev.symbol])
+                scratch.apply(ev)
+                pipe.xadd(self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True)
+            elif type(ev) is News:
+                now_ms = int(time.time() * 1000)
+                # The same item posted again (a producer retrying) keeps its one id.
+                await news(
+                    keys=[self.k_news_id, self.k_news, self.k_seen + news_key(data)],
+                    args=[now_ms, self.news_maxlen, data, self.news_dedupe_s],
+                    client=pipe,
+                )
+                slots.append(n)
+            else:
+                assert type(ev) is Listing
+                pipe.xadd(self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True)
+                if ev.symbols:
+                    pipe.sadd(self.k_symbols, *ev.symbols)
+                    n += 1
+            n += 1
+        if scratch.quotes:
+            latest = {s: encode_event(_quote_tick(q)) for s, q in scratch.quotes.items()}
+            pipe.hset(self.k_quotes, mapping=latest)  # type: ignore[arg-type]
+        results = await pipe.execute()
+        for ev in events:  # into this node's book too (an ingest node's full sync rewrites it)
+            if type(ev) is Tick:
+                self.book.apply(ev)
+            elif type(ev) is Listing:
+                self.book.declare(ev.symbols)
+        self.counters["posted"] += len(events)
+        return [int(results[i]) for i in slots]
 
     # Connections
 

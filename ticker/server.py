@@ -3,7 +3,9 @@
 I/O shell. Routes: ``/ws`` (PROTOCOL.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
 ``/api/news``, ``/api/replay`` (replay control), ``/`` and ``/static/`` (files from ``web/``
 only), ``/vendor/plotly.min.js`` (from the installed ``plotly`` package, so the dashboard works
-offline); ``/metrics`` (Prometheus, ticker.metrics).
+offline); ``/metrics`` (Prometheus, ticker.metrics); ``POST /api/ticks`` and
+``POST /api/news`` (ticker.publish). Who may use which is decided by one middleware
+(ticker.guard) before a handler runs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -22,9 +25,11 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from ticker import __version__
+from ticker.auth import AuthConfig, entitled_only, news_visible, permits
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import Bus, FeedRunner, FeedSource, MemoryBus
 from ticker.events import Event, Feed
+from ticker.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard
 from ticker.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -79,6 +84,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         timeout=2.0,
         decode_text=False,  # we parse bytes; invalid UTF-8 is a bad_json error, not a close
         autoping=False,  # pongs clock window-0 flow control (Hub.pong); pings answered below
+        protocols=WS_PROTOCOLS,  # selected when offered (with a bearer.<token>: ticker.guard)
     )
     await ws.prepare(request)
     transport = request.transport
@@ -96,7 +102,9 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         # frames in the kernel.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
-    client = hub.connect(transport, close, request.remote or "")
+    grant = grant_of(request)
+    client = hub.connect(transport, close, request.remote or "", grant.symbols)
+    expiry = expire_when_due(ws, grant)
     error_code: int | None = None
     try:
         async for msg in ws:
@@ -114,6 +122,8 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
                 break
     finally:
         hub.disconnect(client, error_code)
+        if expiry is not None:
+            expiry.cancel()
     return ws
 
 
@@ -145,11 +155,11 @@ async def metrics(request: web.Request) -> web.Response:
 async def api_symbols(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     quotes = hub.book.quotes
+    known = entitled_only(hub.book.known, grant_of(request).symbols)
     return _json(
         {
             "symbols": [
-                {"symbol": s, "price": quotes[s]["price"] if s in quotes else None}
-                for s in hub.book.known
+                {"symbol": s, "price": quotes[s]["price"] if s in quotes else None} for s in known
             ]
         }
     )
@@ -159,6 +169,9 @@ async def api_quotes(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     wanted = request.query.get("symbols")
     syms = [s for s in wanted.split(",") if s] if wanted else None
+    entitled = grant_of(request).symbols
+    if entitled is not None:
+        syms = entitled_only(hub.book.quotes if syms is None else syms, entitled)
     return _json({"quotes": hub.book.snapshot(syms)})
 
 
@@ -192,7 +205,17 @@ async def api_news(request: web.Request) -> web.Response:
     since = _int_param(request, "since", None, 0)
     limit = _int_param(request, "limit", 100, 0, 10_000)
     assert limit is not None
-    items = hub.news_after(since, limit)
+    entitled = grant_of(request).symbols
+    if entitled is None:
+        items = hub.news_after(since, limit)
+    else:  # only items it may see, then the limit (ticker.auth.news_visible)
+        items = [
+            i for i in hub.news_after(since, len(hub.news)) if news_visible(i.symbols, entitled)
+        ]
+        if limit == 0:
+            items = []
+        else:
+            items = items[:limit] if since is not None else items[-limit:]
     return _json(
         {
             "items": [orjson.loads(orjson.dumps(i)) for i in items],
@@ -234,6 +257,8 @@ async def api_history(request: web.Request) -> web.Response:
     sym = symbol if symbol in known else symbol.upper()
     if sym not in known:
         return _json({"error": "unknown_symbol", "message": f"unknown symbol {symbol!r}"}, 404)
+    if not permits(grant_of(request).symbols, sym):
+        return _json({"error": "unauthorized", "message": f"not entitled to {sym!r}"}, 403)
     # The ring's columns are copies (every tick appends to it); ~3 ms for 10,000 ticks.
     ring = hub.history.get(sym)
     result = bars_from_columns(*ring.columns(), interval_ms, limit) if ring else Bars(interval_ms)
@@ -369,6 +394,7 @@ def create_app(
     recorder: Recorder | None = None,
     bus: str = "memory://",
     role: str = "all",
+    auth: AuthConfig | None = None,
 ) -> web.Application:
     """Build the application. Feeds start when the app starts and stop when it stops.
 
@@ -380,6 +406,8 @@ def create_app(
         bus: ``memory://`` (one process) or a ``redis://``/``rediss://`` URL (ticker.redisbus).
         role: ``all``, ``ingest`` (run feeds, publish to the bus) or ``edge`` (no feeds; serve
             clients from the bus). Only ``all`` makes sense on the memory bus.
+        auth: origins, tokens and entitlements (ticker.auth; default: no tokens, the server's
+            own origin and localhost).
 
     Raises:
         ValueError: an unknown bus scheme or role, or a role other than ``all`` on memory.
@@ -391,7 +419,8 @@ def create_app(
         raise ValueError(f"bus must be memory://, redis:// or rediss://, got {bus!r}")
     if scheme == "memory" and role != "all":
         raise ValueError(f"role {role!r} needs a shared bus (redis://), not memory://")
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[guard])
+    app[AUTH] = auth or AuthConfig()
     app[BUS_URL] = bus
     app[ROLE] = role
     app[CONFIG] = config or HubConfig()
@@ -412,6 +441,9 @@ def create_app(
     app.router.add_get("/api/history", api_history)
     app.router.add_get("/api/replay", api_replay)
     app.router.add_post("/api/replay", api_replay)
+    from ticker.publish import add_publish_routes  # here: ticker.publish imports this module
+
+    add_publish_routes(app)
     app.router.add_get("/vendor/plotly.min.js", plotly_js)
     app.router.add_get("/", index)
     app.router.add_static("/static/", WEB_DIR, follow_symlinks=False)
@@ -419,12 +451,18 @@ def create_app(
 
 
 async def serve(
-    app: web.Application, host: str, port: int, *, stop: asyncio.Event | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    stop: asyncio.Event | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Run ``app`` until ``stop`` is set; print ``listening on http://HOST:PORT`` first."""
+    """Run ``app`` until ``stop`` is set; print ``listening on http://HOST:PORT`` first
+    (``https://`` with ``ssl_context``: the server speaks TLS, WebSockets are ``wss://``)."""
     runner = web.AppRunner(app, shutdown_timeout=2.0, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096)
+    site = web.TCPSite(runner, host, port, backlog=4096, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError:
@@ -433,9 +471,11 @@ async def serve(
     sockname = runner.addresses[0]
     bound_host, bound_port = sockname[0], sockname[1]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    print(f"listening on http://{shown}:{bound_port}", flush=True)
+    scheme = "https" if ssl_context is not None else "http"
+    print(f"listening on {scheme}://{shown}:{bound_port}", flush=True)
     log.info(
-        "listening on http://%s:%d",
+        "listening on %s://%s:%d",
+        scheme,
         shown,
         bound_port,
         extra={

@@ -24,6 +24,37 @@ const TABLE_MIN_GAP_MS = 50;
 const FRAME_MS = 16;
 const CHORE_SLACK_MS = 150;
 
+// Access (README "Access control"): a client token from `?token=` goes to /ws and the APIs; an
+// admin token from `#admin=` (then dropped from the address bar) or asked for, for replay control.
+const TOKEN = params.get("token");
+const WS_AUTH = L.wsAuth(TOKEN);
+const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
+const ADMIN_KEY = "ticker.admin";
+{
+  const { admin, hash } = L.adminFromHash(location.hash);
+  if (admin) {
+    try {
+      sessionStorage.setItem(ADMIN_KEY, admin);
+    } catch {
+      /* storage off: it is asked for when needed */
+    }
+    history.replaceState(null, "", location.pathname + location.search + hash);
+  }
+}
+
+/** fetch() with the page's client token, if any. */
+function api(url, init = {}) {
+  return fetch(url, { ...init, headers: { ...AUTH, ...(init.headers || {}) } });
+}
+
+function adminToken() {
+  try {
+    return sessionStorage.getItem(ADMIN_KEY);
+  } catch {
+    return null;
+  }
+}
+
 function intParam(name, lo, hi, dflt) {
   const v = Number.parseInt(params.get(name) ?? "", 10);
   return Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : dflt;
@@ -189,7 +220,7 @@ matchMedia("(prefers-color-scheme: light)").addEventListener("change", () => {
 
 function wsUrl() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${proto}//${location.host}/ws`;
+  return `${proto}//${location.host}/ws${WS_AUTH.query}`;
 }
 
 function send(obj) {
@@ -226,7 +257,7 @@ function connect() {
   setStep(S.everLive ? "reconnecting" : "connecting");
   let ws;
   try {
-    ws = new WebSocket(wsUrl());
+    ws = new WebSocket(wsUrl(), WS_AUTH.protocols);
   } catch {
     scheduleReconnect();
     return;
@@ -373,7 +404,7 @@ async function resumeNews(hello) {
   if (S.newsCursor === null) {
     // First connection: the latest items over HTTP, then the stream from there on.
     try {
-      const r = await fetch("/api/news?limit=100");
+      const r = await api("/api/news?limit=100");
       const body = await r.json();
       for (const it of body.items || []) onNews(it, false);
       S.newsCursor = Math.max(S.news.lastId ?? 0, body.last_id ?? 0);
@@ -513,7 +544,7 @@ async function loadHistory() {
   }
   let body = null;
   try {
-    const r = await fetch(url);
+    const r = await api(url);
     if (r.ok) body = await r.json();
   } catch {
     body = null;
@@ -530,7 +561,7 @@ async function backfillSparks(symbols) {
     while (queue.length) {
       const sym = queue.shift();
       try {
-        const r = await fetch(historyUrl(sym, "1s", SPARK_POINTS));
+        const r = await api(historyUrl(sym, "1s", SPARK_POINTS));
         if (!r.ok) continue;
         const body = await r.json();
         if (body.bars && body.bars.t.length) {
@@ -1115,7 +1146,7 @@ async function checkReplay() {
   let status = 0;
   let body = null;
   try {
-    const r = await fetch("/api/replay");
+    const r = await api("/api/replay");
     status = r.status;
     if (r.ok) body = await r.json();
   } catch {
@@ -1170,12 +1201,29 @@ function renderReplay() {
 }
 
 async function replayCommand(body) {
-  try {
-    await fetch("/api/replay", {
+  const post = (admin) =>
+    api("/api/replay", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: {
+        "Content-Type": "application/json",
+        ...(admin ? { Authorization: `Bearer ${admin}` } : {}),
+      },
       body: JSON.stringify(body),
     });
+  try {
+    const r = await post(adminToken());
+    if (r.status === 401) {
+      // The server has an admin token: ask once, keep it for this tab only.
+      const admin = window.prompt("Admin token for replay control");
+      if (admin) {
+        try {
+          sessionStorage.setItem(ADMIN_KEY, admin);
+        } catch {
+          /* used once, then asked again */
+        }
+        await post(admin);
+      }
+    }
   } finally {
     checkReplay();
   }

@@ -1,0 +1,296 @@
+"""Publish API: external producers push ticks and news over HTTP.
+
+``POST /api/ticks``: a JSON array of ticks, or ``{"ticks": [...]}``, at most :data:`MAX_TICKS`.
+``POST /api/news``: one news item (an object) or an array of at most :data:`MAX_NEWS`.
+
+Pure validation (:func:`parse_ticks`, :func:`parse_news`: msgspec, one pass over the bytes, about
+1 ms per 1,000 ticks) and a thin I/O shell (the handlers). A request is all or nothing: the whole
+body is validated before any event is applied, so a producer told ``400`` fixes its batch and sends
+it again, losing nothing and duplicating nothing. Accepted events take the app's bus path: in one
+process, ``MemoryBus.publish`` (the hub and the recorder); on Redis, :meth:`RedisBus.post` writes
+them in one transaction whatever the node's role (a posted event reaches one node only, unlike a
+feed's, which every ingest node sees). The admin token is checked by :mod:`ticker.guard` before
+these handlers run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+from aiohttp import web
+
+from ticker.events import Event, Listing, News, Tick
+
+__all__ = [
+    "MAX_NEWS",
+    "MAX_NEWS_BYTES",
+    "MAX_TICKS",
+    "MAX_TICKS_BYTES",
+    "PublishError",
+    "add_publish_routes",
+    "parse_news",
+    "parse_ticks",
+]
+
+log = logging.getLogger("ticker.publish")
+
+MAX_TICKS = 10_000
+"""Ticks per ``POST /api/ticks``."""
+MAX_TICKS_BYTES = 4 * 1024 * 1024
+"""Body size of ``POST /api/ticks`` (10,000 ticks with every field take about 2 MB)."""
+MAX_NEWS = 1_000
+"""Items per ``POST /api/news``."""
+MAX_NEWS_BYTES = 1024 * 1024
+"""Body size of ``POST /api/news``."""
+
+_CHUNK = 1_000  # events applied between yields to the loop: other clients keep being served
+
+
+# Pure validation
+
+Symbol = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:/^=+-]{1,32}$")]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _TickIn(msgspec.Struct, forbid_unknown_fields=True):
+    symbol: Symbol
+    price: Positive
+    ts: Positive  # epoch ms at the source
+    size: NonNegative | None = None
+    bid: Positive | None = None
+    ask: Positive | None = None
+    volume: NonNegative | None = None
+    prev_close: Positive | None = None
+
+
+_TickList = Annotated[list[_TickIn], msgspec.Meta(max_length=MAX_TICKS)]
+
+
+class _TickBatch(msgspec.Struct, forbid_unknown_fields=True):
+    ticks: _TickList
+
+
+class _NewsIn(msgspec.Struct, forbid_unknown_fields=True):
+    headline: Annotated[str, msgspec.Meta(min_length=1, max_length=1_000)]
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    symbols: Annotated[list[Symbol], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=list
+    )
+    url: Annotated[str, msgspec.Meta(max_length=2_000, pattern=r"^https?://")] | None = None
+    summary: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
+    ts: Positive | None = None  # default: when received
+
+
+_ticks_decoder = msgspec.json.Decoder(_TickList | _TickBatch)
+_news_decoder = msgspec.json.Decoder(
+    _NewsIn | Annotated[list[_NewsIn], msgspec.Meta(max_length=MAX_NEWS)]
+)
+
+_AT = re.compile(r" - at `(\$[^`]*)`$")
+_INDEX = re.compile(r"^\$(?:\.ticks)?\[(\d+)\](?:\.(\w+))?")
+_FIELD = re.compile(r"field `(\w+)`")
+
+
+class PublishError(Exception):
+    """A body was refused; nothing of it was applied.
+
+    Attributes:
+        code: ``bad_json`` (not JSON) or ``bad_request`` (JSON of the wrong shape).
+        message: what is wrong, and where (``$[3].price``).
+        index: the position of the offending tick or item, when one is.
+        field: the offending field, when one is.
+    """
+
+    def __init__(
+        self, code: str, message: str, index: int | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.index = index
+        self.field = field
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "error": self.code,
+            "message": self.message,
+            "index": self.index,
+            "field": self.field,
+        }
+
+
+def _refused(exc: msgspec.DecodeError, too_many: str, single: bool = False) -> PublishError:
+    """A msgspec error as a :class:`PublishError` naming the index and field (``single``: the
+    body is one object, index 0)."""
+    text = str(exc)
+    if not isinstance(exc, msgspec.ValidationError):
+        return PublishError("bad_json", f"body is not valid JSON: {text}")
+    at = _AT.search(text)
+    path = at.group(1) if at else "$"
+    index = field = None
+    m = _INDEX.match(path)
+    if m:
+        index = int(m.group(1))
+        field = m.group(2)
+    elif single:
+        index = 0
+        if path.startswith("$."):
+            field = path[2:].split("[", 1)[0].split(".", 1)[0]
+    if field is None and (f := _FIELD.search(text)):
+        field = f.group(1)
+    if text.startswith("Expected `array` of length"):
+        text = too_many
+    elif at is None:
+        text += " - at `$`"
+    return PublishError("bad_request", text, index, field)
+
+
+def parse_ticks(body: bytes) -> list[Tick]:
+    """Pure; no I/O. The ticks of a ``POST /api/ticks`` body (an array, or ``{"ticks": [...]}``).
+
+    Raises:
+        PublishError: not JSON, another shape, a bad field (``index``/``field`` say where) or more
+            than :data:`MAX_TICKS` ticks.
+    """
+    try:
+        raw = _ticks_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _refused(exc, f"too many ticks: at most {MAX_TICKS:,} per request") from None
+    items = raw.ticks if isinstance(raw, _TickBatch) else raw
+    return [
+        Tick(t.symbol, t.price, t.ts, t.size, t.bid, t.ask, t.volume, t.prev_close) for t in items
+    ]
+
+
+def parse_news(body: bytes, now_ms: float) -> list[News]:
+    """Pure; no I/O. The items of a ``POST /api/news`` body (one object, or an array); an item
+    without ``ts`` gets ``now_ms``.
+
+    Raises:
+        PublishError: as :func:`parse_ticks`, with :data:`MAX_NEWS`.
+    """
+    try:
+        raw = _news_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _refused(
+            exc, f"too many items: at most {MAX_NEWS:,} per request", body.lstrip()[:1] == b"{"
+        ) from None
+    items = [raw] if isinstance(raw, _NewsIn) else raw
+    return [
+        News(
+            n.headline,
+            n.ts if n.ts is not None else now_ms,
+            n.source,
+            tuple(n.symbols),
+            n.url,
+            n.summary,
+        )
+        for n in items
+    ]
+
+
+# I/O shell
+
+
+def _json(data: Any, status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def _read(request: web.Request, limit: int) -> bytes | web.Response:
+    """The body, at most ``limit`` bytes (413 beyond, before reading all of it); 415 unless
+    JSON."""
+    if request.content_type != "application/json":
+        return _json(
+            {"error": "unsupported_media_type", "message": "send Content-Type: application/json"},
+            415,
+        )
+    too_large = _json(
+        {"error": "too_large", "message": f"request body over {limit:,} bytes"},
+        413,
+    )
+    if request.content_length is not None and request.content_length > limit:
+        return too_large
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return too_large
+    return bytes(body)
+
+
+async def _deliver(app: web.Application, events: list[Event]) -> list[int] | web.Response:
+    """Apply ``events`` through the bus; the ids of the news items among them, in order."""
+    from ticker.server import BUS, HUB
+
+    hub, bus = app[HUB], app[BUS]
+    symbols = dict.fromkeys(ev.symbol for ev in events if type(ev) is Tick)
+    new = tuple(s for s in symbols if s not in hub.book.known)
+    if new:  # known at once, like a feed's declared symbols (and kept in Redis's symbol set)
+        events = [Listing(new), *events]
+    post = getattr(bus, "post", None)
+    if post is not None:  # RedisBus: written in one transaction, ids assigned by Redis
+        try:
+            ids: list[int] = await post(events)
+        except Exception as exc:
+            log.warning("publish: the bus refused %d events: %s", len(events), type(exc).__name__)
+            return _json(
+                {
+                    "error": "unavailable",
+                    "message": "the bus is unavailable; nothing was applied, send it again",
+                },
+                503,
+            )
+        return ids
+    ids = []
+    for i, ev in enumerate(events):
+        bus.publish(ev)  # the hub assigns a news item its id at once
+        if type(ev) is News:
+            ids.append(hub.news_last_id)
+        if i % _CHUNK == _CHUNK - 1:
+            await asyncio.sleep(0)
+    return ids
+
+
+async def post_ticks(request: web.Request) -> web.Response:
+    """``POST /api/ticks``: 202 ``{"accepted": n}``."""
+    body = await _read(request, MAX_TICKS_BYTES)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        ticks = parse_ticks(body)
+    except PublishError as exc:
+        return _json(exc.to_json(), 400)
+    events: list[Event] = list(ticks)
+    done = await _deliver(request.app, events)
+    if isinstance(done, web.Response):
+        return done
+    return _json({"accepted": len(ticks)}, 202)
+
+
+async def post_news(request: web.Request) -> web.Response:
+    """``POST /api/news``: 202 ``{"accepted": n, "ids": [...]}``."""
+    body = await _read(request, MAX_NEWS_BYTES)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        items = parse_news(body, time.time() * 1000.0)
+    except PublishError as exc:
+        return _json(exc.to_json(), 400)
+    events: list[Event] = list(items)
+    ids = await _deliver(request.app, events)
+    if isinstance(ids, web.Response):
+        return ids
+    return _json({"accepted": len(items), "ids": ids}, 202)
+
+
+def add_publish_routes(app: web.Application) -> None:
+    """Add ``POST /api/ticks`` and ``POST /api/news`` to ``app`` (ticker.server)."""
+    app.router.add_post("/api/ticks", post_ticks)
+    app.router.add_post("/api/news", post_news)
