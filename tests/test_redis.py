@@ -342,3 +342,20 @@ def test_role_needs_a_shared_bus(role: str) -> None:
     )
     assert out.returncode == 2
     assert "needs a shared bus" in out.stderr
+
+
+async def test_a_news_item_posted_again_keeps_its_id(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """A producer retrying ``POST /api/news`` after a timeout does not publish the item twice."""
+    bus = RedisBus(redis_server.url(), lambda ev: None, role="edge")
+    r = aioredis.Redis.from_url(bus.url)
+    try:
+        item = News("Posted", 1.7e12, "desk", ("AAPL",))
+        first = await bus.post([item])
+        again = await bus.post([item, News("Other", 1.7e12, "desk", ())])
+        assert again[0] == first[0] and again[1] > first[0]
+        assert [h for _, h in await stream_news(r, bus)] == ["Posted", "Other"]
+    finally:
+        await bus.stop()
+        await r.aclose()
