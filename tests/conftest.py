@@ -36,11 +36,15 @@ def real_data() -> Path:
 
 
 class ServerProcess:
-    """A ``python -m ticker serve`` subprocess; ``url`` is read from its first stdout line."""
+    """A ``python -m ticker serve`` (or ``command``) subprocess; ``url`` is read from its first
+    stdout line."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, command: str = "serve"
+    ) -> None:
         self.args = ["--port", "0", *args] if "--port" not in args else list(args)
         self.env = env
+        self.command = command
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.log = tempfile.TemporaryFile(mode="w+")
@@ -48,7 +52,7 @@ class ServerProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ticker", "serve", *self.args],
+            [sys.executable, "-m", "ticker", self.command, *self.args],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,

@@ -8,8 +8,6 @@ replay, checked through ``GET /api/replay``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS as ARGS
-from tests.conftest import MS, ROOT
+from tests.conftest import MS, ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -34,41 +32,11 @@ def _get(url: str) -> Any:
 @pytest.fixture
 def replay_server(real_data: Path, tmp_path: Path) -> Iterator[str]:
     bars = real_data / "intraday" / "mplfinance_SP500_NOV2019_IDayRVol.csv"
-    log = (tmp_path / "server.log").open("w+")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ticker",
-            "replay",
-            str(bars),
-            "--symbol",
-            "SPX",
-            "--speed",
-            "60",
-            "--port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        cwd=ROOT,
-    )
+    srv = ServerProcess(str(bars), "--symbol", "SPX", "--speed", "60", command="replay")
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on "), line
-        yield line.split()[-1]
+        yield srv.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        log.close()
+        srv.close()
 
 
 def test_replay_bar_drives_the_replay(replay_server: str) -> None:

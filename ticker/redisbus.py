@@ -385,13 +385,8 @@ class RedisBus:
                 scratch.apply(ev)
                 pipe.xadd(self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True)
             elif type(ev) is News:
-                now_ms = int(time.time() * 1000)
                 # The same item posted again (a producer retrying) keeps its one id.
-                await news(
-                    keys=[self.k_news_id, self.k_news, self.k_seen + news_key(data)],
-                    args=[now_ms, self.news_maxlen, data, self.news_dedupe_s],
-                    client=pipe,
-                )
+                await self._queue_news(news, pipe, data)
                 slots.append(n)
             else:
                 assert type(ev) is Listing
@@ -484,6 +479,15 @@ class RedisBus:
                     log.info("redis lease back", extra={"op": "lease", "role": self.role})
             await asyncio.sleep(every)
 
+    async def _queue_news(self, script: Any, pipe: Any, data: bytes) -> None:
+        """Queue the news script for one encoded item on ``pipe`` (its id comes with the
+        results; an item Redis has seen keeps its id)."""
+        await script(
+            keys=[self.k_news_id, self.k_news, self.k_seen + news_key(data)],
+            args=[int(time.time() * 1000), self.news_maxlen, data, self.news_dedupe_s],
+            client=pipe,
+        )
+
     def _requeue_recent_news(self) -> None:
         """At takeover: queue the news this standby saw within ``takeover_news_s``."""
         horizon = time.monotonic() - self.takeover_news_s
@@ -520,12 +524,7 @@ class RedisBus:
                         )
                         latest[ev.symbol] = data
                     elif type(ev) is News:
-                        now_ms = int(time.time() * 1000)
-                        await news(
-                            keys=[self.k_news_id, self.k_news, self.k_seen + news_key(data)],
-                            args=[now_ms, self.news_maxlen, data, self.news_dedupe_s],
-                            client=pipe,
-                        )
+                        await self._queue_news(news, pipe, data)
                         n_news += 1
                     else:
                         assert type(ev) is Listing

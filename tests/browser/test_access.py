@@ -8,9 +8,6 @@ never appears in a URL it requests) and calls the APIs with it, showing only ent
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Response, WebSocket
 
 from tests.browser.conftest import Console
-from tests.conftest import MS, ROOT, ServerProcess
+from tests.conftest import MS, ServerProcess
 from ticker.auth import mint_token
 
 pytestmark = pytest.mark.browser
@@ -101,29 +98,13 @@ def replay_server(tmp_path: Path) -> Iterator[str]:
     data = tmp_path / "ticks.csv"
     rows = "\n".join(f"{t0 + i * 1000},ABC,{100 + (i % 50) / 10}" for i in range(3600))
     data.write_text("ts,symbol,price\n" + rows + "\n")
-    env = {**os.environ, "TICKER_ADMIN_TOKEN": ADMIN}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ticker", "replay", str(data), "--speed", "5", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-        env=env,
+    srv = ServerProcess(
+        str(data), "--speed", "5", command="replay", env={"TICKER_ADMIN_TOKEN": ADMIN}
     )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on "), line
-        yield line.split()[-1]
+        yield srv.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        srv.close()
 
 
 def replay_state(url: str) -> str:
