@@ -34,7 +34,7 @@ from ticker import __version__
 from ticker.book import Book, TickRing
 from ticker.conflate import Conflator, Subscription
 from ticker.events import Event, Listing, News, Tick
-from ticker.limits import TokenBucket
+from ticker.limits import TokenBucket, parse_networks
 from ticker.protocol import (
     Ack,
     Error,
@@ -106,8 +106,19 @@ class HubConfig:
         slow_close_after: seconds paused without draining before a consumer is closed with 1013.
         rate: control messages per second per connection (token bucket refill).
         burst: control messages a connection may send at once (bucket size).
-        heartbeat_s: server ping interval; dead peers are dropped within two intervals.
+        heartbeat_s: after this many seconds with nothing received from a connection, the
+            server pings it; no pong (nor anything else) within half as long closes it, so a dead
+            peer is dropped within 1.5 x ``heartbeat_s`` of its last frame.
         history_ticks: ticks retained per symbol for ``/api/history`` bars.
+        max_connections: WebSocket connections in total (handshakes in flight included); over
+            it, the upgrade is refused with HTTP 503 and ``Retry-After``. 0: no limit.
+        max_connections_per_ip: WebSocket connections per client address (IPv6: per /64); over
+            it, HTTP 429 and ``Retry-After``. 0: no limit.
+        max_symbols_per_connection: symbols a connection's subscription may name: its symbols,
+            or while on ``"*"`` the ones it unsubscribed (``"*"`` itself counts 0). A request
+            that would go over is refused whole with ``too_many_symbols``. 0: no limit.
+        trusted_proxies: addresses or networks of reverse proxies whose ``X-Forwarded-For``
+            names the client for the per-address limit (empty: the peer address counts).
     """
 
     throttle_ms: float = 100.0
@@ -124,11 +135,22 @@ class HubConfig:
     burst: float = 60.0
     heartbeat_s: float = 20.0
     history_ticks: int = 10_000
+    max_connections: int = 20_000
+    max_connections_per_ip: int = 1_000
+    max_symbols_per_connection: int = 2_000
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Settings come from TOML and flags: a wrong type or sign is a usage error at start-up,
         # not a TypeError in the middle of serving.
+        proxies: Any = self.trusted_proxies  # TOML gives a list; anything else is an error
+        if isinstance(proxies, str) or not isinstance(proxies, list | tuple):
+            raise ValueError(f"trusted_proxies must be a list of addresses, got {proxies!r}")
+        parse_networks(proxies)  # raises ValueError naming a bad entry
+        object.__setattr__(self, "trusted_proxies", tuple(proxies))
         for f in fields(self):
+            if f.name == "trusted_proxies":
+                continue
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
                 raise ValueError(f"{f.name} must be a number >= 0, got {v!r}")
@@ -808,9 +830,28 @@ class Hub:
                 unknown.append(s)
         return list(dict.fromkeys(known)), unknown, star
 
+    def _over_symbol_limit(self, c: Client, sub: Subscription, rid: Any) -> bool:
+        """Refuse (``too_many_symbols``, nothing applied) a subscription naming too many symbols:
+        its symbols, or under ``"*"`` its exclusions (``"*"`` itself counts 0)."""
+        cap = self.config.max_symbols_per_connection
+        if not cap or len(sub.symbols) <= cap:
+            return False
+        what = "unsubscribed symbols while on '*'" if sub.every else "symbols"
+        self._error(
+            c,
+            "too_many_symbols",
+            f"at most {cap} {what} per connection (this request would make "
+            f"{len(sub.symbols)}); nothing was changed",
+            rid,
+        )
+        return True
+
     def _subscribe(self, c: Client, req: Subscribe) -> None:
         known, unknown, star = self._resolve(req.symbols)
-        self._move(c, c.window.ms if c.window else self.default_window, c.sub.add(known, star=star))
+        sub = c.sub.add(known, star=star)
+        if self._over_symbol_limit(c, sub, req.id):
+            return
+        self._move(c, c.window.ms if c.window else self.default_window, sub)
         if req.id is not None:
             self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known}))
         if unknown:
@@ -821,11 +862,10 @@ class Hub:
 
     def _unsubscribe(self, c: Client, req: Unsubscribe) -> None:
         known, unknown, star = self._resolve(req.symbols)
-        self._move(
-            c,
-            c.window.ms if c.window else self.default_window,
-            c.sub.remove(known + unknown, star=star),
-        )
+        sub = c.sub.remove(known + unknown, star=star)
+        if self._over_symbol_limit(c, sub, req.id):
+            return
+        self._move(c, c.window.ms if c.window else self.default_window, sub)
         if req.id is not None:
             self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known + unknown}))
 

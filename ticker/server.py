@@ -22,6 +22,11 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from ticker import __version__
+from ticker.admission import (
+    ADMISSION,
+    install as install_admission,
+    refuse as refuse_admission,
+)
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import Bus, FeedRunner, FeedSource, MemoryBus
 from ticker.events import Event, Feed
@@ -65,8 +70,10 @@ def _bad(message: str) -> web.Response:
 # WebSocket
 
 
-async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+async def ws_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
+    if (refused := refuse_admission(request)) is not None:  # connection limits: 503/429
+        return refused
     hub = app[HUB]
     cfg = app[CONFIG]
     ws = web.WebSocketResponse(
@@ -124,6 +131,8 @@ async def healthz(request: web.Request) -> web.Response:
         "uptime_s": round(time.time() - app[STARTED], 3),
         "feeds": [r.health() for r in app[RUNNERS]],
         "bus": app[BUS].health(),
+        "tasks": len(asyncio.all_tasks()),  # leak check (tests/test_soak.py)
+        "admission": app[ADMISSION].limits.health(),
     }
     if RECORDER in app:
         body["recorder"] = app[RECORDER].health()
@@ -367,6 +376,7 @@ def create_app(
     app[BUS_URL] = bus
     app[ROLE] = role
     app[CONFIG] = config or HubConfig()
+    install_admission(app, app[CONFIG])
     app[SOURCES] = [f if isinstance(f, FeedSource) else FeedSource.of(f) for f in feeds]
     app[SOCKETS] = weakref.WeakSet()
     app[STARTED] = time.time()
