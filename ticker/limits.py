@@ -147,7 +147,7 @@ class ConnectionLimits:
         max_per_key: connections per client key (0: no limit); over it, 429.
     """
 
-    __slots__ = ("max_per_key", "max_total", "open", "per_key", "refused")
+    __slots__ = ("admitted", "max_per_key", "max_total", "open", "per_key", "refused")
 
     def __init__(self, max_total: int, max_per_key: int) -> None:
         self.max_total = max_total
@@ -155,6 +155,7 @@ class ConnectionLimits:
         self.open = 0
         self.per_key: dict[str, int] = {}
         self.refused: Counter[str] = Counter()
+        self.admitted = 0
 
     def admit(self, key: str) -> Refusal | None:
         """Reserve a slot for ``key``; the refusal when a limit is reached."""
@@ -175,6 +176,7 @@ class ConnectionLimits:
             )
         self.open += 1
         self.per_key[key] = n + 1
+        self.admitted += 1
         return None
 
     def release(self, key: str) -> None:
@@ -195,6 +197,7 @@ class ConnectionLimits:
             "addresses": len(self.per_key),
             "max_connections": self.max_total,
             "max_connections_per_ip": self.max_per_key,
+            "admitted": self.admitted,
             "refused_total": self.refused["total"],
             "refused_per_ip": self.refused["per_ip"],
         }
