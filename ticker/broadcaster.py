@@ -119,6 +119,9 @@ class HubConfig:
             that would go over is refused whole with ``too_many_symbols``. 0: no limit.
         trusted_proxies: addresses or networks of reverse proxies whose ``X-Forwarded-For``
             names the client for the per-address limit (empty: the peer address counts).
+        http_idle_s: an HTTP connection without a complete request for this long (from its
+            start, or since its last response) is closed: a slow or half-open handshake cannot
+            hold a socket for long (``ticker serve`` only). 0: never.
     """
 
     throttle_ms: float = 100.0
@@ -138,6 +141,7 @@ class HubConfig:
     max_connections: int = 20_000
     max_connections_per_ip: int = 1_000
     max_symbols_per_connection: int = 2_000
+    http_idle_s: float = 30.0
     trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -769,16 +773,12 @@ class Hub:
         """Handle one inbound frame (``None`` for a binary frame). Never raises for bad input."""
         if c.closing:
             return
-        if not c.bucket.take(self.loop.time()):
-            c.strikes += 1
-            if c.strikes > self.config.burst:
-                self._close(c, CLOSE_POLICY, "rate limit exceeded")
-            else:
+        if not self._take(c):
+            if not c.closing:
                 self._error(
                     c, "rate_limited", f"over {self.config.rate:g} messages/s; message dropped"
                 )
             return
-        c.strikes = 0
         if data is None:
             self._error(c, "bad_request", "binary frames are not accepted; send JSON text")
             return
@@ -787,6 +787,23 @@ class Hub:
             self._error(c, req.code, req.message, req.id)
             return
         self.handle(c, req)
+
+    def ping_allowed(self, c: Client) -> bool:
+        """Whether to answer a WebSocket ping frame from ``c``: pings spend a control-message
+        token too (a ping flood costs a pong each), go unanswered past the rate, and close the
+        connection with 1008 past the burst, like any other flood."""
+        return not c.closing and self._take(c)
+
+    def _take(self, c: Client) -> bool:
+        """Spend one of ``c``'s control-message tokens; past ``burst`` strikes in a row (messages
+        over the rate), close it with 1008."""
+        if c.bucket.take(self.loop.time()):
+            c.strikes = 0
+            return True
+        c.strikes += 1
+        if c.strikes > self.config.burst:
+            self._close(c, CLOSE_POLICY, "rate limit exceeded")
+        return False
 
     def handle(self, c: Client, req: Request) -> None:
         """Serve one valid request."""

@@ -52,6 +52,7 @@ LIMIT_FLAGS = {
     "--heartbeat-s": ("heartbeat_s", "ping a connection silent for this many seconds"),
     "--max-buffer-bytes": ("max_buffer_bytes", "unsent bytes while replaying news"),
     "--slow-close-after": ("slow_close_after", "seconds stuck before a slow consumer is closed"),
+    "--http-idle-s": ("http_idle_s", "seconds an HTTP connection may go without a whole request"),
 }
 
 

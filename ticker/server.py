@@ -85,7 +85,10 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         decode_text=False,  # we parse bytes; invalid UTF-8 is a bad_json error, not a close
         autoping=False,  # pongs clock window-0 flow control (Hub.pong); pings answered below
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:  # the peer went away during the handshake: nothing to log
+        return web.Response()  # never sent (aiohttp drops a response to a lost peer quietly)
     transport = request.transport
     if transport is None:  # the peer went away during the handshake
         return ws
@@ -111,7 +114,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.PONG:
                 hub.pong(client, msg.data)
             elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
+                if hub.ping_allowed(client):  # WebSocket pings share the control-rate bucket
+                    with contextlib.suppress(ConnectionError):
+                        await ws.pong(msg.data)
             elif msg.type is WSMsgType.ERROR:
                 break
     finally:
@@ -402,7 +407,15 @@ async def serve(
     app: web.Application, host: str, port: int, *, stop: asyncio.Event | None = None
 ) -> None:
     """Run ``app`` until ``stop`` is set; print ``listening on http://HOST:PORT`` first."""
-    runner = web.AppRunner(app, shutdown_timeout=2.0, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=2.0,
+        handle_signals=False,
+        access_log=None,
+        # aiohttp's keep-alive timer also runs from the start of a connection: a request must
+        # arrive whole within it (half-open and slow handshakes).
+        keepalive_timeout=app[CONFIG].http_idle_s,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
     try:
