@@ -200,6 +200,28 @@ requests = st.fixed_dictionaries(
 )
 
 
+rids = st.none() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=10)
+sym_lists = st.lists(symbols, max_size=6)
+valid_requests = st.one_of(
+    st.fixed_dictionaries(
+        {"op": st.sampled_from(["subscribe", "unsubscribe"]), "symbols": sym_lists},
+        optional={"id": rids},
+    ),
+    st.fixed_dictionaries(
+        {"op": st.just("news"), "topics": sym_lists},
+        optional={"id": rids, "since": st.integers(0, 2**63)},
+    ),
+    st.fixed_dictionaries(
+        {"op": st.just("throttle"), "ms": st.floats(0, 1e9) | st.integers(0, 10**12)},
+        optional={"id": rids},
+    ),
+    st.fixed_dictionaries({"op": st.just("resync")}, optional={"id": rids}),
+    st.fixed_dictionaries(
+        {"op": st.just("ping")}, optional={"t": st.floats(allow_nan=False) | st.integers()}
+    ),
+)
+
+
 def as_json(v: Any) -> bytes:
     """``v`` as JSON text the way a sloppy client might write it (NaN, huge ints included)."""
     return json.dumps(v, allow_nan=True).encode()
@@ -210,7 +232,8 @@ inbound = st.one_of(
     st.text(max_size=200).map(lambda t: t.encode("utf-8")),
     json_values.map(as_json),
     requests.map(as_json),
-    requests.map(as_json),
+    valid_requests.map(as_json),
+    valid_requests.map(as_json),
     st.none(),  # a binary frame
     st.sampled_from(
         [
@@ -352,4 +375,4 @@ def test_inbound_strategies_produce_each_kind() -> None:
 
     collect()
     assert seen_codes >= {"bad_json", "bad_request", "unknown_op", "too_many_symbols"}
-    assert len(seen_ops) >= 5, seen_ops
+    assert seen_ops == {"Subscribe", "Unsubscribe", "NewsRequest", "Throttle", "Resync", "Ping"}
