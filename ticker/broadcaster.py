@@ -592,8 +592,10 @@ class Hub:
     def disconnect(self, c: Client) -> None:
         """Forget a connection (idempotent)."""
         c.closing = True
-        if self.clients.pop(c, None) is None:
+        # The dicts are ordered sets (values None): membership, not pop()'s value, tells.
+        if c not in self.clients:
             return
+        del self.clients[c]
         self._news_clients.pop(c, None)
         self._behind.pop(c, None)
         self._leave(c)
