@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -477,3 +478,26 @@ async def test_a_peer_that_sends_but_never_answers_pings_is_alive(
         await asyncio.sleep(hb / 3)
     assert len(srv.hub.clients) == 1
     raw.close()
+
+
+def test_limit_flags_and_config_keys_reach_the_hub_config_and_the_feeds(tmp_path: Path) -> None:
+    from ticker.cli import _quarantine, _serve_settings, _sources, build_parser
+
+    cfg = tmp_path / "ticker.toml"
+    cfg.write_text(
+        "quarantine_after = 7\n"
+        "[server]\nmax_connections = 50\nmax_connections_per_ip = 5\n"
+        'trusted_proxies = ["10.0.0.0/8"]\nhttp_idle_s = 9.5\n'
+    )
+    args = build_parser().parse_args(
+        ["serve", "--config", str(cfg), "--max-connections-per-ip", "6", "--control-rate", "3",
+         "--trusted-proxy", "192.0.2.1", "--quarantine-window", "12"]
+    )  # fmt: skip
+    _, _, _, hub = _serve_settings(args)
+    config = HubConfig(**hub)
+    assert (config.max_connections, config.max_connections_per_ip) == (50, 6), "flags win"
+    assert (config.rate, config.http_idle_s) == (3.0, 9.5)
+    assert config.trusted_proxies == ("192.0.2.1",)
+    assert _quarantine(args) == (7, 12.0)
+    (src,) = _sources(["sim"], None, _quarantine(args))
+    assert (src.quarantine_after, src.quarantine_window) == (7, 12.0)
