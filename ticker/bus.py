@@ -192,7 +192,6 @@ class FeedRunner:
         loop = asyncio.get_running_loop()
         while True:
             feed: Feed | None = None
-            failure: Exception | None = None
             try:
                 feed = self.source.make()
                 self.feed = feed
@@ -208,14 +207,15 @@ class FeedRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failure = exc
+                # Counted at once (no await in between), so /healthz never shows half of it.
+                self.errors += 1
+                self.stalls += isinstance(exc, FeedStalled)
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             finally:
                 # Closed before the backoff wait (and on cancel): a failed feed's sockets and
                 # tasks are gone while it waits. A hanging aclose() cannot hold the restart.
                 if feed is not None:
                     await self._close_feed(feed)
-            self.errors += 1
-            self.last_error = f"{type(failure).__name__}: {failure}"[:300]
             # Only failures of a feed that was built count: one that cannot be built (a plug-in
             # that fails to import) keeps retrying, so installing the dependency heals it.
             if feed is not None and self._quarantine_due(loop.time()):
@@ -319,7 +319,6 @@ class FeedRunner:
                 if self.events != seen or _quiet(feed) is not None:
                     seen, quiet_since = self.events, now
                 elif now - quiet_since >= limit:
-                    self.stalls += 1
                     raise FeedStalled(
                         f"no events for {now - quiet_since:.1f}s (stall timeout {limit:g}s)"
                     )
