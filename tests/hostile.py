@@ -333,6 +333,23 @@ async def ws_ping_flood_reading(host: str, port: int, out: Counter[str]) -> None
         finish(writer)
 
 
+async def pong_flood(host: str, port: int, out: Counter[str]) -> None:
+    """Unsolicited WebSocket pongs as fast as the socket takes them: closed with 1008."""
+    reader, writer = await upgrade(host, port)
+    reads = asyncio.create_task(until_closed(reader, out, read_errors=False))
+    try:
+        while not reads.done():
+            writer.write(frame(0xA, b"unsolicited") * 100)
+            await writer.drain()
+            await asyncio.sleep(0)
+    except ConnectionError:
+        pass
+    finally:
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(reads, 3.0)
+        finish(writer)
+
+
 async def churn(host: str, port: int, out: Counter[str]) -> None:
     """Connect and drop, over and over."""
     reader, writer = await upgrade(host, port)
@@ -363,7 +380,6 @@ KINDS: list[Kind] = [
     junk_text,
     junk_binary,
     flood,
-    flood,
     huge_frame,
     huge_header,
     partial_http,
@@ -374,6 +390,7 @@ KINDS: list[Kind] = [
     violations,
     ws_ping_flood,
     ws_ping_flood_reading,
+    pong_flood,
     churn,
     unknown_symbols,
 ]

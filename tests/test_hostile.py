@@ -2,12 +2,12 @@
 
 The server is a real ``ticker serve`` process; the hostile clients run in their own process
 (tests/hostile.py: junk text and binary, control floods past the rate limit, WebSocket ping
-floods, oversize frames and frame headers, half-open HTTP and WebSocket sockets, a client that
-never reads, TCP garbage, RFC 6455 violations, connection churn, maximal frames of unknown
-symbols). The normal client, subscribed at a 50 ms window to a steadily ticking sim feed, must
-keep receiving with no gap over 1 s and no ``seq`` gap; each hostile kind must get its documented
-outcome; afterwards the server serves a new client, ``/healthz`` is ok and its log holds no
-traceback.
+and pong floods, oversize frames and frame headers, half-open HTTP and WebSocket sockets, a
+client that never reads, TCP garbage, RFC 6455 violations, connection churn, maximal frames of
+unknown symbols). The normal client, subscribed at a 50 ms window to a steadily ticking sim
+feed, must keep receiving with no gap over 1 s and no ``seq`` gap; each hostile kind must get its
+documented outcome; afterwards the server serves a new client, ``/healthz`` is ok and its log
+holds no traceback.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ async def test_hostile_clients_do_not_disturb_a_normal_one(
         dropped = [k for k in report["silent_ws"] if k.startswith("dropped_after_s_")]
         assert report["silent_ws"]["pinged"] >= 1
         assert dropped and all(int(k.rsplit("_", 1)[1]) <= 3 * HEARTBEAT_S for k in dropped)
+        assert report["pong_flood"]["close_1008"] >= 1, report["pong_flood"]
         flood_pings = report["ws_ping_flood_reading"]
         assert flood_pings["pongs"] <= 200 * flood_pings["runs"], "ping floods are rate limited"
         assert not any(k.startswith("refused_") for r in report.values() for k in r), report

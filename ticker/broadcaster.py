@@ -440,8 +440,12 @@ class Hub:
         c.transport.write(ws_ping_frame(c.marker))
 
     def pong(self, c: Client, payload: bytes) -> None:
-        """A pong arrived: if it answers ``c``'s marker, everything sent before it was read."""
+        """A pong arrived: if it answers ``c``'s marker, everything sent before it was read.
+        Any other pong (unsolicited, or answering the heartbeat) spends a control-message token:
+        a pong flood is a flood like any other."""
         if c.marker is None or payload != c.marker:
+            if not c.closing:
+                self._take(c)
             return
         c.marker = None
         if (c.missed or c.fresh) and c.behind_since is None and not c.closing:
