@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install system-deps run test browser lint style check bench clean
+.PHONY: install system-deps run test browser lint style check bench soak clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ check: lint
 
 bench: install
 	$(BIN)/python -m bench
+
+# The soak test for TICKER_SOAK_S seconds (default 600; `make test` runs it for 15 s).
+soak: install
+	TICKER_SOAK_S=$${TICKER_SOAK_S:-600} $(BIN)/python -m pytest -q -s tests/test_soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -79,6 +79,9 @@ def _start_server(kind: str, w: Workload) -> tuple[subprocess.Popen[str], str]:
             "WARNING",
             "--feed",
             f"sim:symbols={w.symbols},rate={w.rate:g},seed=1,burst=1",
+            # Every benchmark client comes from 127.0.0.1 (up to 10,000 of them).
+            "--max-connections-per-ip",
+            "0",
         ]
     else:
         cmd = [

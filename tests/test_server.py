@@ -20,7 +20,7 @@ from tests.conftest import MS, ROOT
 from tests.wsutil import Frame, Server, now_ms, recv, recv_type, recv_until, tick, until
 from ticker.broadcaster import HubConfig
 from ticker.events import Listing, News
-from ticker.server import plotly_js_path
+from ticker.server import create_app, plotly_js_path
 
 SYMS = ("AAPL", "MSFT", "GOOGL")
 
@@ -705,6 +705,31 @@ TRAVERSALS = [
     "/static/index.html/../../pyproject.toml",
     "/../pyproject.toml",
     "/%2e%2e/pyproject.toml",
+    # Mixed and partial encodings, double-encoded backslashes, overlong UTF-8, full-width dots,
+    # IIS %u, Tomcat ;, NUL bytes, Windows and absolute paths, an absolute-form target.
+    "/static/%5c..%5cpyproject.toml",
+    "/static/\\..\\pyproject.toml",
+    "/static/%2e%2e%5cpyproject.toml",
+    "/static/..%255cpyproject.toml",
+    "/static/%252e%252e%252fpyproject.toml",
+    "/static/.%2e/pyproject.toml",
+    "/static/%2e./pyproject.toml",
+    "/static/./../pyproject.toml",
+    "/static/../../../../../../etc/passwd",
+    "/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/static/%c0%ae%c0%ae/pyproject.toml",
+    "/static/..%c0%afpyproject.toml",
+    "/static/%ef%bc%8e%ef%bc%8e/pyproject.toml",
+    "/static/%u002e%u002e/pyproject.toml",
+    "/static/..;/pyproject.toml",
+    "/static/..%00/pyproject.toml",
+    "/static/index.html%00",
+    "/static/C:\\Windows\\win.ini",
+    "/static/C:/Windows/win.ini",
+    "/static/%2F%2Fetc/passwd",
+    "//etc/passwd",
+    "/vendor/plotly.min.js/../../pyproject.toml",
+    "http://127.0.0.1/static/../pyproject.toml",
 ]
 
 
@@ -733,9 +758,28 @@ async def test_static_never_leaves_web_dir(srv: Server) -> None:
     secrets = [SECRET_PYPROJECT, SECRET_PASSWD]
     for target in TRAVERSALS:
         status, body = await raw_get(port, target)
-        assert status in (400, 403, 404), (target, status)
+        assert status == 404, (target, status)
         for secret in secrets:
             assert secret[:40] not in body, target
+
+
+async def test_static_does_not_follow_symlinks_out_of_web_dir(
+    aiohttp_client: AiohttpClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web_dir = tmp_path / "web"
+    web_dir.mkdir()
+    (web_dir / "index.html").write_text("<html>ok</html>")
+    (tmp_path / "secret.txt").write_text("top secret")
+    (web_dir / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    (web_dir / "etc").symlink_to("/etc")
+    monkeypatch.setattr("ticker.server.WEB_DIR", web_dir)
+    client = await aiohttp_client(create_app([]))
+    port = client.port
+    assert port is not None
+    assert (await raw_get(port, "/static/index.html")) == (200, b"<html>ok</html>")
+    for target in ("/static/leak.txt", "/static/etc/passwd", "/static/etc/%2e%2e/etc/passwd"):
+        status, body = await raw_get(port, target)
+        assert status == 404 and b"secret" not in body and b"root:" not in body, target
 
 
 # consistency under a random mix of ops while ticks flow

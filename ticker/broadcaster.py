@@ -35,7 +35,7 @@ from ticker.auth import entitled_only, split_entitled
 from ticker.book import Book, TickRing
 from ticker.conflate import Conflator, Subscription
 from ticker.events import Event, Listing, News, Tick
-from ticker.limits import TokenBucket
+from ticker.limits import TokenBucket, parse_networks
 from ticker.protocol import (
     Ack,
     Error,
@@ -107,8 +107,22 @@ class HubConfig:
         slow_close_after: seconds paused without draining before a consumer is closed with 1013.
         rate: control messages per second per connection (token bucket refill).
         burst: control messages a connection may send at once (bucket size).
-        heartbeat_s: server ping interval; dead peers are dropped within two intervals.
+        heartbeat_s: after this many seconds with nothing received from a connection, the
+            server pings it; no pong (nor anything else) within half as long closes it, so a dead
+            peer is dropped within 1.5 x ``heartbeat_s`` of its last frame.
         history_ticks: ticks retained per symbol for ``/api/history`` bars.
+        max_connections: WebSocket connections in total (handshakes in flight included); over
+            it, the upgrade is refused with HTTP 503 and ``Retry-After``. 0: no limit.
+        max_connections_per_ip: WebSocket connections per client address (IPv6: per /64); over
+            it, HTTP 429 and ``Retry-After``. 0: no limit.
+        max_symbols_per_connection: symbols a connection's subscription may name: its symbols,
+            or while on ``"*"`` the ones it unsubscribed (``"*"`` itself counts 0). A request
+            that would go over is refused whole with ``too_many_symbols``. 0: no limit.
+        trusted_proxies: addresses or networks of reverse proxies whose ``X-Forwarded-For``
+            names the client for the per-address limit (empty: the peer address counts).
+        http_idle_s: an HTTP connection without a complete request for this long (from its
+            start, or since its last response) is closed: a slow or half-open handshake cannot
+            hold a socket for long (``ticker serve`` only). 0: never.
     """
 
     throttle_ms: float = 100.0
@@ -125,11 +139,23 @@ class HubConfig:
     burst: float = 60.0
     heartbeat_s: float = 20.0
     history_ticks: int = 10_000
+    max_connections: int = 20_000
+    max_connections_per_ip: int = 1_000
+    max_symbols_per_connection: int = 2_000
+    http_idle_s: float = 30.0
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Settings come from TOML and flags: a wrong type or sign is a usage error at start-up,
         # not a TypeError in the middle of serving.
+        proxies: Any = self.trusted_proxies  # TOML gives a list; anything else is an error
+        if isinstance(proxies, str) or not isinstance(proxies, list | tuple):
+            raise ValueError(f"trusted_proxies must be a list of addresses, got {proxies!r}")
+        parse_networks(proxies)  # raises ValueError naming a bad entry
+        object.__setattr__(self, "trusted_proxies", tuple(proxies))
         for f in fields(self):
+            if f.name == "trusted_proxies":
+                continue
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
                 raise ValueError(f"{f.name} must be a number >= 0, got {v!r}")
@@ -326,7 +352,9 @@ class Hub:
         nid = ev.id if ev.id > prev else max(prev + 1, int(time.time() * 1000))
         self.news_last_id = nid
         item = NewsItem(nid, ev.ts, ev.headline, ev.source, ev.symbols, ev.url, ev.summary)
-        payload = encode(item)
+        # A copy: orjson's bytes keep its whole 4 KiB output buffer, and the ring holds
+        # news_retain (10,000) of them (40 MB instead of 4).
+        payload = memoryview(encode(item)).tobytes()
         self.news.append((nid, ev.symbols, payload, item))
         frame = ws_text_frame(payload)
         pause = self.config.pause_bytes
@@ -437,8 +465,12 @@ class Hub:
         c.transport.write(self._marker(c, now))
 
     def pong(self, c: Client, payload: bytes) -> None:
-        """A pong arrived: if it answers ``c``'s marker, everything sent before it was read."""
+        """A pong arrived: if it answers ``c``'s marker, everything sent before it was read.
+        Any other pong (unsolicited, or answering the heartbeat) spends a control-message token:
+        a pong flood is a flood like any other."""
         if c.marker is None or payload != c.marker:
+            if not c.closing:
+                self._take(c)
             return
         c.marker = None
         if (c.missed or c.fresh) and c.behind_since is None and not c.closing:
@@ -814,16 +846,12 @@ class Hub:
         """Handle one inbound frame (``None`` for a binary frame). Never raises for bad input."""
         if c.closing:
             return
-        if not c.bucket.take(self.loop.time()):
-            c.strikes += 1
-            if c.strikes > self.config.burst:
-                self._close(c, CLOSE_POLICY, "rate limit exceeded")
-            else:
+        if not self._take(c):
+            if not c.closing:
                 self._error(
                     c, "rate_limited", f"over {self.config.rate:g} messages/s; message dropped"
                 )
             return
-        c.strikes = 0
         if data is None:
             self._error(c, "bad_request", "binary frames are not accepted; send JSON text")
             return
@@ -832,6 +860,23 @@ class Hub:
             self._error(c, req.code, req.message, req.id)
             return
         self.handle(c, req)
+
+    def ping_allowed(self, c: Client) -> bool:
+        """Whether to answer a WebSocket ping frame from ``c``: pings spend a control-message
+        token too (a ping flood costs a pong each), go unanswered past the rate, and close the
+        connection with 1008 past the burst, like any other flood."""
+        return not c.closing and self._take(c)
+
+    def _take(self, c: Client) -> bool:
+        """Spend one of ``c``'s control-message tokens; past ``burst`` strikes in a row (messages
+        over the rate), close it with 1008."""
+        if c.bucket.take(self.loop.time()):
+            c.strikes = 0
+            return True
+        c.strikes += 1
+        if c.strikes > self.config.burst:
+            self._close(c, CLOSE_POLICY, "rate limit exceeded")
+        return False
 
     def handle(self, c: Client, req: Request) -> None:
         """Serve one valid request."""
@@ -875,6 +920,22 @@ class Hub:
                 unknown.append(s)
         return list(dict.fromkeys(known)), unknown, star
 
+    def _over_symbol_limit(self, c: Client, sub: Subscription, rid: Any) -> bool:
+        """Refuse (``too_many_symbols``, nothing applied) a subscription naming too many symbols:
+        its symbols, or under ``"*"`` its exclusions (``"*"`` itself counts 0)."""
+        cap = self.config.max_symbols_per_connection
+        if not cap or len(sub.symbols) <= cap:
+            return False
+        what = "unsubscribed symbols while on '*'" if sub.every else "symbols"
+        self._error(
+            c,
+            "too_many_symbols",
+            f"at most {cap} {what} per connection (this request would make "
+            f"{len(sub.symbols)}); nothing was changed",
+            rid,
+        )
+        return True
+
     def _subscribe(self, c: Client, req: Subscribe) -> None:
         known, unknown, star = self._resolve(req.symbols)
         denied: list[str] = []
@@ -887,6 +948,8 @@ class Hub:
             unknown, denied_unknown = split_entitled(unknown, c.entitled)
             denied += denied_unknown
             sub = Subscription(False, c.entitled) if star else c.sub.add(known)
+        if not (star and c.entitled is not None) and self._over_symbol_limit(c, sub, req.id):
+            return
         self._move(c, c.window.ms if c.window else self.default_window, sub)
         if req.id is not None:
             self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known}))
@@ -901,11 +964,10 @@ class Hub:
 
     def _unsubscribe(self, c: Client, req: Unsubscribe) -> None:
         known, unknown, star = self._resolve(req.symbols)
-        self._move(
-            c,
-            c.window.ms if c.window else self.default_window,
-            c.sub.remove(known + unknown, star=star),
-        )
+        sub = c.sub.remove(known + unknown, star=star)
+        if self._over_symbol_limit(c, sub, req.id):
+            return
+        self._move(c, c.window.ms if c.window else self.default_window, sub)
         if req.id is not None:
             self.send(c, Ack(req.id, {"symbols": (["*"] if star else []) + known + unknown}))
 

@@ -5,6 +5,14 @@ and jitter, one that yields nothing for longer than its stall timeout is restart
 that finishes is marked ``finished`` (a replay that reached its end), and none can disturb another.
 A feed may say it is quiet on purpose with a ``status()`` method returning one of ``QUIET_STATES``
 (a paused or finished replay): that state shows in ``health()`` and silence is then not a stall.
+
+Faults: every event is checked (:func:`ticker.validate.event_problem`); a bad one is dropped and
+counted, and a run of ``max_invalid_run`` bad events in a row is a failure. A feed that fails
+(raises, stalls or sends only garbage) ``quarantine_after`` times within ``quarantine_window``
+seconds is *quarantined*: stopped for good, with the reason in ``health()``. A feed that cannot even
+be built (its plug-in fails to import) is not quarantined: it keeps retrying, so installing the
+missing dependency heals it. ``aclose()`` and a cancelled iterator get ``cleanup_timeout`` seconds.
+
 ``MemoryBus`` delivers events to the hub in-process (the default, one process).
 """
 
@@ -15,15 +23,20 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ticker.events import Event, Feed
+from ticker.validate import event_problem
 
 __all__ = [
+    "QUARANTINE_AFTER",
+    "QUARANTINE_WINDOW",
     "QUIET_STATES",
     "Bus",
+    "FeedGarbage",
     "FeedRunner",
     "FeedSource",
     "FeedStalled",
@@ -37,8 +50,18 @@ QUIET_STATES = frozenset({"loading", "paused", "finished"})
 """What a feed's optional ``status()`` may return to be left alone while it yields nothing."""
 
 
+QUARANTINE_AFTER = 5
+"""Default: failures within :data:`QUARANTINE_WINDOW` seconds that quarantine a feed."""
+QUARANTINE_WINDOW = 60.0
+"""Default: the sliding window (seconds) failures are counted in."""
+
+
 class FeedStalled(Exception):
     """A feed yielded nothing for longer than its stall timeout (it is restarted)."""
+
+
+class FeedGarbage(Exception):
+    """A feed yielded only invalid events for a while (it is restarted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +69,15 @@ class FeedSource:
     """A named way to make a feed: ``make()`` is called at start and at every restart.
 
     ``stall_timeout``: seconds without an event after which the feed is restarted (None: never).
+    ``quarantine_after``: failures within ``quarantine_window`` seconds after which the feed is
+    stopped for good (0: never).
     """
 
     name: str
     make: Callable[[], Feed]
     stall_timeout: float | None = None
+    quarantine_after: int = QUARANTINE_AFTER
+    quarantine_window: float = QUARANTINE_WINDOW
 
     @classmethod
     def of(cls, feed: Feed) -> FeedSource:
@@ -94,12 +121,16 @@ class FeedRunner:
     """Supervises one feed: runs it, restarts it with backoff when it fails, reports its state.
 
     States: ``starting``, ``running``, ``backoff`` (waiting to restart after a failure or a
-    stall), ``finished`` (its iterator ended), ``stopped``; and while running, the feed's own
-    quiet state (``loading``, ``paused``, ``finished``) when it reports one.
+    stall), ``finished`` (its iterator ended), ``quarantined`` (failed too often; not restarted),
+    ``stopped``; and while running, the feed's own quiet state (``loading``, ``paused``,
+    ``finished``) when it reports one.
 
     Args:
         stall_timeout: restart the feed after this many seconds without an event (default: the
             source's; None or 0: never). Checked a few times per timeout, not per event.
+        max_invalid_run: this many invalid events in a row (none valid between) is a failure.
+        cleanup_timeout: seconds a failed feed gets to finish its ``aclose()`` or to stop after
+            being cancelled; past it, it is abandoned (logged) and the restart goes on.
     """
 
     def __init__(
@@ -111,6 +142,8 @@ class FeedRunner:
         max_backoff: float = 30.0,
         rng: random.Random | None = None,
         stall_timeout: float | None = None,
+        max_invalid_run: int = 100,
+        cleanup_timeout: float = 5.0,
     ) -> None:
         self.source = source
         self.publish = publish
@@ -128,7 +161,16 @@ class FeedRunner:
         self.stall_timeout = stall_timeout if stall_timeout is not None else source.stall_timeout
         self.stalls = 0
         self.feed: Feed | None = None  # the running instance (the replay API reaches it here)
+        self.max_invalid_run = max_invalid_run
+        self.cleanup_timeout = cleanup_timeout
+        self.invalid = 0
+        self.last_invalid: str | None = None
+        self.abandoned = 0
+        self.quarantine_reason: str | None = None
+        self._invalid_run = 0
+        self._invalid_logged_at = -1e9
         self._failures = 0
+        self._failed_at: deque[float] = deque()
 
     @property
     def name(self) -> str:
@@ -143,16 +185,19 @@ class FeedRunner:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        self.state = "stopped"
+        if self.state != "quarantined":
+            self.state = "stopped"
 
     async def run(self) -> None:
         self._failures = 0
+        loop = asyncio.get_running_loop()
         while True:
             feed: Feed | None = None
             try:
                 feed = self.source.make()
                 self.feed = feed
                 self.state = "running"
+                self._invalid_run = 0
                 if self.stall_timeout:
                     await self._consume_watched(feed, self.stall_timeout)
                 else:
@@ -168,42 +213,108 @@ class FeedRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # Counted at once (no await in between), so /healthz never shows half of it.
                 self.errors += 1
+                self.stalls += isinstance(exc, FeedStalled)
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                delay = backoff_delay(
-                    self._failures,
-                    initial=self.initial_backoff,
-                    maximum=self.max_backoff,
-                    rng=self.rng,
-                )
-                self._failures += 1
-                self.state = "backoff"
-                log.warning(
-                    "feed %s failed (%s); restarting in %.1fs",
-                    self.name,
-                    self.last_error,
-                    delay,
-                    extra={
-                        "feed": self.name,
-                        "error": self.last_error,
-                        "restart_in_s": round(delay, 3),
-                    },
-                )
-                await asyncio.sleep(delay)
-                self.restarts += 1
             finally:
+                # Closed before the backoff wait (and on cancel): a failed feed's sockets and
+                # tasks are gone while it waits. A hanging aclose() cannot hold the restart.
                 if feed is not None:
-                    with contextlib.suppress(Exception):
-                        await feed.aclose()
+                    await self._close_feed(feed)
+            # Only failures of a feed that was built count: one that cannot be built (a plug-in
+            # that fails to import) keeps retrying, so installing the dependency heals it.
+            if feed is not None and self._quarantine_due(loop.time()):
+                self.state = "quarantined"
+                self.quarantine_reason = (
+                    f"{len(self._failed_at)} failures within "
+                    f"{self.source.quarantine_window:g}s; last: {self.last_error}"
+                )[:300]
+                log.error(
+                    "feed %s quarantined (%s); it is not restarted",
+                    self.name,
+                    self.quarantine_reason,
+                    extra={"feed": self.name, "error": self.last_error},
+                )
+                return
+            delay = backoff_delay(
+                self._failures,
+                initial=self.initial_backoff,
+                maximum=self.max_backoff,
+                rng=self.rng,
+            )
+            self._failures += 1
+            self.state = "backoff"
+            log.warning(
+                "feed %s failed (%s); restarting in %.1fs",
+                self.name,
+                self.last_error,
+                delay,
+                extra={
+                    "feed": self.name,
+                    "error": self.last_error,
+                    "restart_in_s": round(delay, 3),
+                },
+            )
+            await asyncio.sleep(delay)
+            self.restarts += 1
+
+    def _quarantine_due(self, now: float) -> bool:
+        """Record a failure at ``now``; True when the source's quarantine threshold is reached."""
+        after, window = self.source.quarantine_after, self.source.quarantine_window
+        if after <= 0:
+            return False
+        failed = self._failed_at
+        failed.append(now)
+        while failed and failed[0] <= now - window:
+            failed.popleft()
+        return len(failed) >= after
+
+    async def _close_feed(self, feed: Feed) -> None:
+        try:
+            async with asyncio.timeout(self.cleanup_timeout):
+                await feed.aclose()
+        except TimeoutError:
+            self.abandoned += 1
+            log.error(
+                "feed %s: aclose() did not return within %gs; abandoned",
+                self.name,
+                self.cleanup_timeout,
+            )
+        except Exception as exc:
+            log.warning("feed %s: aclose() raised %s: %s", self.name, type(exc).__name__, exc)
+
+    def _reject(self, problem: str) -> None:
+        """Count (and now and then log) an invalid event; a long run of them is a failure."""
+        self.invalid += 1
+        self._invalid_run += 1
+        self.last_invalid = problem
+        now = time.monotonic()
+        if now - self._invalid_logged_at >= 10.0:  # a garbage feed must not flood the log
+            self._invalid_logged_at = now
+            log.warning(
+                "feed %s: dropped an invalid event (%s); %d so far",
+                self.name,
+                problem,
+                self.invalid,
+            )
+        if self._invalid_run >= self.max_invalid_run:
+            raise FeedGarbage(f"{self._invalid_run} invalid events in a row; last: {problem}")
 
     async def _consume(self, feed: Feed) -> None:
         publish = self.publish
+        problem_of = event_problem
         async for ev in feed.events():
+            problem = problem_of(ev)
+            if problem is not None:
+                self._reject(problem)
+                continue
             publish(ev)
             self.events += 1
             self.last_event = ev
             self.last_event_at = time.time()
             self._failures = 0
+            self._invalid_run = 0
 
     async def _consume_watched(self, feed: Feed, limit: float) -> None:
         """:meth:`_consume`, cancelled with :class:`FeedStalled` after ``limit`` s of silence.
@@ -224,7 +335,6 @@ class FeedRunner:
                 if self.events != seen or _quiet(feed) is not None:
                     seen, quiet_since = self.events, now
                 elif now - quiet_since >= limit:
-                    self.stalls += 1
                     raise FeedStalled(
                         f"no events for {now - quiet_since:.1f}s (stall timeout {limit:g}s)"
                     )
@@ -233,9 +343,17 @@ class FeedRunner:
                 task.cancel()
                 # asyncio.wait, not `await task` under suppress(CancelledError): that would also
                 # swallow a cancel of *this* task (stop() during a stall restart), and the
-                # runner would never stop.
-                await asyncio.wait({task})
-                if not task.cancelled():
+                # runner would never stop. Bounded: a feed that ignores the cancel is abandoned.
+                await asyncio.wait({task}, timeout=self.cleanup_timeout)
+                if not task.done():
+                    self.abandoned += 1
+                    log.error(
+                        "feed %s did not stop within %gs of being cancelled; abandoned",
+                        self.name,
+                        self.cleanup_timeout,
+                    )
+                    task.add_done_callback(_retrieve)
+                elif not task.cancelled():
                     task.exception()  # retrieved, so never logged as unhandled
 
     def health(self) -> dict[str, Any]:
@@ -253,8 +371,18 @@ class FeedRunner:
             "stall_timeout_s": self.stall_timeout,
             "last_error": self.last_error,
             "last_event_age_s": age,
+            "invalid": self.invalid,
+            "last_invalid": self.last_invalid,
+            "quarantine_reason": self.quarantine_reason,
+            **({"abandoned": self.abandoned} if self.abandoned else {}),
             **_detail(self.feed),
         }
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Done callback of an abandoned task: fetch its outcome so it is never logged as lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _detail(feed: Feed | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import ssl
@@ -35,6 +36,28 @@ __all__ = ["build_parser", "main"]
 
 DEFAULT_FEEDS = ("sim", "simnews")
 EXIT_USAGE = 2
+
+# ``ticker serve`` flags for limits: flag -> (HubConfig field, also the ``[server]`` config key;
+# help). README "Limits" has the outcome of each.
+LIMIT_FLAGS = {
+    "--max-connections": ("max_connections", "WebSocket connections in total; 0 = no limit"),
+    "--max-connections-per-ip": (
+        "max_connections_per_ip",
+        "WebSocket connections per client address; 0 = no limit",
+    ),
+    "--max-symbols-per-connection": (
+        "max_symbols_per_connection",
+        "symbols one connection may subscribe to; 0 = no limit",
+    ),
+    "--max-symbols-per-request": ("max_symbols_per_request", "symbols or topics in one request"),
+    "--max-frame-bytes": ("max_frame_bytes", "largest inbound frame"),
+    "--control-rate": ("rate", "control messages per second per connection"),
+    "--control-burst": ("burst", "control messages a connection may send at once"),
+    "--heartbeat-s": ("heartbeat_s", "ping a connection silent for this many seconds"),
+    "--max-buffer-bytes": ("max_buffer_bytes", "unsent bytes while replaying news"),
+    "--slow-close-after": ("slow_close_after", "seconds stuck before a slow consumer is closed"),
+    "--http-idle-s": ("http_idle_s", "seconds an HTTP connection may go without a whole request"),
+}
 
 
 class UsageError(Exception):
@@ -76,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="all (default): feeds and clients; ingest: run feeds, publish to the bus; "
         "edge: no feeds, serve clients from the bus",
     )
+    _limit_args(s)
     s.add_argument("--config", type=Path, default=None, help="TOML file with the same settings")
     s.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     s.add_argument("--log-json", action="store_true", help="log one JSON object per line")
@@ -142,7 +166,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _limit_args(p: argparse.ArgumentParser) -> None:
+    from ticker.broadcaster import HubConfig
+
+    defaults = HubConfig()
+    g = p.add_argument_group("limits (README: Limits; also [server] keys of --config)")
+    for flag, (key, text) in LIMIT_FLAGS.items():
+        default = getattr(defaults, key)
+        g.add_argument(
+            flag,
+            dest=f"limit_{key}",
+            type=int if isinstance(default, int) else float,
+            default=None,
+            metavar="N" if isinstance(default, int) else "X",
+            help=f"{text} (default {default:,})",
+        )
+    g.add_argument(
+        "--trusted-proxy",
+        dest="limit_trusted_proxies",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="a reverse proxy (address or network) whose X-Forwarded-For names the client for "
+        "the per-address limit; repeatable",
+    )
+
+
 def _recording_args(p: argparse.ArgumentParser) -> None:
+    from ticker.bus import QUARANTINE_AFTER, QUARANTINE_WINDOW
+
     p.add_argument(
         "--rotate-mb",
         type=float,
@@ -164,6 +216,21 @@ def _recording_args(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="restart a feed that sends nothing for S seconds (default: the feed's "
         "own setting, else never)",
+    )
+    p.add_argument(
+        "--quarantine-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"stop a feed for good after N failures within the quarantine window "
+        f"(default {QUARANTINE_AFTER}; 0 = never)",
+    )
+    p.add_argument(
+        "--quarantine-window",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"the window failures are counted in (default {QUARANTINE_WINDOW:g} s)",
     )
 
 
@@ -199,7 +266,18 @@ def _serve_settings(args: argparse.Namespace) -> tuple[str, int, list[str], dict
     from ticker.broadcaster import HubConfig
 
     cfg = _load_config(args.config)
-    known = {"host", "port", "feeds", "throttle_ms", "server", "bus", "role", *ACCESS_KEYS}
+    known = {
+        "host",
+        "port",
+        "feeds",
+        "throttle_ms",
+        "server",
+        "bus",
+        "role",
+        *ACCESS_KEYS,
+        "quarantine_after",
+        "quarantine_window",
+    }
     unknown = set(cfg) - known
     if unknown:
         raise UsageError(f"config: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
@@ -217,6 +295,13 @@ def _serve_settings(args: argparse.Namespace) -> tuple[str, int, list[str], dict
         hub["throttle_ms"] = cfg["throttle_ms"]
     if args.throttle_ms is not None:
         hub["throttle_ms"] = args.throttle_ms
+    for key in (*(k for k, _ in LIMIT_FLAGS.values()), "trusted_proxies"):
+        value = getattr(args, f"limit_{key}", None)
+        if value is not None:
+            hub[key] = value
+    for key in ("quarantine_after", "quarantine_window"):
+        if getattr(args, key) is None and key in cfg:
+            setattr(args, key, cfg[key])
     return host, port, feeds, hub
 
 
@@ -225,7 +310,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from ticker.server import create_app
 
     host, port, specs, hub_settings = _serve_settings(args)
-    sources = _sources(specs, args.stall_timeout)
+    sources = _sources(specs, args.stall_timeout, _quarantine(args))
     try:
         config = HubConfig(**hub_settings)
     except (TypeError, ValueError) as exc:  # HubConfig checks types and signs
@@ -258,11 +343,29 @@ def _protect_url(url: str) -> None:
             protect(password, unquote(password))
 
 
-def _sources(specs: Sequence[str], stall_timeout: float | None) -> list[FeedSource]:
+def _quarantine(args: argparse.Namespace) -> tuple[int, float]:
+    """(quarantine_after, quarantine_window) from the flags (or config), checked."""
+    from ticker.bus import QUARANTINE_AFTER, QUARANTINE_WINDOW
+
+    after = QUARANTINE_AFTER if args.quarantine_after is None else args.quarantine_after
+    window = QUARANTINE_WINDOW if args.quarantine_window is None else args.quarantine_window
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise UsageError(f"quarantine_after must be an integer >= 0, got {after!r}")
+    if isinstance(window, bool) or not isinstance(window, int | float) or not window > 0:
+        raise UsageError(f"quarantine_window must be a number > 0, got {window!r}")
+    return after, float(window)
+
+
+def _sources(
+    specs: Sequence[str],
+    stall_timeout: float | None,
+    quarantine: tuple[int, float] | None = None,
+) -> list[FeedSource]:
     """Feed sources for ``specs``, labelled ``name``, ``name#2``...
 
     A plug-in that fails to import is reported by name and, when other feeds are fine, kept as a
     source that retries its import with backoff (shown in /healthz) while the others run.
+    ``quarantine``: (failures, window) after which a failing feed is stopped for good.
     """
     from ticker.registry import (
         PluginError,
@@ -290,6 +393,12 @@ def _sources(specs: Sequence[str], stall_timeout: float | None) -> list[FeedSour
             raise UsageError(str(exc)) from exc
     if broken and len(broken) == len(sources):
         raise UsageError(str(broken[0]))
+    if quarantine is not None:
+        after, window = quarantine
+        sources = [
+            dataclasses.replace(src, quarantine_after=after, quarantine_window=window)
+            for src in sources
+        ]
     for err in broken:
         print(f"ticker: {err} (the other feeds run; it is retried with backoff)", file=sys.stderr)
     return sources
@@ -336,7 +445,7 @@ async def _record(args: argparse.Namespace) -> int:
 
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be > 0")
-    sources = _sources(args.feed, args.stall_timeout)
+    sources = _sources(args.feed, args.stall_timeout, _quarantine(args))
     rec = _open_recorder(args.out, args)
     await rec.start()
     bus = MemoryBus(rec.record)
@@ -353,7 +462,7 @@ async def _record(args: argparse.Namespace) -> int:
     while not stop.is_set():
         if deadline is not None and loop.time() >= deadline:
             break
-        if all(r.health()["state"] == "finished" for r in runners):
+        if all(r.health()["state"] in ("finished", "quarantined") for r in runners):
             break
         wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - loop.time()))
         with contextlib.suppress(TimeoutError):

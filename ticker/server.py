@@ -16,7 +16,6 @@ import logging
 import socket
 import ssl
 import time
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,11 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from ticker import __version__
+from ticker.admission import (
+    ADMISSION,
+    install as install_admission,
+    refuse as refuse_admission,
+)
 from ticker.auth import AuthConfig, entitled_only, news_visible, permits
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import Bus, FeedRunner, FeedSource, MemoryBus
@@ -48,7 +52,6 @@ BUS_URL = web.AppKey("bus_url", str)
 ROLE = web.AppKey("role", str)
 CONFIG = web.AppKey("config", HubConfig)
 SOURCES = web.AppKey("sources", list[FeedSource])
-SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 STARTED = web.AppKey("started", float)
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 METRICS = web.AppKey("metrics", Metrics)
@@ -72,8 +75,10 @@ def _bad(message: str) -> web.Response:
 # WebSocket
 
 
-async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+async def ws_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
+    if (refused := refuse_admission(request)) is not None:  # connection limits: 503/429
+        return refused
     hub = app[HUB]
     cfg = app[CONFIG]
     ws = web.WebSocketResponse(
@@ -86,11 +91,13 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         autoping=False,  # pongs clock window-0 flow control (Hub.pong); pings answered below
         protocols=WS_PROTOCOLS,  # selected when offered (with a bearer.<token>: ticker.guard)
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:  # the peer went away during the handshake: nothing to log
+        return web.Response()  # never sent (aiohttp drops a response to a lost peer quietly)
     transport = request.transport
     if transport is None:  # the peer went away during the handshake
         return ws
-    app[SOCKETS].add(ws)
 
     async def close(code: int, reason: str) -> None:
         await ws.close(code=code, message=reason.encode())
@@ -115,7 +122,9 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
             elif msg.type is WSMsgType.PONG:
                 hub.pong(client, msg.data)
             elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
+                if hub.ping_allowed(client):  # WebSocket pings share the control-rate bucket
+                    with contextlib.suppress(ConnectionError):
+                        await ws.pong(msg.data)
             elif msg.type is WSMsgType.ERROR:
                 # aiohttp closed it itself: a frame over the limit (1009), a broken link (1006)
                 error_code = getattr(msg.data, "code", 1006)
@@ -139,6 +148,8 @@ async def healthz(request: web.Request) -> web.Response:
         "uptime_s": round(time.time() - app[STARTED], 3),
         "feeds": [r.health() for r in app[RUNNERS]],
         "bus": app[BUS].health(),
+        "tasks": len(asyncio.all_tasks()),  # leak check (tests/test_soak.py)
+        "admission": app[ADMISSION].limits.health(),
     }
     if RECORDER in app:
         body["recorder"] = app[RECORDER].health()
@@ -424,8 +435,8 @@ def create_app(
     app[BUS_URL] = bus
     app[ROLE] = role
     app[CONFIG] = config or HubConfig()
+    install_admission(app, app[CONFIG])
     app[SOURCES] = [f if isinstance(f, FeedSource) else FeedSource.of(f) for f in feeds]
-    app[SOCKETS] = weakref.WeakSet()
     app[STARTED] = time.time()
     if recorder is not None:
         app[RECORDER] = recorder
@@ -460,7 +471,15 @@ async def serve(
 ) -> None:
     """Run ``app`` until ``stop`` is set; print ``listening on http://HOST:PORT`` first
     (``https://`` with ``ssl_context``: the server speaks TLS, WebSockets are ``wss://``)."""
-    runner = web.AppRunner(app, shutdown_timeout=2.0, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=2.0,
+        handle_signals=False,
+        access_log=None,
+        # aiohttp's keep-alive timer also runs from the start of a connection: a request must
+        # arrive whole within it (half-open and slow handshakes).
+        keepalive_timeout=app[CONFIG].http_idle_s,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, ssl_context=ssl_context)
     try:

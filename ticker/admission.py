@@ -1,0 +1,82 @@
+"""Connection limits before the WebSocket upgrade: ``refuse(request)`` in ``ws_handler``.
+
+I/O shell around :class:`~ticker.limits.ConnectionLimits`. A refused client gets a plain HTTP
+answer instead of the ``101``: ``503`` (the server is at ``max_connections``) or ``429`` (its
+address is at ``max_connections_per_ip``), both with ``Retry-After`` and a JSON body
+``{"error": "too_many_connections", "message": ...}``. Cheap (no upgrade, no hub state) and the
+client knows why. An admitted request holds its slot until its handler task ends, however it ends
+(closed, failed handshake, cancelled at shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+from ticker.broadcaster import HubConfig
+from ticker.limits import ConnectionLimits, Network, client_key, parse_networks
+
+__all__ = ["ADMISSION", "Admission", "install", "refuse"]
+
+log = logging.getLogger("ticker.server")
+
+
+@dataclass
+class Admission:
+    """The app's connection counts and the proxies whose ``X-Forwarded-For`` is believed."""
+
+    limits: ConnectionLimits
+    trusted: tuple[Network, ...] = ()
+    logged_at: float = field(default=-1e9)
+
+    @classmethod
+    def from_config(cls, config: HubConfig) -> Admission:
+        return cls(
+            ConnectionLimits(config.max_connections, config.max_connections_per_ip),
+            parse_networks(config.trusted_proxies),
+        )
+
+
+ADMISSION = web.AppKey("admission", Admission)
+
+
+def install(app: web.Application, config: HubConfig) -> None:
+    """Set up the connection counts of ``app`` (from ``create_app``)."""
+    app[ADMISSION] = Admission.from_config(config)
+
+
+def refuse(request: web.Request) -> web.Response | None:
+    """Admit the WebSocket request (None) or the HTTP response that refuses it.
+
+    Call from the handler, before ``prepare``: the slot is released when the handler's task ends.
+    """
+    adm = request.app[ADMISSION]
+    forwarded = request.headers.getall("X-Forwarded-For", ()) if adm.trusted else ()
+    key = client_key(request.remote, forwarded, adm.trusted)
+    refusal = adm.limits.admit(key)
+    if refusal is None:
+        task = asyncio.current_task()
+        assert task is not None  # a handler always runs in a task (one per request in aiohttp)
+        limits = adm.limits
+        task.add_done_callback(lambda _: limits.release(key))
+        return None
+    now = time.monotonic()
+    if now - adm.logged_at >= 10.0:  # a flood of refusals must not flood the log
+        adm.logged_at = now
+        log.warning(
+            "refused a connection from %s (%s); %s refused so far",
+            key,
+            refusal.message,
+            dict(adm.limits.refused),
+        )
+    return web.Response(
+        body=orjson.dumps({"error": refusal.code, "message": refusal.message}),
+        status=refusal.status,
+        content_type="application/json",
+        headers={"Retry-After": str(refusal.retry_after)},
+    )
