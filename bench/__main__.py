@@ -75,7 +75,8 @@ def _chart(rows: list[dict[str, Any]], path: Path) -> None:
     fig = go.Figure()
     for server in ("ticker", "naive"):
         pts = sorted(
-            (r["clients"], r) for r in rows if r["server"] == server and r.get("latency_ms")
+            ((r["clients"], r) for r in rows if r["server"] == server and r.get("latency_ms")),
+            key=lambda p: p[0],  # W2 and W2d have as many clients: never compare the rows
         )
         for pct in ("p50", "p99"):
             fig.add_trace(

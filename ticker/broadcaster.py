@@ -68,6 +68,10 @@ log = logging.getLogger("ticker.broadcaster")
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
+# Flow control sends a marker ping after every MARK_FRAMES-th frame of a fast stream a client
+# keeps up with (and after every catch-up): each pong is an inbound frame to parse, so a client
+# costs a pong per few frames, not per frame; a backlog of a few frames is harmless.
+MARK_FRAMES = 4
 
 
 class Transport(Protocol):
@@ -189,7 +193,9 @@ class Client:
         "fresh",
         "group",
         "marker",
+        "last_frame",
         "marker_at",
+        "unmarked",
         "missed",
         "news_all",
         "news_sent_id",
@@ -240,6 +246,8 @@ class Client:
         # proves the client has read everything sent before it.
         self.marker: bytes | None = None
         self.marker_at = -1e9
+        self.unmarked = MARK_FRAMES - 1  # frames written since the last marker (first: marked)
+        self.last_frame = -1e9  # when the last delta was written (loop time)
         self.closing = False
 
     def wants_news(self, symbols: tuple[str, ...]) -> bool:
@@ -399,6 +407,9 @@ class Hub:
         clocked = w.ms == 0 and self.config.flow_hold_ms > 0
         held_before = now - self.config.flow_hold_ms / 1000.0
         marker_every = self.config.flow_hold_ms / 2000.0  # at most one ping per half hold
+        # Only a fast stream is clocked: frames further apart than two holds give any reader
+        # time to keep up, and a burst of fan-out to many clients is not a backlog.
+        fast_gap = self.config.flow_hold_ms / 500.0
         pause = self.config.pause_bytes
         stats = self.stats
         frames = 0
@@ -444,7 +455,16 @@ class Hub:
                 frame = ws_text_frame(delta_payload(c.seq, tail))
                 frames += 1
                 nbytes += len(frame)
-                if clocked and c.marker is None and now - c.marker_at >= marker_every:
+                c.unmarked += 1
+                gap = now - c.last_frame
+                c.last_frame = now
+                if (
+                    clocked
+                    and c.marker is None
+                    and gap < fast_gap
+                    and c.unmarked >= MARK_FRAMES
+                    and now - c.marker_at >= marker_every
+                ):
                     frame += self._marker(c, now)  # one write, one segment
                 tr.write(frame)
         stats["deltas_sent"] += frames
@@ -459,6 +479,7 @@ class Hub:
         self._markers += 1
         c.marker = b"t%d" % self._markers
         c.marker_at = now
+        c.unmarked = 0
         return ws_ping_frame(c.marker)
 
     def _send_marker(self, c: Client, now: float) -> None:
