@@ -192,10 +192,9 @@ class Client:
         "entitled",
         "fresh",
         "group",
-        "marker",
         "last_frame",
+        "marker",
         "marker_at",
-        "unmarked",
         "missed",
         "news_all",
         "news_sent_id",
@@ -207,6 +206,7 @@ class Client:
         "sub",
         "synced",
         "transport",
+        "unmarked",
         "window",
     )
 
