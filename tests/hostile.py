@@ -154,24 +154,20 @@ async def junk_text(host: str, port: int, out: Counter[str]) -> None:
 
 async def junk_binary(host: str, port: int, out: Counter[str]) -> None:
     """Binary frames, 10 a second: ``bad_request`` errors, never closed."""
-    reader, writer = await upgrade(host, port)
-    reads = asyncio.create_task(until_closed(reader, out, read_errors=True))
-    try:
-        while not reads.done():
-            writer.write(frame(0x2, os.urandom(random.randint(0, 300))))
-            await asyncio.sleep(0.1)
-    finally:
-        reads.cancel()
-        finish(writer)
+    await _every(
+        host, port, out, lambda: frame(0x2, os.urandom(random.randint(0, 300))), interval=0.1
+    )
 
 
-async def flood(host: str, port: int, out: Counter[str]) -> None:
-    """Control messages as fast as the socket takes them: rate_limited, then 1008."""
+async def _flood(
+    host: str, port: int, out: Counter[str], payload: bytes, read_errors: bool
+) -> None:
+    """Write ``payload`` as fast as the socket takes it until the server closes."""
     reader, writer = await upgrade(host, port)
-    reads = asyncio.create_task(until_closed(reader, out, read_errors=True))
+    reads = asyncio.create_task(until_closed(reader, out, read_errors=read_errors))
     try:
         while not reads.done():
-            writer.write(text({"op": "subscribe", "symbols": ["*"]}) + text({"op": "ping", "t": 1}))
+            writer.write(payload)
             await writer.drain()
             await asyncio.sleep(0)
     except ConnectionError:
@@ -180,6 +176,27 @@ async def flood(host: str, port: int, out: Counter[str]) -> None:
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(reads, 3.0)
         finish(writer)
+
+
+async def _every(
+    host: str, port: int, out: Counter[str], make: Callable[[], bytes], interval: float
+) -> None:
+    """Write ``make()`` every ``interval`` s, reading errors, until the server closes."""
+    reader, writer = await upgrade(host, port)
+    reads = asyncio.create_task(until_closed(reader, out, read_errors=True))
+    try:
+        while not reads.done():
+            writer.write(make())
+            await asyncio.sleep(interval)
+    finally:
+        reads.cancel()
+        finish(writer)
+
+
+async def flood(host: str, port: int, out: Counter[str]) -> None:
+    """Control messages as fast as the socket takes them: rate_limited, then 1008."""
+    payload = text({"op": "subscribe", "symbols": ["*"]}) + text({"op": "ping", "t": 1})
+    await _flood(host, port, out, payload, read_errors=True)
 
 
 async def huge_frame(host: str, port: int, out: Counter[str]) -> None:
@@ -335,19 +352,7 @@ async def ws_ping_flood_reading(host: str, port: int, out: Counter[str]) -> None
 
 async def pong_flood(host: str, port: int, out: Counter[str]) -> None:
     """Unsolicited WebSocket pongs as fast as the socket takes them: closed with 1008."""
-    reader, writer = await upgrade(host, port)
-    reads = asyncio.create_task(until_closed(reader, out, read_errors=False))
-    try:
-        while not reads.done():
-            writer.write(frame(0xA, b"unsolicited") * 100)
-            await writer.drain()
-            await asyncio.sleep(0)
-    except ConnectionError:
-        pass
-    finally:
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(reads, 3.0)
-        finish(writer)
+    await _flood(host, port, out, frame(0xA, b"unsolicited") * 100, read_errors=False)
 
 
 async def churn(host: str, port: int, out: Counter[str]) -> None:
@@ -364,16 +369,8 @@ async def churn(host: str, port: int, out: Counter[str]) -> None:
 
 async def unknown_symbols(host: str, port: int, out: Counter[str]) -> None:
     """Near-maximal frames of unknown symbols (each answer echoes them), 5 a second."""
-    reader, writer = await upgrade(host, port)
-    reads = asyncio.create_task(until_closed(reader, out, read_errors=True))
     syms = ["Z" * 58 + f"{i:03d}" for i in range(1000)]
-    try:
-        while not reads.done():
-            writer.write(text({"op": "subscribe", "symbols": syms}))
-            await asyncio.sleep(0.2)
-    finally:
-        reads.cancel()
-        finish(writer)
+    await _every(host, port, out, lambda: text({"op": "subscribe", "symbols": syms}), interval=0.2)
 
 
 KINDS: list[Kind] = [
