@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import feedparser
@@ -338,6 +339,15 @@ _OPTIONS: dict[str, Option] = {
 }
 
 
+def public_url(url: str) -> str:
+    """Pure; no I/O. ``url`` without user info and with every query value masked."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 class RssFeed:
     """RSS/Atom news from one or more URLs, polled with conditional GET, deduplicated."""
 
@@ -434,8 +444,10 @@ class RssFeed:
         return "running" if self.counters["polls"] else "starting"
 
     def health(self) -> dict[str, Any]:
-        """Counters and the last problem per URL (for /healthz and tests)."""
-        return {**self.counters, "last_problem": dict(self.last_problem)}
+        """Counters and the last problem per URL (for /healthz, which anyone may read: the URLs
+        are shown without credentials or query values, where feed keys live)."""
+        shown = {public_url(u): what for u, what in self.last_problem.items()}
+        return {**self.counters, "last_problem": shown}
 
     async def aclose(self) -> None:
         self._closed.set()

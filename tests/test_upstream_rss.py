@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from feeds import rss
-from feeds.rss import RssFeed, parse_companies, parse_document, strip_html, tag_symbols
+from feeds.rss import RssFeed, parse_companies, parse_document, public_url, strip_html, tag_symbols
 from feeds.testing import check_event, check_feed
 from tests.upstream.http import NewsServer
 from ticker.events import News
@@ -138,7 +138,7 @@ async def test_dedupe_across_polls_and_restarts_without_validators(real_data: Pa
 async def test_http_errors_are_counted_not_fatal(real_data: Path) -> None:
     name = "feedjira/HuffPostCanada.xml"
     async with NewsServer({name: (real_data / "news" / name).read_bytes()}) as server:
-        missing = server.url("nope.xml")
+        missing = server.url("nope.xml") + "?token=s3cret-key"
         feed = RssFeed({"urls": f"{missing}+{server.url(name)}", "interval": "60"})
         events = []
         try:
@@ -151,6 +151,10 @@ async def test_http_errors_are_counted_not_fatal(real_data: Path) -> None:
             await feed.aclose()
     assert feed.counters["http_errors"] == 1 and "HTTP 404" in feed.last_problem[missing]
     assert all(isinstance(e, News) for e in events)
+    # /healthz is open: the URL shows there without its query values (feed keys live there).
+    shown = feed.health()["last_problem"]
+    assert "s3cret-key" not in str(shown)
+    assert shown == {missing.replace("s3cret-key", "%2A%2A%2A"): feed.last_problem[missing]}
 
 
 async def test_rss_conforms(real_data: Path) -> None:
@@ -238,3 +242,19 @@ def test_strip_html_total(text: str) -> None:
 def test_watched_ticker_is_tagged(sym: str) -> None:
     assert tag_symbols(f"News: {sym} rallies", [sym]) == (sym,)
     assert tag_symbols(f"News: ${sym.lower()} rallies") == (sym,)
+
+
+@given(
+    user=st.from_regex(r"[a-z]{3,8}", fullmatch=True),
+    password=st.from_regex(r"[A-Za-z0-9]{10,20}", fullmatch=True),
+    values=st.lists(st.from_regex(r"[A-Za-z0-9_-]{10,30}", fullmatch=True), max_size=4),
+)
+def test_public_urls_carry_no_credentials_or_query_values(
+    user: str, password: str, values: list[str]
+) -> None:
+    query = "&".join(f"k{i}={v}" for i, v in enumerate(values))
+    url = f"https://{user}:{password}@news.example:8443/feed.xml?{query}"
+    shown = public_url(url)
+    assert shown.startswith("https://news.example:8443/feed.xml")
+    assert password not in shown and all(v not in shown for v in values)
+    assert public_url(shown) == shown
