@@ -6,7 +6,6 @@ import asyncio
 import calendar
 import json
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import pytest
@@ -15,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from feeds.alpaca import AlpacaCodec, AlpacaFeed, rfc3339_ms
 from feeds.testing import check_event, check_feed
+from tests.upstream.local import LocalServer
 from tests.wsutil import until
 from ticker.events import Event, Listing, News, Tick
 
@@ -60,7 +60,7 @@ QUOTE = Tick("AMD", 87.67, _ms(2021, 2, 22, 15, 51, 45, 335.689322), bid=87.66, 
 BAR = Tick("AAPL", 178.005, _ms(2021, 2, 22, 15, 52, 0))  # no size: trades carry the volume
 
 
-class AlpacaServer:
+class AlpacaServer(LocalServer):
     """Alpaca's documented session on loopback, one connection after another.
 
     Each connection: send the welcome (``connected``), read the auth message and answer
@@ -78,8 +78,6 @@ class AlpacaServer:
         self.drop_after = drop_after
         self.received: list[list[Any]] = []  # per connection, decoded client messages
         self.position = 0
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
@@ -113,23 +111,12 @@ class AlpacaServer:
             got.append(later.data)
         return ws
 
-    async def __aenter__(self) -> AlpacaServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"ws://127.0.0.1:{self._runner.addresses[0][1]}/v2/iex"
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v2/iex"
 
 
 @pytest.fixture

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from types import TracebackType
 
 from aiohttp import web
+
+from tests.upstream.local import LocalServer
 
 __all__ = ["NewsServer"]
 
 
-class NewsServer:
+class NewsServer(LocalServer):
     """Serve documents on 127.0.0.1 (port 0); ``url(name)`` is where each one is."""
 
     LAST_MODIFIED = "Mon, 01 Jul 2024 12:00:00 GMT"
@@ -25,8 +26,6 @@ class NewsServer:
         self.conditional = conditional
         self.requests: list[dict[str, str]] = []
         self.sent_304 = 0
-        self._runner: web.AppRunner | None = None
-        self.base = ""
 
     def url(self, name: str) -> str:
         return f"{self.base}/{name}"
@@ -48,22 +47,9 @@ class NewsServer:
             headers |= {"ETag": etag, "Last-Modified": self.LAST_MODIFIED}
         return web.Response(body=self.docs[name], headers=headers)
 
-    async def __aenter__(self) -> NewsServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/{name:.+}", self._serve)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base = f"http://127.0.0.1:{port}"
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

@@ -14,9 +14,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from aiohttp import WSCloseCode, web
+
+from tests.upstream.local import LocalServer
 
 __all__ = ["Recording", "ReplayServer", "load_recording"]
 
@@ -48,7 +49,7 @@ def load_recording(path: Path) -> Recording:
     return rec
 
 
-class ReplayServer:
+class ReplayServer(LocalServer):
     """Replays ``frames`` to each connection in turn, resuming where the last one stopped."""
 
     def __init__(
@@ -72,8 +73,6 @@ class ReplayServer:
         self.position = 0
         self.sent = 0  # every frame sent, garbage included
         self.done = asyncio.Event()
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.queries.append(request.query_string)
@@ -112,20 +111,9 @@ class ReplayServer:
                 got.append(later.data)
         return ws
 
-    async def __aenter__(self) -> ReplayServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"ws://127.0.0.1:{self._runner.addresses[0][1]}/stream"
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/stream"
