@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,6 +72,19 @@ class Codec(Protocol):
     def handle(self, text: str, now_ms: float) -> list[Event]: ...
 
     def garbage(self, what: str) -> None: ...
+
+
+NOT_JSON: Any = object()
+
+
+def load_frame(text: str, garbage: Callable[[str], None]) -> Any:
+    """Pure apart from ``garbage``: the JSON value of a text frame, or :data:`NOT_JSON` (and
+    ``garbage`` told why) when it is not JSON or nested too deep to parse."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        garbage(f"not JSON: {text[:80]!r}")
+        return NOT_JSON
 
 
 @dataclass

@@ -39,7 +39,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, backoff_delay, link_options, stream
+from feeds._ws import (
+    NOT_JSON,
+    LinkStats,
+    SymbolClock,
+    WsConfig,
+    backoff_delay,
+    link_options,
+    load_frame,
+    stream,
+)
 from feeds.base import (
     Event,
     Listing,
@@ -186,10 +195,8 @@ class AlpacaCodec:
 
     def handle(self, text: str, now_ms: float) -> list[Event]:
         """One text frame (a JSON array of messages, or one message) -> events. Never raises."""
-        try:
-            msg = json.loads(text)
-        except (ValueError, RecursionError):
-            self.garbage(f"not JSON: {text[:80]!r}")
+        msg = load_frame(text, self.garbage)
+        if msg is NOT_JSON:
             return []
         items = msg if isinstance(msg, list) else [msg]
         out: list[Event] = []

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, ClassVar
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
+from feeds._ws import NOT_JSON, LinkStats, SymbolClock, WsConfig, WsFeed, link_options, load_frame
 from feeds.base import (
     Event,
     Option,
@@ -130,10 +130,8 @@ class BinanceCodec:
 
     def handle(self, text: str, now_ms: float) -> list[Event]:
         """One text frame -> events. Never raises."""
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            self.garbage(f"not JSON: {text[:80]!r}")
+        msg = load_frame(text, self.garbage)
+        if msg is NOT_JSON:
             return []
         try:
             return self._dispatch(msg, now_ms)

@@ -28,7 +28,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
+from feeds._ws import NOT_JSON, LinkStats, SymbolClock, WsConfig, WsFeed, link_options, load_frame
 from feeds.base import Event, Option, Tick, finite_number, help_of, parse_options, positive_number
 
 __all__ = ["CoinbaseCodec", "CoinbaseFeed", "parse_iso_ms", "parse_products"]
@@ -99,10 +99,8 @@ class CoinbaseCodec:
 
     def handle(self, text: str, now_ms: float) -> list[Event]:
         """One text frame -> events. Never raises."""
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            self.garbage(f"not JSON: {text[:80]!r}")
+        msg = load_frame(text, self.garbage)
+        if msg is NOT_JSON:
             return []
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             self.garbage(f"no type: {text[:80]!r}")

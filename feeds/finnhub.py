@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import quote
 
-from feeds._ws import LinkStats, SymbolClock, WsConfig, WsFeed, link_options
+from feeds._ws import NOT_JSON, LinkStats, SymbolClock, WsConfig, WsFeed, link_options, load_frame
 from feeds.base import Event, Option, Tick, finite_number, help_of, parse_options
 
 __all__ = ["FinnhubCodec", "FinnhubFeed"]
@@ -54,10 +54,8 @@ class FinnhubCodec:
 
     def handle(self, text: str, now_ms: float) -> list[Event]:
         """One text frame -> events. Never raises."""
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            self.garbage(f"not JSON: {text[:80]!r}")
+        msg = load_frame(text, self.garbage)
+        if msg is NOT_JSON:
             return []
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind == "ping":
