@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.conftest import ServerProcess
+from tests.wsutil import RecordingTransport
 from ticker.broadcaster import Client, Hub, HubConfig
 from ticker.events import Listing, News, Tick
 from ticker.protocol import Ping, ProtocolError, Resync, Subscribe, parse_request
@@ -46,27 +47,6 @@ CODES = {
     "unauthorized",
 }
 OPS = ("subscribe", "unsubscribe", "news", "throttle", "resync", "ping")
-
-
-class RecordingTransport:
-    """What the hub writes, kept; never backpressured."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closing, "written after close"
-        self.data += data
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def abort(self) -> None:
-        self.closing = True
 
 
 def server_frames(data: bytes) -> Iterator[tuple[int, bytes]]:

@@ -27,7 +27,7 @@ from hypothesis import assume, given, settings, strategies as st
 
 from tests.conftest import MS, ROOT
 from tests.redisutil import RedisServer, free_port
-from tests.wsutil import until
+from tests.wsutil import RecordingTransport, until
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import FeedRunner, FeedSource
 from ticker.events import Event
@@ -330,20 +330,6 @@ async def test_redis_outage_warns_once_per_operation_then_logs_it_back(
         redis.close()
 
 
-class _NullTransport:
-    def write(self, data: bytes) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def abort(self) -> None:
-        pass
-
-
 async def test_a_burst_of_policy_closes_is_logged_at_a_rate_then_summed_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -356,7 +342,7 @@ async def test_a_burst_of_policy_closes_is_logged_at_a_rate_then_summed_up(
         closed.append(code)
 
     n = 100
-    clients = [hub.connect(_NullTransport(), close, f"10.0.0.{i}") for i in range(n)]
+    clients = [hub.connect(RecordingTransport(), close, f"10.0.0.{i}") for i in range(n)]
     for c in clients:  # flooding past the rate limit: closed with 1008
         for _ in range(3):
             hub.receive(c, b'{"op":"ping","t":1}')

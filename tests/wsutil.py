@@ -31,6 +31,7 @@ from ticker.server import HUB, RUNNERS, create_app
 __all__ = [
     "Frame",
     "RawWebSocket",
+    "RecordingTransport",
     "Server",
     "now_ms",
     "recv",
@@ -257,3 +258,24 @@ class Server:
         snap = await recv(ws)
         assert snap["type"] == "snapshot", snap
         return ws, snap
+
+
+class RecordingTransport:
+    """What the hub writes, kept; never backpressured."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closing, "written after close"
+        self.data += data
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def abort(self) -> None:
+        self.closing = True
