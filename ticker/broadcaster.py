@@ -455,17 +455,17 @@ class Hub:
                 frame = ws_text_frame(delta_payload(c.seq, tail))
                 frames += 1
                 nbytes += len(frame)
-                c.unmarked += 1
-                gap = now - c.last_frame
-                c.last_frame = now
-                if (
-                    clocked
-                    and c.marker is None
-                    and gap < fast_gap
-                    and c.unmarked >= MARK_FRAMES
-                    and now - c.marker_at >= marker_every
-                ):
-                    frame += self._marker(c, now)  # one write, one segment
+                if clocked:  # (windowed clients skip the flow-control bookkeeping)
+                    c.unmarked += 1
+                    gap = now - c.last_frame
+                    c.last_frame = now
+                    if (
+                        c.marker is None
+                        and gap < fast_gap
+                        and c.unmarked >= MARK_FRAMES
+                        and now - c.marker_at >= marker_every
+                    ):
+                        frame += self._marker(c, now)  # one write, one segment
                 tr.write(frame)
         stats["deltas_sent"] += frames
         stats["frames_sent"] += frames
