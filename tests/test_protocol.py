@@ -32,8 +32,8 @@ from ticker.protocol import (
     parse_request,
     quote_fragments,
     snapshot_from_fragments,
-    ws_text_frame,
 )
+from ticker.wsframe import ws_text_frame
 
 MESSAGES: list[Any] = [
     Hello("s-1", 100, ("AAPL", "MSFT"), 41, server="ticker/0.1.0"),

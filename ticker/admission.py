@@ -1,16 +1,16 @@
-"""Connection limits before the WebSocket upgrade: ``refuse(request)`` in ``ws_handler``.
+"""Connection limits before the WebSocket upgrade: ``admit(request)`` in ``ws_handler``.
 
 I/O shell around :class:`~ticker.limits.ConnectionLimits`. A refused client gets a plain HTTP
 answer instead of the ``101``: ``503`` (the server is at ``max_connections``) or ``429`` (its
 address is at ``max_connections_per_ip``), both with ``Retry-After`` and a JSON body
 ``{"error": "too_many_connections", "message": ...}``. Cheap (no upgrade, no hub state) and the
-client knows why. An admitted request holds its slot until its handler task ends, however it ends
-(closed, failed handshake, cancelled at shutdown).
+client knows why. An admitted request holds a :class:`Slot` until it is released: by the handler
+when the handshake fails (however it fails: refused, lost peer, cancelled at shutdown), else by
+the upgraded connection when its socket is gone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ from aiohttp import web
 from ticker.broadcaster import HubConfig
 from ticker.limits import ConnectionLimits, Network, client_key, parse_networks
 
-__all__ = ["ADMISSION", "Admission", "install", "refuse"]
+__all__ = ["ADMISSION", "Admission", "Slot", "admit", "install"]
 
 log = logging.getLogger("ticker.server")
 
@@ -50,21 +50,32 @@ def install(app: web.Application, config: HubConfig) -> None:
     app[ADMISSION] = Admission.from_config(config)
 
 
-def refuse(request: web.Request) -> web.Response | None:
-    """Admit the WebSocket request (None) or the HTTP response that refuses it.
+class Slot:
+    """One admitted connection's place in the counts; :meth:`release` gives it back (once)."""
 
-    Call from the handler, before ``prepare``: the slot is released when the handler's task ends.
+    __slots__ = ("_key", "_limits")
+
+    def __init__(self, limits: ConnectionLimits, key: str) -> None:
+        self._limits: ConnectionLimits | None = limits
+        self._key = key
+
+    def release(self) -> None:
+        if self._limits is not None:
+            self._limits.release(self._key)
+            self._limits = None
+
+
+def admit(request: web.Request) -> web.Response | Slot:
+    """Admit the WebSocket request (its :class:`Slot`) or the HTTP response that refuses it.
+
+    Call from the handler, before the upgrade; release the slot when the connection ends.
     """
     adm = request.app[ADMISSION]
     forwarded = request.headers.getall("X-Forwarded-For", ()) if adm.trusted else ()
     key = client_key(request.remote, forwarded, adm.trusted)
     refusal = adm.limits.admit(key)
     if refusal is None:
-        task = asyncio.current_task()
-        assert task is not None  # a handler always runs in a task (one per request in aiohttp)
-        limits = adm.limits
-        task.add_done_callback(lambda _: limits.release(key))
-        return None
+        return Slot(adm.limits, key)
     now = time.monotonic()
     if now - adm.logged_at >= 10.0:  # a flood of refusals must not flood the log
         adm.logged_at = now

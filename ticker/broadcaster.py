@@ -57,9 +57,8 @@ from ticker.protocol import (
     parse_request,
     quote_fragments,
     snapshot_from_fragments,
-    ws_ping_frame,
-    ws_text_frame,
 )
+from ticker.wsframe import ws_ping_frame, ws_text_frame
 
 __all__ = ["Client", "Hub", "HubConfig", "Transport", "effective_window"]
 
@@ -511,7 +510,7 @@ class Hub:
             for c in list(g.members):
                 if c.marker is not None and c.marker_at < limit and not c.closing:
                     self.stats["slow_closes"] += 1
-                    self._close(c, CLOSE_TRY_AGAIN, "slow consumer")
+                    self.close_client(c, CLOSE_TRY_AGAIN, "slow consumer")
 
     # Slow consumers
 
@@ -590,7 +589,7 @@ class Hub:
             elif c.behind_since is not None and now - c.behind_since > self.config.slow_close_after:
                 self._behind.pop(c, None)
                 self.stats["slow_closes"] += 1
-                self._close(c, CLOSE_TRY_AGAIN, "slow consumer")
+                self.close_client(c, CLOSE_TRY_AGAIN, "slow consumer")
 
     async def _housekeeping(self) -> None:
         while True:
@@ -704,7 +703,7 @@ class Hub:
         for c in stuck:
             c.transport.abort()
 
-    def _close(self, c: Client, code: int, reason: str) -> None:
+    def close_client(self, c: Client, code: int, reason: str) -> None:
         """Close one connection in the background (its buffer may be full: abort if stuck)."""
         if c.closing:
             return
@@ -896,7 +895,7 @@ class Hub:
             return True
         c.strikes += 1
         if c.strikes > self.config.burst:
-            self._close(c, CLOSE_POLICY, "rate limit exceeded")
+            self.close_client(c, CLOSE_POLICY, "rate limit exceeded")
         return False
 
     def handle(self, c: Client, req: Request) -> None:

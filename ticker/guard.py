@@ -27,7 +27,6 @@ one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
@@ -59,8 +58,6 @@ BEARER_PROTOCOL = "bearer."
 _READ = frozenset({"/api/symbols", "/api/quotes", "/api/history", "/api/news"})
 _WRITE = frozenset({"/api/ticks", "/api/news"})
 _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
-
-_closing: set[asyncio.Task[None]] = set()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -160,20 +157,12 @@ def grant_of(request: web.Request) -> Grant:
     return request[GRANT] if GRANT in request else FULL
 
 
-def expire_when_due(ws: web.WebSocketResponse, grant: Grant) -> asyncio.TimerHandle | None:
-    """Close ``ws`` with 1008 ``token expired`` when its token expires; cancel the handle when
-    the connection ends first."""
+def expire_when_due(
+    grant: Grant, close: Callable[[int, str], object]
+) -> asyncio.TimerHandle | None:
+    """Call ``close(1008, "token expired")`` when the grant's token expires; cancel the handle
+    when the connection ends first."""
     if grant.expires is None:
         return None
     loop = asyncio.get_running_loop()
-
-    async def close() -> None:
-        with contextlib.suppress(Exception):
-            await ws.close(code=1008, message=b"token expired")
-
-    def fire() -> None:
-        task = loop.create_task(close())
-        _closing.add(task)  # the loop keeps only a weak reference to a task
-        task.add_done_callback(_closing.discard)
-
-    return loop.call_later(max(0.0, grant.expires - time.time()), fire)
+    return loop.call_later(max(0.0, grant.expires - time.time()), close, 1008, "token expired")

@@ -43,8 +43,6 @@ __all__ = [
     "parse_request",
     "quote_fragments",
     "snapshot_from_fragments",
-    "ws_ping_frame",
-    "ws_text_frame",
 ]
 
 PROTOCOL_VERSION = 1
@@ -429,20 +427,3 @@ def delta_payload(seq: int, tail: bytes) -> bytes:
 def snapshot_from_fragments(seq: int, fragments: list[bytes]) -> bytes:
     """A ``snapshot`` payload from per-symbol fragments (:func:`quote_fragments`' format)."""
     return b'{"type":"snapshot","seq":%d,"quotes":{%s}}' % (seq, b",".join(fragments))
-
-
-def ws_ping_frame(payload: bytes) -> bytes:
-    """An unmasked WebSocket ping (RFC 6455 §5.5.2); ``payload`` at most 125 bytes."""
-    if len(payload) > 125:
-        raise ValueError("a control frame carries at most 125 bytes")
-    return bytes((0x89, len(payload))) + payload
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """One unmasked, uncompressed, final WebSocket text frame (RFC 6455 §5.2), server to client."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload

@@ -12,29 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ticker import __version__
-from ticker.admission import (
-    ADMISSION,
-    install as install_admission,
-    refuse as refuse_admission,
-)
+from ticker.admission import ADMISSION, Slot, admit, install as install_admission
 from ticker.auth import AuthConfig, entitled_only, news_visible, permits
 from ticker.broadcaster import Hub, HubConfig
 from ticker.bus import Bus, FeedRunner, FeedSource, MemoryBus
 from ticker.events import Event, Feed
 from ticker.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard
 from ticker.metrics import Metrics
+from ticker.wsconn import Sockets, WsConnection, detach
+from ticker.wsframe import handshake_response
 
 if TYPE_CHECKING:
     from ticker.recorder import Recorder
@@ -55,6 +54,7 @@ SOURCES = web.AppKey("sources", list[FeedSource])
 STARTED = web.AppKey("started", float)
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 METRICS = web.AppKey("metrics", Metrics)
+SOCKETS = web.AppKey("sockets", Sockets)
 
 
 def plotly_js_path() -> Path:
@@ -76,32 +76,32 @@ def _bad(message: str) -> web.Response:
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
+    """Upgrade to a WebSocket (after ``guard``: origin and token, and the connection limits),
+    then hand the socket to a :class:`~ticker.wsconn.WsConnection` and let aiohttp go of it."""
+    admitted = admit(request)  # connection limits: 503/429
+    if isinstance(admitted, web.StreamResponse):
+        return admitted
+    try:
+        return _upgrade(request, admitted)
+    except BaseException:
+        admitted.release()
+        raise
+
+
+def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
     app = request.app
-    if (refused := refuse_admission(request)) is not None:  # connection limits: 503/429
-        return refused
     hub = app[HUB]
     cfg = app[CONFIG]
-    ws = web.WebSocketResponse(
-        compress=False,  # small deltas: deflate costs 4-6x per message (PERF-NOTES)
-        # aiohttp rejects a frame whose length is >= max_msg_size; the limit itself is allowed.
-        max_msg_size=cfg.max_frame_bytes + 1,
-        heartbeat=cfg.heartbeat_s,
-        timeout=2.0,
-        decode_text=False,  # we parse bytes; invalid UTF-8 is a bad_json error, not a close
-        autoping=False,  # pongs clock window-0 flow control (Hub.pong); pings answered below
-        protocols=WS_PROTOCOLS,  # selected when offered (with a bearer.<token>: ticker.guard)
-    )
-    try:
-        await ws.prepare(request)
-    except ConnectionError:  # the peer went away during the handshake: nothing to log
-        return web.Response()  # never sent (aiohttp drops a response to a lost peer quietly)
+    # aiohttp validates the upgrade request and picks the subprotocol; the 101 is ours.
+    ws = web.WebSocketResponse(protocols=WS_PROTOCOLS)
+    ready = ws.can_prepare(request)
+    key = request.headers.get("Sec-WebSocket-Key", "")
+    if not ready.ok:
+        raise web.HTTPBadRequest(text="not a valid WebSocket upgrade request")
     transport = request.transport
-    if transport is None:  # the peer went away during the handshake
-        return ws
-
-    async def close(code: int, reason: str) -> None:
-        await ws.close(code=code, message=reason.encode())
-
+    if transport is None or transport.is_closing():  # the peer went away meanwhile
+        slot.release()
+        return web.Response()  # never sent
     sock = transport.get_extra_info("socket")
     if sock is not None and cfg.socket_send_buffer:
         # A small kernel send buffer makes backpressure visible while a frame is still in
@@ -109,31 +109,19 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         # frames in the kernel.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
+    conn = WsConnection(hub, transport, cfg.max_frame_bytes, app[SOCKETS])
+    transport.write(handshake_response(key, ready.protocol))
+    transport.set_protocol(conn)
+    tail = detach(request.protocol, transport)
     grant = grant_of(request)
-    client = hub.connect(transport, close, request.remote or "", grant.symbols)
-    expiry = expire_when_due(ws, grant)
-    error_code: int | None = None
-    try:
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                hub.receive(client, msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                hub.receive(client, None)
-            elif msg.type is WSMsgType.PONG:
-                hub.pong(client, msg.data)
-            elif msg.type is WSMsgType.PING:
-                if hub.ping_allowed(client):  # WebSocket pings share the control-rate bucket
-                    with contextlib.suppress(ConnectionError):
-                        await ws.pong(msg.data)
-            elif msg.type is WSMsgType.ERROR:
-                # aiohttp closed it itself: a frame over the limit (1009), a broken link (1006)
-                error_code = getattr(msg.data, "code", 1006)
-                break
-    finally:
-        hub.disconnect(client, error_code)
-        if expiry is not None:
-            expiry.cancel()
-    return ws
+    client = hub.connect(transport, conn.close, request.remote or "", grant.symbols)
+    on_lost: list[Callable[[], object]] = [slot.release]
+    expiry = expire_when_due(grant, functools.partial(hub.close_client, client))
+    if expiry is not None:
+        on_lost.append(expiry.cancel)
+    conn.start(client, on_lost, tail)
+    # aiohttp no longer has the socket: this response goes nowhere (it ends aiohttp's request).
+    return web.StreamResponse(status=101)
 
 
 # HTTP API
@@ -371,6 +359,7 @@ async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
     runners = [FeedRunner(src, feed_sink) for src in sources]
     app[RUNNERS] = runners
     hub.start()
+    app[SOCKETS].start()
     if redis_bus is not None:
         await redis_bus.start()
     for r in runners:
@@ -396,6 +385,7 @@ async def _observe(app: web.Application) -> AsyncIterator[None]:
 async def _close_sockets(app: web.Application) -> None:
     if HUB in app:
         await app[HUB].close_all()
+    await app[SOCKETS].stop()  # (aborts any socket close_all left open)
 
 
 def create_app(
@@ -436,6 +426,7 @@ def create_app(
     app[ROLE] = role
     app[CONFIG] = config or HubConfig()
     install_admission(app, app[CONFIG])
+    app[SOCKETS] = Sockets(app[CONFIG].heartbeat_s)
     app[SOURCES] = [f if isinstance(f, FeedSource) else FeedSource.of(f) for f in feeds]
     app[STARTED] = time.time()
     if recorder is not None:

@@ -1,0 +1,254 @@
+"""An upgraded WebSocket as an ``asyncio.Protocol`` of our own: what a connection costs after
+its handshake.
+
+I/O shell around :mod:`ticker.wsframe`. aiohttp serves the HTTP request up to the upgrade (routing,
+middleware: origin, token, connection limits); ``ticker.server.ws_handler`` then answers ``101``
+itself and hands the socket to a :class:`WsConnection` (``transport.set_protocol``), and aiohttp
+lets go of it (:func:`detach`). From then on nothing of aiohttp's per-request machinery lives for
+the connection: no request, response, reader queue, parser or handler task. Frames are parsed in
+``data_received`` and handed to the hub at once, with no task switch per message (a pong that
+clocks flow control costs a parse and a call). Per connection that saves about 12 KB of heap
+and a task (see ``bench/README``: W3's 5,000 connections).
+
+Heartbeat: one timer for all connections (:class:`Sockets`), not one per connection. A
+connection silent for ``heartbeat_s`` is pinged; silent ``heartbeat_s / 2`` longer, it is
+dropped (counted as a 1006 close). Anything received proves it alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ticker.wsframe import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameError,
+    FrameReader,
+    parse_close,
+    ws_close_frame,
+    ws_ping_frame,
+    ws_pong_frame,
+)
+
+if TYPE_CHECKING:
+    from ticker.broadcaster import Client, Hub
+
+__all__ = ["CLOSE_TIMEOUT", "Sockets", "WsConnection", "detach"]
+
+log = logging.getLogger("ticker.server")
+
+CLOSE_TIMEOUT = 2.0  # seconds to wait for the peer's close frame after ours
+CLOSE_ABNORMAL = 1006
+_HEARTBEAT_PING = ws_ping_frame(b"hb")
+
+
+class WsConnection(asyncio.Protocol):
+    """One upgraded connection: parses the client's frames and hands them to the hub."""
+
+    __slots__ = (
+        "_closed",
+        "_on_lost",
+        "_peer_closed",
+        "_sockets",
+        "_waiter",
+        "client",
+        "close_sent",
+        "hub",
+        "last_rx",
+        "ping_at",
+        "reader",
+        "transport",
+    )
+
+    def __init__(
+        self, hub: Hub, transport: asyncio.Transport, max_size: int, sockets: Sockets
+    ) -> None:
+        self.hub = hub
+        self.transport = transport
+        self.reader = FrameReader(max_size)
+        self.client: Client | None = None
+        self.last_rx = hub.loop.time()
+        self.ping_at = 0.0  # when the heartbeat ping went out (0: none outstanding)
+        self.close_sent = False
+        self._peer_closed = False
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_lost: list[Callable[[], Any]] = []
+        self._sockets = sockets
+
+    def start(self, client: Client, on_lost: list[Callable[[], Any]], tail: bytes = b"") -> None:
+        """Begin serving ``client``; ``on_lost`` run once the socket is gone; ``tail``: bytes
+        the client sent right behind its upgrade request."""
+        self.client = client
+        self._on_lost = on_lost
+        self._sockets.conns[self] = None
+        if tail:
+            self.data_received(tail)
+
+    # asyncio.Protocol
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = self.hub.loop.time()
+        if self._peer_closed:
+            return
+        try:
+            messages = self.reader.feed(data)
+        except FrameError as e:
+            self.fail(e.code, e.reason)
+            return
+        c = self.client
+        if c is None:  # (not started: cannot happen, start() follows set_protocol at once)
+            return
+        hub = self.hub
+        for op, payload in messages:
+            if op == OP_TEXT:
+                if not self.close_sent:
+                    hub.receive(c, payload)
+            elif op == OP_PONG:
+                hub.pong(c, payload)
+            elif op == OP_PING:
+                if not self.close_sent and hub.ping_allowed(c):  # pings spend control tokens
+                    self.transport.write(ws_pong_frame(payload))
+            elif op == OP_BINARY:
+                if not self.close_sent:
+                    hub.receive(c, None)
+            elif op == OP_CLOSE:
+                self._peer_close(payload)
+                return
+
+    def eof_received(self) -> bool:
+        return False  # the peer is done sending: close our side too
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sockets.conns.pop(self, None)
+        if self.client is not None:
+            self.hub.disconnect(self.client)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        for fn in self._on_lost:
+            try:
+                fn()
+            except Exception:
+                log.exception("connection cleanup failed")
+        self._on_lost = []
+
+    # Closing
+
+    def _send_close(self, code: int | None, reason: str = "") -> None:
+        if not self.close_sent:
+            self.close_sent = True
+            if not self.transport.is_closing():
+                self.transport.write(ws_close_frame(code, reason))
+
+    def _peer_close(self, payload: bytes) -> None:
+        """The client sent a close frame: answer with its code and close the socket (the server
+        closes TCP first, RFC 6455 §7.1.1)."""
+        self._peer_closed = True
+        code, _ = parse_close(payload)  # (validated by the reader)
+        self._send_close(code)
+        if self.client is not None:
+            self.hub.disconnect(self.client)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        self.transport.close()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close at once with ``code`` (a protocol violation, or the heartbeat: 1006 without a
+        frame), counted by the hub as a close with that code."""
+        if self.client is not None:
+            self.hub.disconnect(self.client, code)
+        if code == CLOSE_ABNORMAL:
+            self.transport.abort()
+            return
+        self._send_close(code, reason)
+        self.transport.close()
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame and wait (up to :data:`CLOSE_TIMEOUT`) for the peer's; then close
+        the socket (the hub's ``CloseFn``)."""
+        self._send_close(code, reason)
+        if self._closed or self._peer_closed:
+            self.transport.close()
+            return
+        if self._waiter is None:
+            self._waiter = self.hub.loop.create_future()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await asyncio.shield(self._waiter)
+        except TimeoutError:
+            self.transport.abort()
+        finally:
+            self.transport.close()
+
+    # Heartbeat
+
+    def beat(self, now: float, heartbeat: float) -> None:
+        """Ping a connection silent for ``heartbeat`` s; drop it when still silent ``heartbeat
+        / 2`` s after the ping."""
+        if self.ping_at:
+            if self.last_rx >= self.ping_at:
+                self.ping_at = 0.0
+            elif now - self.ping_at >= heartbeat / 2:
+                self.fail(CLOSE_ABNORMAL, "heartbeat: no answer")
+                return
+        if not self.ping_at and now - self.last_rx >= heartbeat and not self.close_sent:
+            self.ping_at = now
+            self.transport.write(_HEARTBEAT_PING)
+
+
+class Sockets:
+    """The upgraded connections of one app, and their one heartbeat timer."""
+
+    def __init__(self, heartbeat: float) -> None:
+        self.heartbeat = heartbeat
+        self.conns: dict[WsConnection, None] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self.heartbeat > 0:
+            self._task = asyncio.get_running_loop().create_task(self._beat())
+
+    async def stop(self) -> None:
+        """Stop the heartbeat and abort whatever connection is still open."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for conn in list(self.conns):
+            conn.transport.abort()
+
+    async def _beat(self) -> None:
+        loop = asyncio.get_running_loop()
+        # A tenth of a beat: a dead peer is gone within 1.6 x heartbeat of its last frame.
+        interval = self.heartbeat / 10
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for conn in list(self.conns):
+                conn.beat(now, self.heartbeat)
+
+
+def detach(protocol: Any, transport: asyncio.BaseTransport) -> bytes:
+    """Make aiohttp's request handler ``protocol`` let go of ``transport`` (now ours: its
+    protocol was replaced with ``transport.set_protocol``). Returns the bytes the client sent
+    behind its upgrade request, which aiohttp held back for the handler.
+
+    After this, aiohttp's handler finds no transport: the response the route returns is not
+    written (a quiet ``ConnectionResetError`` to aiohttp), the server forgets the connection,
+    and nothing closes the socket.
+    """
+    tail = bytes(getattr(protocol, "_message_tail", b"") or b"")
+    protocol.transport = None
+    protocol.connection_lost(None)
+    return tail

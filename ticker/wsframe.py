@@ -1,0 +1,252 @@
+"""WebSocket framing (RFC 6455), server side, without I/O: the handshake answer, the frames the
+server sends, and :class:`FrameReader`, which turns the bytes a client sends into messages.
+
+Pure logic (tested with hypothesis in ``tests/test_wsframe.py``, and against independent client
+libraries over the wire). ``ticker.wsconn`` is the I/O shell that owns an upgraded socket.
+
+What the reader enforces, each a :class:`FrameError` whose ``code`` the connection closes with:
+client frames are masked, reserved bits are clear (no extension is ever negotiated), opcodes are
+known, control frames are final and at most 125 bytes, continuation frames continue a message
+and a new message does not start inside one (1002); a message over ``max_size`` bytes, counted
+before its payload is buffered (1009); a close frame carries no code or a valid one, and a
+UTF-8 reason (1002/1007). Text payloads are handed over as bytes, unchecked: the hub answers a
+message that is not valid UTF-8 JSON with a ``bad_json`` error instead of closing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+__all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "FrameError",
+    "FrameReader",
+    "accept_key",
+    "handshake_response",
+    "parse_close",
+    "unmask",
+    "ws_close_frame",
+    "ws_frame",
+    "ws_ping_frame",
+    "ws_pong_frame",
+    "ws_text_frame",
+]
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class FrameError(Exception):
+    """The client broke the protocol: close the connection with ``code`` (and ``reason``)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+# Handshake
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest()).decode("ascii")
+
+
+def handshake_response(key: str, protocol: str | None = None) -> bytes:
+    """The ``101 Switching Protocols`` answer to a validated upgrade request."""
+    head = (
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
+    )
+    if protocol:
+        head += f"Sec-WebSocket-Protocol: {protocol}\r\n"
+    return (head + "\r\n").encode("ascii")
+
+
+# Server frames (unmasked, final, uncompressed)
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, unmasked frame of ``opcode`` (RFC 6455 §5.2)."""
+    n = len(payload)
+    b0 = 0x80 | opcode
+    if n < 126:
+        return bytes((b0, n)) + payload
+    if opcode >= OP_CLOSE:
+        raise ValueError("a control frame carries at most 125 bytes")
+    if n < 65536:
+        return bytes((b0, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((b0, 127)) + n.to_bytes(8, "big") + payload
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """One unmasked, uncompressed, final WebSocket text frame, server to client."""
+    n = len(payload)
+    if n < 126:  # (the hot path: most deltas; inlined rather than a call to ws_frame)
+        return bytes((0x81, n)) + payload
+    return ws_frame(OP_TEXT, payload)
+
+
+def ws_ping_frame(payload: bytes) -> bytes:
+    """An unmasked WebSocket ping (RFC 6455 §5.5.2); ``payload`` at most 125 bytes."""
+    return ws_frame(OP_PING, payload)
+
+
+def ws_pong_frame(payload: bytes) -> bytes:
+    """The pong answering a ping with ``payload``."""
+    return ws_frame(OP_PONG, payload)
+
+
+def ws_close_frame(code: int | None, reason: str = "") -> bytes:
+    """A close frame with ``code`` and ``reason`` (cut to fit 125 bytes on a character
+    boundary); ``code`` None: an empty close frame."""
+    if code is None:
+        return ws_frame(OP_CLOSE, b"")
+    raw = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+    return ws_frame(OP_CLOSE, code.to_bytes(2, "big") + raw)
+
+
+# Client frames
+
+
+def unmask(mask: bytes, data: bytes) -> bytes:
+    """``data`` XOR the 4-byte ``mask`` repeated (RFC 6455 §5.3): one big-integer XOR, which
+    runs in C however long the payload."""
+    n = len(data)
+    if not n:
+        return b""
+    key = (mask * ((n >> 2) + 1))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def _valid_close_code(code: int) -> bool:
+    # RFC 6455 §7.4 and the IANA registry: codes a peer may send (1004-1006 and 1015 are
+    # reserved for reporting, never sent); 3000-4999 belong to libraries and applications.
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+def parse_close(payload: bytes) -> tuple[int | None, str]:
+    """The code (None: none given) and reason of a close frame's payload.
+
+    Raises:
+        FrameError: a one-byte payload or a code no peer may send (1002), a reason that is not
+            UTF-8 (1007).
+    """
+    if not payload:
+        return None, ""
+    if len(payload) == 1:
+        raise FrameError(1002, "close frame with a one-byte payload")
+    code = int.from_bytes(payload[:2], "big")
+    if not _valid_close_code(code):
+        raise FrameError(1002, f"invalid close code {code}")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError(1007, "close reason is not UTF-8") from None
+    return code, reason
+
+
+class FrameReader:
+    """Incremental parser of client frames: ``feed(bytes) -> [(opcode, payload), ...]``.
+
+    Returns whole messages (fragments joined; control frames as they come, also between
+    fragments). Keeps at most one partial frame (header + ``max_size``) between calls. After a
+    :class:`FrameError` the stream is unusable: close the connection with its code.
+    """
+
+    __slots__ = ("_buf", "_frag", "_frag_op", "_frag_size", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._buf = b""
+        self._frag: list[bytes] = []
+        self._frag_op = 0  # opcode of the fragmented message in progress (0: none)
+        self._frag_size = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of a partial frame held for the next ``feed``."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        out: list[tuple[int, bytes]] = []
+        pos = 0
+        end = len(data)
+        while end - pos >= 2:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            if b0 & 0x70:
+                raise FrameError(1002, "reserved bits set (no extension was negotiated)")
+            if not b1 & 0x80:
+                raise FrameError(1002, "client frames must be masked")
+            op = b0 & 0x0F
+            n = b1 & 0x7F
+            h = pos + 2
+            if n == 126:
+                if end - h < 2:
+                    break
+                n = int.from_bytes(data[h : h + 2], "big")
+                h += 2
+            elif n == 127:
+                if end - h < 8:
+                    break
+                n = int.from_bytes(data[h : h + 8], "big")
+                h += 8
+            if op >= OP_CLOSE:
+                if op > OP_PONG:
+                    raise FrameError(1002, f"unknown opcode {op}")
+                if not b0 & 0x80 or n > 125:
+                    raise FrameError(1002, "control frames must be final and at most 125 bytes")
+            elif op == OP_CONTINUATION:
+                if not self._frag_op:
+                    raise FrameError(1002, "continuation frame outside a fragmented message")
+                if self._frag_size + n > self.max_size:
+                    raise FrameError(1009, f"message over {self.max_size} bytes")
+            elif op <= OP_BINARY:
+                if self._frag_op:
+                    raise FrameError(1002, "new message inside a fragmented message")
+                if n > self.max_size:
+                    raise FrameError(1009, f"message over {self.max_size} bytes")
+            else:
+                raise FrameError(1002, f"unknown opcode {op}")
+            stop = h + 4 + n
+            if stop > end:
+                break
+            payload = unmask(data[h : h + 4], data[h + 4 : stop])
+            pos = stop
+            if op >= OP_CLOSE or (b0 & 0x80 and op):
+                if op == OP_CLOSE:
+                    parse_close(payload)  # (raises on a malformed one)
+                out.append((op, payload))
+            elif op:  # the first fragment of a message
+                self._frag_op = op
+                self._frag = [payload]
+                self._frag_size = n
+            else:
+                self._frag.append(payload)
+                self._frag_size += n
+                if b0 & 0x80:
+                    out.append((self._frag_op, b"".join(self._frag)))
+                    self._frag_op = 0
+                    self._frag = []
+                    self._frag_size = 0
+        if pos < end:
+            self._buf = data[pos:]
+        return out
