@@ -113,8 +113,9 @@ async def test_aiohttp_lets_go_of_upgraded_sockets(srv: Server) -> None:
         for s in socks:
             assert (await s.recv_json())["type"] == "hello"
         await until(lambda: len(app[SOCKETS].conns) == 20, what="20 connections")
-        server = srv.client.server.runner.server
-        assert server is not None
+        runner = srv.client.server.runner
+        assert runner is not None and runner.server is not None
+        server = runner.server
         assert len(server.connections) == 0  # aiohttp holds none of them
         assert len(asyncio.all_tasks()) <= base_tasks  # and runs no task for them
         assert app[ADMISSION].limits.open == 20
