@@ -35,15 +35,16 @@ def _fmt(v: Any) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| workload | server | clients connected / open | updates/s | frames/s | "
+        "| workload | server | clients connected / open | connect s | updates/s | frames/s | "
         "p50 ms | p95 ms | p99 ms | max ms | server CPU % | peak RSS MB | closes |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         lat = r.get("latency_ms") or {}
         lines.append(
             f"| {r['workload']} ({r['note']}) | {r['server']} | {r['connected']:,} / "
-            f"{r['still_open']:,} | {_fmt(r['updates_per_s'])} | {_fmt(r['frames_per_s'])} | "
+            f"{r['still_open']:,} | {_fmt(r.get('connect_s'))} | {_fmt(r['updates_per_s'])} | "
+            f"{_fmt(r['frames_per_s'])} | "
             f"{_fmt(lat.get('p50'))} | {_fmt(lat.get('p95'))} | {_fmt(lat.get('p99'))} | "
             f"{_fmt(lat.get('max'))} | {_fmt(r['server_cpu_pct'])} | "
             f"{_fmt(r['server_peak_rss_mb'])} | {r['close_codes'] or '-'} |"

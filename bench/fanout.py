@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WORKLOADS", "Workload", "run_workload"]
+__all__ = ["WORKLOADS", "LoadGen", "Workload", "run_workload"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -64,6 +64,54 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class LoadGen:
+    """One running ``loadgen.mjs``: ``measuring`` is set when its measured period starts (it
+    says so on stderr: its ramp adapts to how fast the server accepts), ``result()`` its report.
+    """
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            ["node", str(BENCH / "loadgen.mjs"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.measuring = threading.Event()
+        self.stderr: list[str] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if '"measuring"' in line:
+                self.measuring.set()
+            else:
+                self.stderr.append(line)
+
+    @staticmethod
+    def wait_measuring(gens: list[LoadGen], timeout: float) -> bool:
+        """Wait until every generator measures (False: one never started within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        return all(g.measuring.wait(max(0.0, deadline - time.monotonic())) for g in gens)
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """Its JSON report (waits for it to finish)."""
+        try:
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        assert self.proc.stdout is not None
+        lines = self.proc.stdout.read().strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"load generator failed: {''.join(self.stderr)[-500:]}")
+        report: dict[str, Any] = json.loads(lines[-1])
+        return report
 
 
 def _start_server(kind: str, w: Workload) -> tuple[subprocess.Popen[str], str]:
@@ -123,6 +171,7 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
             "seq_gaps",
         )
     }
+    out["connect_s"] = max((r.get("connect_s") or 0.0) for r in results) if results else None
     lats = [r["latency_ms"] for r in results if r.get("latency_ms")]
     out["latency_ms"] = (
         {k: max(x[k] for x in lats) for k in ("p50", "p95", "p99", "max")} if lats else None
@@ -145,46 +194,32 @@ def run_workload(
         per = [w.clients // procs + (1 if i < w.clients % procs else 0) for i in range(procs)]
         gens = []
         for n in per:
-            cmd = [
-                "node",
-                str(BENCH / "loadgen.mjs"),
-                "--url",
-                url,
-                "--clients",
-                str(n),
-                "--duration",
-                str(duration),
-                "--warmup",
-                str(warmup),
-                "--ramp",
-                "2500",
-            ]
+            args = ["--url", url, "--clients", str(n), "--duration", str(duration)]
+            args += ["--warmup", str(warmup), "--ramp", "2500"]
             if w.throttle is not None:
-                cmd += ["--throttle", str(w.throttle)]
+                args += ["--throttle", str(w.throttle)]
             for k, v in w.extra.items():
-                cmd += [f"--{k}", str(v)]
-            gens.append(
-                subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            )
+                args += [f"--{k}", str(v)]
+            gens.append(LoadGen(args))
         # CPU and RSS over the measured period: connect + warm-up first, then sample.
         cpu = {"start": 0.0, "end": 0.0, "t0": 0.0, "t1": 0.0}
         done = threading.Event()
 
         def sample() -> None:
-            # The generators ramp, wait for all connections, warm up, then measure `duration`.
-            ramp = w.clients / 2500 / procs + 1.0
-            if done.wait(ramp + warmup):
+            # The generators ramp, wait for all connections (120 s at most), warm up, then say so.
+            if not LoadGen.wait_measuring(gens, 150 + warmup) or done.is_set():
                 return
             cpu["start"], cpu["t0"] = _cpu_seconds(proc.pid), time.monotonic()
-            done.wait(duration)
+            done.wait(duration - 0.2)  # (a little early: the generators are still running)
             cpu["end"], cpu["t1"] = _cpu_seconds(proc.pid), time.monotonic()
 
         th = threading.Thread(target=sample)
         th.start()
-        outs = [g.communicate(timeout=duration + warmup + 120)[0] for g in gens]
-        done.set()
-        th.join()
-        results = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+        try:
+            results = [g.result(timeout=duration + warmup + 240) for g in gens]
+        finally:
+            done.set()
+            th.join()
         merged = _merge(results)
         span = cpu["t1"] - cpu["t0"]
         merged["server_cpu_pct"] = (

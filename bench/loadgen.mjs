@@ -2,9 +2,14 @@
 // every quote's latency (receive time - quote ts) in a log-bucket histogram (memory stays flat).
 // Prints one JSON object on stdout at the end. Usage:
 //   node loadgen.mjs --url ws://127.0.0.1:8080/ws --clients 1000 --duration 20 \
-//        [--ramp 2000] [--symbols '*' | --subset 5] [--throttle 100] [--warmup 3]
+//        [--ramp 2000] [--inflight 1000] [--symbols '*' | --subset 5] [--throttle 100] [--warmup 3]
+// Connections open at up to --ramp per second with at most --inflight handshakes pending, so a
+// busy server is never sent more connects than it accepts (an overflowing listen queue drops them
+// and the clients wait out TCP's retransmission backoff: seconds, not load). Prints
+// {"event":"measuring"} on stderr when the measured period starts.
 import { WebSocket } from "ws";
 import { performance } from "node:perf_hooks";
+import { scanFrame } from "./scan.mjs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -17,6 +22,7 @@ const clients = Number(args.clients ?? 100);
 const duration = Number(args.duration ?? 20) * 1000;
 const warmup = Number(args.warmup ?? 3) * 1000;
 const ramp = Number(args.ramp ?? 2000); // connections per second
+const inflight = Number(args.inflight ?? 1000); // handshakes pending at once (2 x 1,000 < a 4,096 listen queue)
 const symbols = (args.symbols ?? "*").split(",");
 const throttle = args.throttle === undefined ? null : Number(args.throttle);
 const subset = Number(args.subset ?? 0); // >0: each client watches that many symbols
@@ -45,22 +51,30 @@ function pct(p) {
   return maxLat;
 }
 
+let pending = 0;
 let connected = 0, open = 0, frames = 0, updates = 0, errors = 0, seqGaps = 0, bytes = 0;
 const closeCodes = {};
+const errorKinds = {};
 let measuring = false;
 const sockets = [];
 
 function start(i) {
-  const ws = new WebSocket(url, { perMessageDeflate: false });
-  let seq = 0;
+  // (UTF-8 is not checked: the frames are read as bytes, below.)
+  const ws = new WebSocket(url, { perMessageDeflate: false, skipUTF8Validation: true });
+  let seq = 0, pendingHere = true, opened = false, greeted = false;
+  pending++;
+  const settled = () => { if (pendingHere) { pendingHere = false; pending--; } };
   ws.on("open", () => {
-    connected++; open++;
+    settled();
+    opened = true; connected++; open++;
     if (throttle !== null) ws.send(JSON.stringify({ op: "throttle", ms: throttle }));
   });
   ws.on("message", (data) => {
     const t = now();
-    const m = JSON.parse(data);
-    if (m.type === "hello") {
+    if (!greeted) {
+      greeted = true;
+      const m = JSON.parse(data);
+      if (m.type !== "hello") { errors++; return; }
       let want = symbols;
       if (subset > 0 && m.symbols.length) {
         // A watchlist: `subset` symbols picked deterministically per client.
@@ -70,19 +84,16 @@ function start(i) {
       ws.send(JSON.stringify({ op: "subscribe", symbols: [...new Set(want)] }));
       return;
     }
-    if (!measuring) { if (m.seq) seq = m.seq; return; }
+    const f = scanFrame(data);
+    if (!measuring) { if (f.seq) seq = f.seq; return; }
     frames++; bytes += data.length;
-    const quotes = m.quotes;
-    if (quotes) {
-      if (m.seq !== undefined) { if (seq && m.seq !== seq + 1) seqGaps++; seq = m.seq; }
-      for (const k in quotes) {
-        const q = quotes[k];
-        if (q.ts !== undefined) { updates++; if (m.type === "delta") record(t - q.ts); }
-      }
-    }
+    if (f.kind === null) return;
+    if (f.seq !== null) { if (seq && f.seq !== seq + 1) seqGaps++; seq = f.seq; }
+    updates += f.ts.length;
+    if (f.kind === "delta") for (const ts of f.ts) record(t - ts);
   });
-  ws.on("error", () => { errors++; });
-  ws.on("close", (code) => { open--; closeCodes[code] = (closeCodes[code] ?? 0) + 1; });
+  ws.on("error", (e) => { settled(); errors++; const k = String(e.code ?? e.message).slice(0, 60); errorKinds[k] = (errorKinds[k] ?? 0) + 1; });
+  ws.on("close", (code) => { settled(); if (opened) open--; closeCodes[code] = (closeCodes[code] ?? 0) + 1; });
   sockets.push(ws);
 }
 
@@ -91,16 +102,17 @@ const t0 = now();
 await new Promise((resolve) => {
   const batch = Math.max(1, Math.round(ramp / 100));
   const timer = setInterval(() => {
-    for (let k = 0; k < batch && started < clients; k++) start(started++);
+    for (let k = 0; k < batch && started < clients && pending < inflight; k++) start(started++);
     if (started >= clients) { clearInterval(timer); resolve(); }
   }, 10);
 });
-// Wait until everyone is connected (or 30 s), then warm up, then measure.
-const deadline = now() + 30000;
+// Wait until everyone is connected (or 120 s), then warm up, then measure.
+const deadline = now() + 120000;
 while (connected < clients && now() < deadline) await new Promise((r) => setTimeout(r, 50));
 const connectSeconds = (now() - t0) / 1000;
 await new Promise((r) => setTimeout(r, warmup));
 measuring = true;
+process.stderr.write(JSON.stringify({ event: "measuring" }) + "\n");
 const m0 = now();
 await new Promise((r) => setTimeout(r, duration));
 measuring = false;
@@ -113,7 +125,7 @@ const result = {
     p50: +pct(0.5).toFixed(2), p95: +pct(0.95).toFixed(2), p99: +pct(0.99).toFixed(2),
     max: +maxLat.toFixed(2), mean: +(sumLat / measured).toFixed(2), n: measured,
   } : null,
-  errors, seq_gaps: seqGaps, close_codes: closeCodes,
+  errors, error_kinds: errorKinds, seq_gaps: seqGaps, close_codes: closeCodes,
 };
 process.stdout.write(JSON.stringify(result) + "\n");
 for (const ws of sockets) ws.terminate();

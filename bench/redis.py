@@ -35,7 +35,7 @@ from typing import Any
 
 import redis as redis_py
 
-from bench.fanout import BENCH, ROOT, _cpu_seconds, _merge, _peak_rss_mb
+from bench.fanout import ROOT, LoadGen, _cpu_seconds, _merge, _peak_rss_mb
 
 __all__ = ["main", "run"]
 
@@ -116,11 +116,10 @@ def _health(base: str) -> dict[str, Any]:
         return body
 
 
-def _loadgen(base: str, clients: int, duration: float, warmup: float) -> subprocess.Popen[str]:
+def _loadgen(base: str, clients: int, duration: float, warmup: float) -> LoadGen:
     url = base.replace("http://", "ws://") + "/ws"
-    cmd = ["node", str(BENCH / "loadgen.mjs"), "--url", url, "--clients", str(clients)]
-    cmd += ["--duration", str(duration), "--warmup", str(warmup), "--ramp", str(RAMP)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["--url", url, "--clients", str(clients), "--duration", str(duration)]
+    return LoadGen([*args, "--warmup", str(warmup), "--ramp", str(RAMP)])
 
 
 def _measure(
@@ -133,20 +132,20 @@ def _measure(
     """Load generators against ``targets`` (one each); CPU and ``snapshot()`` over the window.
 
     The generators ramp, wait for all their connections, warm up, then measure ``duration``; the
-    sampler takes its first reading after the same ramp + warm-up and its second ``duration``
-    later, so both cover (about) the same period.
+    sampler takes its first reading when they say they start measuring and its second
+    ``duration`` later, so both cover (about) the same period.
     """
     gens = [_loadgen(t, PER_GEN, duration, warmup) for t in targets]
     marks: dict[str, Any] = {}
     done = threading.Event()
 
-    watched = {**procs, **{f"loadgen{i + 1}": g for i, g in enumerate(gens)}}
+    watched = {**procs, **{f"loadgen{i + 1}": g.proc for i, g in enumerate(gens)}}
 
     def cpu() -> dict[str, float]:
         return {k: _cpu_seconds(p.pid) for k, p in watched.items()}
 
     def sample() -> None:
-        if done.wait(PER_GEN / RAMP + 0.5 + warmup):
+        if not LoadGen.wait_measuring(gens, 150 + warmup) or done.is_set():
             return
         marks["t0"], marks["snap0"], marks["cpu0"] = time.monotonic(), snapshot(), cpu()
         # Read again after `duration`, a little early so the generators are still running.
@@ -157,18 +156,10 @@ def _measure(
     th = threading.Thread(target=sample)
     th.start()
     try:
-        outs = [g.communicate(timeout=duration + warmup + 120) for g in gens]
+        results = [g.result(timeout=duration + warmup + 240) for g in gens]
     finally:
         done.set()
         th.join()
-        for g in gens:
-            _stop(g)
-    results = []
-    for out, err in outs:
-        lines = out.strip().splitlines()
-        if not lines:
-            raise RuntimeError(f"load generator failed: {err.strip()[-500:]}")
-        results.append(json.loads(lines[-1]))
     merged = _merge(results)
     span = marks.get("t1", 0.0) - marks.get("t0", 0.0)
     merged["cpu_pct"] = (

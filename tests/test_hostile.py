@@ -112,7 +112,9 @@ async def test_hostile_clients_do_not_disturb_a_normal_one(
         assert report["tcp_garbage"]["status_400"] >= 1
         assert report["churn"]["connected"] >= 10
         held = [k for k in report["partial_http"] if k.startswith("closed_after_s_")]
-        assert held and all(int(k.rsplit("_", 1)[1]) <= HTTP_IDLE_S + 1 for k in held), held
+        # (Within twice the idle limit, not aiohttp's default hour: the hostile process times it
+        # on its own busy event loop, which runs all sixteen kinds at full speed.)
+        assert held and all(int(k.rsplit("_", 1)[1]) <= 2 * HTTP_IDLE_S for k in held), held
         dropped = [k for k in report["silent_ws"] if k.startswith("dropped_after_s_")]
         assert report["silent_ws"]["pinged"] >= 1
         assert dropped and all(int(k.rsplit("_", 1)[1]) <= 3 * HEARTBEAT_S for k in dropped)

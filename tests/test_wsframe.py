@@ -20,6 +20,7 @@ from ticker.wsframe import (
     OP_TEXT,
     FrameError,
     FrameReader,
+    _unmask_py,
     accept_key,
     handshake_response,
     parse_close,
@@ -139,6 +140,7 @@ def test_unmask_is_the_rfc_xor(mask: bytes, data: bytes) -> None:
     naive = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
     assert unmask(mask, data) == naive
     assert unmask(mask, naive) == data
+    assert _unmask_py(mask, data) == naive  # (the fallback without aiohttp's helper)
 
 
 def test_accept_key_matches_rfc_6455_example() -> None:

@@ -630,9 +630,10 @@ class Hub:
         close: CloseFn,
         remote: str = "",
         entitled: frozenset[str] | None = None,
+        preamble: bytes = b"",
     ) -> Client:
         """Register a new connection and send it ``hello`` (listing only ``entitled`` symbols,
-        when given)."""
+        when given), behind ``preamble`` in the same write (the ``101`` answer: one syscall)."""
         c = Client(
             transport,
             close,
@@ -644,16 +645,14 @@ class Hub:
         self.clients[c] = None
         self._move(c, self.default_window, c.sub)
         self.stats["connections_total"] += 1
-        self.send(
-            c,
-            Hello(
-                c.session,
-                self.default_window,
-                tuple(entitled_only(self.book.known, entitled)),
-                self.news_last_id,
-                server=f"ticker/{__version__}",
-            ),
+        hello = Hello(
+            c.session,
+            self.default_window,
+            tuple(entitled_only(self.book.known, entitled)),
+            self.news_last_id,
+            server=f"ticker/{__version__}",
         )
+        self.send_payload(c, encode(hello), prefix=preamble)
         return c
 
     def disconnect(self, c: Client, code: int | None = None) -> None:
@@ -787,13 +786,16 @@ class Hub:
         """Send one control message (hello, ack, error, pong, news replay) to one connection."""
         self.send_payload(c, encode(msg))
 
-    def send_payload(self, c: Client, payload: bytes, trailer: bytes = b"") -> None:
-        """Write one text frame (and ``trailer``, a control frame, in the same write)."""
+    def send_payload(
+        self, c: Client, payload: bytes, trailer: bytes = b"", prefix: bytes = b""
+    ) -> None:
+        """Write one text frame (and ``trailer``, a control frame, after it and ``prefix``
+        before it, in the same write)."""
         tr = c.transport
         if c.closing or tr.is_closing():
             return
         frame = ws_text_frame(payload)
-        tr.write(frame + trailer if trailer else frame)
+        tr.write(prefix + frame + trailer if trailer or prefix else frame)
         self.stats["frames_sent"] += 1
         self.stats["bytes_sent"] += len(frame)
 

@@ -5,6 +5,7 @@ Pure; no I/O. The caller passes ``now`` (seconds, ``loop.time()``) and addresses
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -77,6 +78,7 @@ def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)  # (a handshake's cost: the same peers come back)
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(text.strip().strip("[]"))
@@ -121,6 +123,11 @@ def client_key(
             addr = hop_addr
             if not _trusted(hop_addr, trusted):
                 break
+    return _key(addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def _key(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     if isinstance(addr, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((addr, 64), strict=False))
     return str(addr)

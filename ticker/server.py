@@ -110,18 +110,30 @@ def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
     conn = WsConnection(hub, transport, cfg.max_frame_bytes, app[SOCKETS])
-    transport.write(handshake_response(key, ready.protocol))
     transport.set_protocol(conn)
     tail = detach(request.protocol, transport)
     grant = grant_of(request)
-    client = hub.connect(transport, conn.close, request.remote or "", grant.symbols)
+    answer = handshake_response(key, ready.protocol)  # the 101, in one write with the hello
+    client = hub.connect(transport, conn.close, request.remote or "", grant.symbols, answer)
     on_lost: list[Callable[[], object]] = [slot.release]
     expiry = expire_when_due(grant, functools.partial(hub.close_client, client))
     if expiry is not None:
         on_lost.append(expiry.cancel)
     conn.start(client, on_lost, tail)
-    # aiohttp no longer has the socket: this response goes nowhere (it ends aiohttp's request).
-    return web.StreamResponse(status=101)
+    return _DETACHED
+
+
+class _Detached(web.StreamResponse):
+    """What ``/ws`` returns once the socket is ours: aiohttp ends the request writing nothing."""
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+_DETACHED = _Detached(status=101)
 
 
 # HTTP API

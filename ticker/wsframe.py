@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 
 __all__ = [
     "OP_BINARY",
@@ -123,14 +124,30 @@ def ws_close_frame(code: int | None, reason: str = "") -> bytes:
 # Client frames
 
 
-def unmask(mask: bytes, data: bytes) -> bytes:
-    """``data`` XOR the 4-byte ``mask`` repeated (RFC 6455 §5.3): one big-integer XOR, which
-    runs in C however long the payload."""
+def _unmask_py(mask: bytes, data: bytes) -> bytes:
     n = len(data)
     if not n:
         return b""
     key = (mask * ((n >> 2) + 1))[:n]
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+# aiohttp's own (Cython) masking: ~3x faster than the big-integer XOR at 20 bytes, ~50x at 64 KiB.
+# (A private module of aiohttp's: should a release move it, the pure version takes over.)
+_mask_in_place: Callable[[bytes, bytearray], None] | None
+try:
+    from aiohttp._websocket.helpers import websocket_mask as _mask_in_place
+except ImportError:  # pragma: no cover
+    _mask_in_place = None
+
+
+def unmask(mask: bytes, data: bytes) -> bytes:
+    """``data`` XOR the 4-byte ``mask`` repeated (RFC 6455 §5.3)."""
+    if _mask_in_place is None:
+        return _unmask_py(mask, data)
+    buf = bytearray(data)
+    _mask_in_place(mask, buf)
+    return bytes(buf)
 
 
 def _valid_close_code(code: int) -> bool:
@@ -168,11 +185,12 @@ class FrameReader:
     :class:`FrameError` the stream is unusable: close the connection with its code.
     """
 
-    __slots__ = ("_buf", "_frag", "_frag_op", "_frag_size", "max_size")
+    __slots__ = ("_buf", "_frag", "_frag_op", "_frag_size", "_need", "max_size")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._buf = b""
+        self._buf = bytearray()  # a partial frame
+        self._need = 0  # bytes it must reach before parsing is worth trying again
         self._frag: list[bytes] = []
         self._frag_op = 0  # opcode of the fragmented message in progress (0: none)
         self._frag_size = 0
@@ -183,12 +201,18 @@ class FrameReader:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        if self._buf:
-            data = self._buf + data
-            self._buf = b""
+        buf = self._buf
+        if buf:
+            # (A frame trickling in is appended, not re-parsed: linear in its size.)
+            buf += data
+            if len(buf) < self._need:
+                return []
+            data = bytes(buf)
+            buf.clear()
         out: list[tuple[int, bytes]] = []
         pos = 0
         end = len(data)
+        need = 2
         while end - pos >= 2:
             b0 = data[pos]
             b1 = data[pos + 1]
@@ -201,11 +225,13 @@ class FrameReader:
             h = pos + 2
             if n == 126:
                 if end - h < 2:
+                    need = 4
                     break
                 n = int.from_bytes(data[h : h + 2], "big")
                 h += 2
             elif n == 127:
                 if end - h < 8:
+                    need = 10
                     break
                 n = int.from_bytes(data[h : h + 8], "big")
                 h += 8
@@ -228,6 +254,7 @@ class FrameReader:
                 raise FrameError(1002, f"unknown opcode {op}")
             stop = h + 4 + n
             if stop > end:
+                need = stop - pos
                 break
             payload = unmask(data[h : h + 4], data[h + 4 : stop])
             pos = stop
@@ -248,5 +275,6 @@ class FrameReader:
                     self._frag = []
                     self._frag_size = 0
         if pos < end:
-            self._buf = data[pos:]
+            buf += memoryview(data)[pos:]
+            self._need = need
         return out
