@@ -21,7 +21,6 @@ caught up the same way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from ticker import __version__
+from ticker.aio import cancel_and_wait
 from ticker.auth import entitled_only, split_entitled
 from ticker.book import Book, TickRing
 from ticker.conflate import Conflator, Subscription
@@ -112,7 +112,7 @@ class HubConfig:
         burst: control messages a connection may send at once (bucket size).
         heartbeat_s: after this many seconds with nothing received from a connection, the
             server pings it; no pong (nor anything else) within half as long closes it, so a dead
-            peer is dropped within 1.5 x ``heartbeat_s`` of its last frame.
+            peer is dropped within 1.6 x ``heartbeat_s`` of its last frame (ticker.wsconn).
         history_ticks: ticks retained per symbol for ``/api/history`` bars.
         max_connections: WebSocket connections in total (handshakes in flight included); over
             it, the upgrade is refused with HTTP 503 and ``Retry-After``. 0: no limit.
@@ -614,11 +614,8 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop housekeeping and timers (connections are closed by :meth:`close_all`)."""
-        if self._housekeeper is not None:
-            self._housekeeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeper
-            self._housekeeper = None
+        await cancel_and_wait(self._housekeeper)
+        self._housekeeper = None
         for w in self._window_list:
             if w.handle is not None:
                 w.handle.cancel()

@@ -19,7 +19,6 @@ missing dependency heals it. ``aclose()`` and a cancelled iterator get ``cleanup
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ticker.aio import cancel_and_wait
 from ticker.events import Event, Feed
 from ticker.validate import event_problem
 
@@ -181,10 +181,7 @@ class FeedRunner:
         return self.task
 
     async def stop(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await cancel_and_wait(self.task)
         if self.state != "quarantined":
             self.state = "stopped"
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -39,6 +38,7 @@ from prometheus_client.metrics_core import (
 )
 
 from ticker import __version__
+from ticker.aio import cancel_and_wait
 from ticker.events import News, Tick
 from ticker.protocol import ERROR_CODES
 
@@ -146,11 +146,8 @@ class LoopMonitor:
 
     async def stop(self) -> None:
         """Stop sampling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
