@@ -1,4 +1,5 @@
-"""``make bench``: fan-out workloads (Ticker vs a naive broadcaster), then the other benchmarks.
+"""``make bench``: fan-out workloads (Ticker vs two naive broadcasters: an aiohttp send loop and a
+Node ``ws`` server), then the other benchmarks.
 
 Writes ``bench/results/latest.md``, ``latest.json`` and ``latency.html`` (plotly: latency
 percentiles vs clients). Figures are reported, never asserted.
@@ -20,6 +21,7 @@ from typing import Any
 from bench.fanout import ROOT, WORKLOADS, run_workload
 
 RESULTS = ROOT / "bench" / "results"
+BASELINES = ("naive", "node")  # the aiohttp send loop, the Node `ws` server
 
 
 def _ensure_node_deps() -> None:
@@ -53,20 +55,26 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _ratios(rows: list[dict[str, Any]]) -> str:
-    out = ["| workload | p99 naive / Ticker | CPU naive / Ticker |", "|---|---|---|"]
+    out = [
+        "| workload | baseline | p99 baseline / Ticker | CPU baseline / Ticker |",
+        "|---|---|---|---|",
+    ]
     by = {(r["workload"], r["server"]): r for r in rows}
     for (name, server), r in by.items():
-        naive = by.get((name, "naive"))
-        if server != "ticker" or naive is None:
+        if server != "ticker":
             continue
-        p_t = (r.get("latency_ms") or {}).get("p99")
-        p_n = (naive.get("latency_ms") or {}).get("p99")
-        c_t, c_n = r.get("server_cpu_pct"), naive.get("server_cpu_pct")
-        out.append(
-            f"| {name} | {p_n / p_t:,.1f}x | {c_n / c_t:,.2f}x |"
-            if p_t and p_n and c_t and c_n
-            else f"| {name} | - | - |"
-        )
+        for kind in BASELINES:
+            base = by.get((name, kind))
+            if base is None:
+                continue
+            p_t = (r.get("latency_ms") or {}).get("p99")
+            p_n = (base.get("latency_ms") or {}).get("p99")
+            c_t, c_n = r.get("server_cpu_pct"), base.get("server_cpu_pct")
+            out.append(
+                f"| {name} | {kind} | {p_n / p_t:,.1f}x | {c_n / c_t:,.2f}x |"
+                if p_t and p_n and c_t and c_n
+                else f"| {name} | {kind} | - | - |"
+            )
     return "\n".join(out)
 
 
@@ -74,7 +82,7 @@ def _chart(rows: list[dict[str, Any]], path: Path) -> None:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for server in ("ticker", "naive"):
+    for server in ("ticker", *BASELINES):
         pts = sorted(
             ((r["clients"], r) for r in rows if r["server"] == server and r.get("latency_ms")),
             key=lambda p: p[0],  # W2 and W2d have as many clients: never compare the rows
@@ -103,7 +111,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--only", default="", help="comma-separated workload names")
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
-    p.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    p.add_argument("--no-naive", action="store_true", help="skip the naive baselines")
     p.add_argument(
         "--skip-extra", action="store_true", help="skip the replay and dashboard benchmarks"
     )
@@ -115,8 +123,8 @@ def main() -> None:
     for w in WORKLOADS:
         if only and w.name not in only:
             continue
-        for server in ("ticker", "naive"):
-            if server == "naive" and (a.no_naive or not w.naive):
+        for server in ("ticker", *BASELINES):
+            if server != "ticker" and (a.no_naive or not w.naive):
                 continue
             print(
                 f"running {w.name} ({w.clients} clients, {w.symbols} symbols, "

@@ -132,17 +132,11 @@ def _start_server(kind: str, w: Workload) -> tuple[subprocess.Popen[str], str]:
             "0",
         ]
     else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.naive",
-            "--port",
-            "0",
-            "--symbols",
-            str(w.symbols),
-            "--rate",
-            f"{w.rate:g}",
-        ]
+        market = ["--port", "0", "--symbols", str(w.symbols), "--rate", f"{w.rate:g}"]
+        if kind == "node":  # the Node `ws` broadcaster (the reference figures)
+            cmd = ["node", str(BENCH / "naive_node.mjs"), *market]
+        else:  # the aiohttp send loop
+            cmd = [sys.executable, "-m", "bench.naive", *market]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )

@@ -319,16 +319,20 @@ class RedisBus:
                 await asyncio.wait_for(self._drained.wait(), flush_timeout)
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:
+            # Bounded: a task stuck in a Redis call that ignores the cancel must not hold the
+            # process (a stop that never ends is killed, and its recording is lost with it).
+            done, _ = await asyncio.wait(self._tasks, timeout=2.0)
+            for t in done:
+                if not t.cancelled():
+                    t.exception()  # (retrieved: it ended the way it ended, the bus is stopping)
         if self.ingest and self.leader:
             with contextlib.suppress(Exception):
                 r = self._client()
                 await asyncio.wait_for(r.eval(_RELEASE_LUA, 1, self.k_lease, self.owner), 1.0)
         for r in self._clients:
             with contextlib.suppress(Exception):
-                await r.aclose()
+                await asyncio.wait_for(r.aclose(), 1.0)
 
     def health(self) -> dict[str, Any]:
         states = [s for s in (self.writer_state, self.reader_state) if s != "off"]
