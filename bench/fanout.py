@@ -200,8 +200,8 @@ def run_workload(
         done = threading.Event()
 
         def sample() -> None:
-            # The generators ramp, wait for all connections (120 s at most), warm up, then say so.
-            if not LoadGen.wait_measuring(gens, 150 + warmup) or done.is_set():
+            # The generators ramp, wait for all connections (~2 min at most), warm up, then say so.
+            if not LoadGen.wait_measuring(gens, 200 + warmup) or done.is_set():
                 return
             cpu["start"], cpu["t0"] = _cpu_seconds(proc.pid), time.monotonic()
             done.wait(duration - 0.2)  # (a little early: the generators are still running)

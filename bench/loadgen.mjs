@@ -99,16 +99,21 @@ function start(i) {
 
 let started = 0;
 const t0 = now();
-await new Promise((resolve) => {
-  const batch = Math.max(1, Math.round(ramp / 100));
-  const timer = setInterval(() => {
-    for (let k = 0; k < batch && started < clients && pending < inflight; k++) start(started++);
-    if (started >= clients) { clearInterval(timer); resolve(); }
-  }, 10);
-});
-// Wait until everyone is connected (or 120 s), then warm up, then measure.
-const deadline = now() + 120000;
-while (connected < clients && now() < deadline) await new Promise((r) => setTimeout(r, 50));
+const batch = Math.max(1, Math.round(ramp / 100));
+const ramper = setInterval(() => {
+  for (let k = 0; k < batch && started < clients && pending < inflight; k++) start(started++);
+  if (started >= clients) clearInterval(ramper);
+}, 10);
+// Wait until everyone is connected: at most 120 s after the ramp could have ended, and no longer
+// than 20 s without one more connection (a server stuck behind its backlog connects nobody
+// else). Then warm up, then measure.
+const deadline = now() + (clients / ramp) * 1000 + 120000;
+let seen = connected, progressAt = now();
+while (connected < clients && now() < deadline && now() - progressAt < 20000) {
+  await new Promise((r) => setTimeout(r, 50));
+  if (connected > seen) { seen = connected; progressAt = now(); }
+}
+clearInterval(ramper);
 const connectSeconds = (now() - t0) / 1000;
 await new Promise((r) => setTimeout(r, warmup));
 measuring = true;

@@ -145,7 +145,7 @@ def _measure(
         return {k: _cpu_seconds(p.pid) for k, p in watched.items()}
 
     def sample() -> None:
-        if not LoadGen.wait_measuring(gens, 150 + warmup) or done.is_set():
+        if not LoadGen.wait_measuring(gens, 200 + warmup) or done.is_set():
             return
         marks["t0"], marks["snap0"], marks["cpu0"] = time.monotonic(), snapshot(), cpu()
         # Read again after `duration`, a little early so the generators are still running.
