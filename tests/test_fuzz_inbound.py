@@ -33,19 +33,10 @@ from tests.conftest import ServerProcess
 from tests.wsutil import RecordingTransport
 from ticker.broadcaster import Client, Hub, HubConfig
 from ticker.events import Listing, News, Tick
-from ticker.protocol import Ping, ProtocolError, Resync, Subscribe, parse_request
+from ticker.protocol import ERROR_CODES, Ping, ProtocolError, Resync, Subscribe, parse_request
 
 SYMS = ("AAPL", "MSFT", "GOOGL")
 TYPES = {"hello", "snapshot", "delta", "news", "pong", "error", "ack"}
-CODES = {
-    "bad_json",
-    "bad_request",
-    "unknown_op",
-    "unknown_symbol",
-    "rate_limited",
-    "too_many_symbols",
-    "unauthorized",
-}
 OPS = ("subscribe", "unsubscribe", "news", "throttle", "resync", "ping")
 
 
@@ -75,7 +66,7 @@ def decoded(data: bytes) -> list[dict[str, Any]]:
         obj = orjson.loads(payload)
         assert isinstance(obj, dict) and obj.get("type") in TYPES, obj
         if obj["type"] == "error":
-            assert obj["code"] in CODES and isinstance(obj["message"], str), obj
+            assert obj["code"] in ERROR_CODES and isinstance(obj["message"], str), obj
         out.append(obj)
     return out
 

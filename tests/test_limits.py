@@ -439,7 +439,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped_within_three_heartbeat
     with pytest.raises(ConnectionError):
         while True:
             op, _ = await dead.recv_frame(within=3 * hb + 2.0)
-            pings += op == 0x9  # autoping=False does not stop aiohttp's heartbeat pings
+            pings += op == 0x9  # the heartbeat ping (ticker.wsconn.Sockets)
     gone = loop.time() - last_sent
     dead.close()
     assert pings >= 1, "the server pinged the silent peer before dropping it"
@@ -459,7 +459,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped_within_three_heartbeat
 async def test_a_peer_that_sends_but_never_answers_pings_is_alive(
     aiohttp_client: AiohttpClient,
 ) -> None:
-    """Anything received proves the peer alive (aiohttp resets its heartbeat on data)."""
+    """Anything received proves the peer alive (it resets the connection's heartbeat)."""
     hb = 0.3
     srv = await start(aiohttp_client, heartbeat_s=hb)
     port = srv.client.port

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-__all__ = ["cancel_and_wait"]
+__all__ = ["cancel_and_wait", "retrieve"]
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -16,3 +16,10 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def retrieve(task: asyncio.Task[Any]) -> None:
+    """Fetch a done task's outcome, so asyncio never logs it as an exception nobody retrieved
+    (also usable as a done callback for a task that is being given up on)."""
+    if not task.cancelled():
+        task.exception()

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ticker.aio import cancel_and_wait
+from ticker.aio import cancel_and_wait, retrieve
 from ticker.events import Event, Feed
 from ticker.validate import event_problem
 
@@ -349,9 +349,9 @@ class FeedRunner:
                         self.name,
                         self.cleanup_timeout,
                     )
-                    task.add_done_callback(_retrieve)
-                elif not task.cancelled():
-                    task.exception()  # retrieved, so never logged as unhandled
+                    task.add_done_callback(retrieve)
+                else:
+                    retrieve(task)
 
     def health(self) -> dict[str, Any]:
         age = None if self.last_event_at is None else round(time.time() - self.last_event_at, 3)
@@ -374,12 +374,6 @@ class FeedRunner:
             **({"abandoned": self.abandoned} if self.abandoned else {}),
             **_detail(self.feed),
         }
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Done callback of an abandoned task: fetch its outcome so it is never logged as lost."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _detail(feed: Feed | None) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 import redis.asyncio as aioredis
 
+from ticker.aio import retrieve
 from ticker.book import Book
 from ticker.bus import backoff_delay
 from ticker.events import Event, Listing, News, Tick
@@ -322,10 +323,11 @@ class RedisBus:
         if self._tasks:
             # Bounded: a task stuck in a Redis call that ignores the cancel must not hold the
             # process (a stop that never ends is killed, and its recording is lost with it).
-            done, _ = await asyncio.wait(self._tasks, timeout=2.0)
+            done, pending = await asyncio.wait(self._tasks, timeout=2.0)
             for t in done:
-                if not t.cancelled():
-                    t.exception()  # (retrieved: it ended the way it ended, the bus is stopping)
+                retrieve(t)  # (it ended the way it ended: the bus is stopping)
+            for t in pending:
+                t.add_done_callback(retrieve)  # given up on
         if self.ingest and self.leader:
             with contextlib.suppress(Exception):
                 r = self._client()
