@@ -1,6 +1,6 @@
 """Hostile clients, run as their own process by tests/test_hostile.py.
 
-``python -m tests.hostile WS_URL SECONDS`` runs 16 misbehaving clients against a server for
+``python -m tests.hostile WS_URL SECONDS`` runs 18 misbehaving clients against a server for
 SECONDS, each starting over whenever the server closes it, then prints one JSON line: per kind,
 what the server did (close codes, HTTP statuses, error codes, how long a socket was kept).
 
@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+
+from tests.probes import TCP_ESTABLISHED, tcp_state
 
 Report = defaultdict[str, Counter[str]]
 Kind = Callable[[str, int, Counter[str]], Awaitable[None]]
@@ -160,12 +162,14 @@ async def junk_binary(host: str, port: int, out: Counter[str]) -> None:
 
 
 async def _flood(
-    host: str, port: int, out: Counter[str], payload: bytes, read_errors: bool
+    host: str, port: int, out: Counter[str], payload: bytes, read_errors: bool, first: bytes = b""
 ) -> None:
-    """Write ``payload`` as fast as the socket takes it until the server closes."""
+    """Write ``first``, then ``payload`` as fast as the socket takes it until the server
+    closes."""
     reader, writer = await upgrade(host, port)
     reads = asyncio.create_task(until_closed(reader, out, read_errors=read_errors))
     try:
+        writer.write(first)
         while not reads.done():
             writer.write(payload)
             await writer.drain()
@@ -355,6 +359,43 @@ async def pong_flood(host: str, port: int, out: Counter[str]) -> None:
     await _flood(host, port, out, frame(0xA, b"unsolicited") * 100, read_errors=False)
 
 
+async def fragment_flood(host: str, port: int, out: Counter[str]) -> None:
+    """A text frame with FIN=0, then empty continuation frames as fast as the socket takes them:
+    each fragment spends a rate token, so 1008 (past the fragment bounds it would be 1009)."""
+    await _flood(
+        host,
+        port,
+        out,
+        frame(0x0, b"", fin=False) * 200,
+        read_errors=False,
+        first=frame(0x1, b'{"op":"ping"', fin=False),
+    )
+
+
+async def close_never_reads(host: str, port: int, out: Counter[str]) -> None:
+    """Fills its buffers at a 10 ms window, sends a close frame and never reads again: the
+    server must let go of its socket within its close timeout (its side leaves ESTABLISHED:
+    closed, or reset when the unsent bytes hold it), not wait for them to drain."""
+    _, writer = await upgrade(host, port, rcvbuf=4096)
+    writer.write(
+        text({"op": "throttle", "ms": 10})
+        + text({"op": "subscribe", "symbols": ["*"]})
+        + text({"op": "news", "topics": ["*"], "since": 0})
+    )
+    await asyncio.sleep(1.5)
+    writer.write(frame(0x8, (1000).to_bytes(2, "big")))
+    own_port = writer.get_extra_info("sockname")[1]
+    start = time.monotonic()
+    while time.monotonic() - start < 8.0:
+        await asyncio.sleep(0.1)
+        if tcp_state(port, own_port) != TCP_ESTABLISHED:
+            out[f"dropped_after_s_{round(time.monotonic() - start)}"] += 1
+            break
+    else:
+        out["kept"] += 1
+    finish(writer)
+
+
 async def churn(host: str, port: int, out: Counter[str]) -> None:
     """Connect and drop, over and over."""
     reader, writer = await upgrade(host, port)
@@ -390,6 +431,8 @@ KINDS: list[Kind] = [
     pong_flood,
     churn,
     unknown_symbols,
+    fragment_flood,
+    close_never_reads,
 ]
 
 

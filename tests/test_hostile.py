@@ -1,10 +1,11 @@
-"""Hostile clients: 16 misbehaving clients for 10 s while a normal client measures its stream.
+"""Hostile clients: 18 misbehaving clients for 10 s while a normal client measures its stream.
 
 The server is a real ``ticker serve`` process; the hostile clients run in their own process
 (tests/hostile.py: junk text and binary, control floods past the rate limit, WebSocket ping
 and pong floods, oversize frames and frame headers, half-open HTTP and WebSocket sockets, a
 client that never reads, TCP garbage, RFC 6455 violations, connection churn, maximal frames of
-unknown symbols). The normal client, subscribed at a 50 ms window to a steadily ticking sim
+unknown symbols, a flood of empty fragments, a client that sends a close frame and never
+reads). The normal client, subscribed at a 50 ms window to a steadily ticking sim
 feed, must keep receiving with no gap over 1 s and no ``seq`` gap; each hostile kind must get its
 documented outcome; afterwards the server serves a new client, ``/healthz`` is ok and its log
 holds no traceback.
@@ -22,6 +23,7 @@ import pytest
 
 from tests.conftest import MS, ROOT, ServerProcess
 from tests.wsutil import recv, recv_type
+from ticker.wsconn import CLOSE_TIMEOUT
 
 HOSTILE_S = 10
 HEARTBEAT_S = 2.0
@@ -119,6 +121,11 @@ async def test_hostile_clients_do_not_disturb_a_normal_one(
         assert report["silent_ws"]["pinged"] >= 1
         assert dropped and all(int(k.rsplit("_", 1)[1]) <= 3 * HEARTBEAT_S for k in dropped)
         assert report["pong_flood"]["close_1008"] >= 1, report["pong_flood"]
+        assert closes(report["fragment_flood"]) <= {"close_1008", "eof"}, report["fragment_flood"]
+        assert report["fragment_flood"]["close_1008"] >= 1, report["fragment_flood"]
+        dropped = [k for k in report["close_never_reads"] if k.startswith("dropped_after_s_")]
+        assert dropped and "kept" not in report["close_never_reads"], report["close_never_reads"]
+        assert all(int(k.rsplit("_", 1)[1]) <= CLOSE_TIMEOUT + 2 for k in dropped), dropped
         flood_pings = report["ws_ping_flood_reading"]
         assert flood_pings["pongs"] <= 200 * flood_pings["runs"], "ping floods are rate limited"
         assert not any(k.startswith("refused_") for r in report.values() for k in r), report

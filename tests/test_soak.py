@@ -33,6 +33,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import ServerProcess
+from tests.probes import established, fds, rss_kb
 from tests.wsutil import Server, recv, tick, until
 from ticker.broadcaster import Hub, HubConfig
 from ticker.events import Listing, News
@@ -42,29 +43,6 @@ WARMUP_S = 10.0
 CLIENTS = 300
 WARMUP_CLIENTS = 400
 SYMBOLS = [f"S{i:02d}" for i in range(20)]
-
-
-def fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def established(port: int) -> int:
-    """Established TCP sockets whose local port is ``port`` (the server's side)."""
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "01":
-                    n += 1
-    return n
 
 
 async def healthz(srv: ServerProcess) -> dict[str, Any]:

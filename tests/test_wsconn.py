@@ -14,6 +14,7 @@ import struct
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from tests.hostile import frame
 from tests.wsutil import RawWebSocket, Server, until
 from ticker.admission import ADMISSION
 from ticker.events import Listing, Tick
@@ -101,6 +102,46 @@ async def test_a_protocol_violation_closes_with_its_code_and_others_carry_on(srv
     msg = await good.receive_json(timeout=2)
     assert msg["type"] == "delta" and msg["quotes"]["AAPL"]["price"] == 2.0
     await good.close()
+
+
+async def test_messages_before_a_bad_frame_in_the_same_read_are_served(srv: Server) -> None:
+    """A subscribe and a broken close frame in one TCP write: the subscribe is served (ack,
+    snapshot), then the connection is closed with 1002."""
+    ws = await RawWebSocket.connect(*host_port(srv))
+    try:
+        assert (await ws.recv_json())["type"] == "hello"
+        sub = frame(0x1, b'{"op":"subscribe","symbols":["AAPL"],"id":"s"}')
+        await ws.loop.sock_sendall(ws.sock, sub + frame(0x8, b"\x03"))  # one-byte close
+        assert await ws.recv_json() == {"type": "ack", "id": "s", "symbols": ["AAPL"]}
+        assert (await ws.recv_json())["type"] == "snapshot"
+        op, payload = await ws.recv_frame()
+        assert op == 0x8 and int.from_bytes(payload[:2], "big") == 1002
+    finally:
+        ws.close()
+
+
+async def test_each_fragment_spends_a_rate_token(srv: Server) -> None:
+    """Fragments count toward the control-message rate like whole messages: with the default
+    burst of 60, six pings of ten fragments each are served, a seventh is rate limited; a
+    flood of fragments is closed with 1008."""
+    ws = await RawWebSocket.connect(*host_port(srv))
+    try:
+        assert (await ws.recv_json())["type"] == "hello"
+        parts = [b'{"op":"ping",', b'"t":1', *[b" "] * 7, b"}"]
+        message = b"".join(
+            frame(0x1 if i == 0 else 0x0, p, fin=i == len(parts) - 1) for i, p in enumerate(parts)
+        )
+        await ws.loop.sock_sendall(ws.sock, message * 6)
+        for _ in range(6):
+            assert await ws.recv_json() == {"type": "pong", "t": 1}
+        await ws.loop.sock_sendall(ws.sock, message)
+        assert (await ws.recv_json())["code"] == "rate_limited"
+        flood = frame(0x1, b"{", fin=False) + frame(0x0, b" ", fin=False) * 500
+        await ws.loop.sock_sendall(ws.sock, flood)
+        op, payload = await ws.recv_frame()
+        assert op == 0x8 and int.from_bytes(payload[:2], "big") == 1008
+    finally:
+        ws.close()
 
 
 async def test_aiohttp_lets_go_of_upgraded_sockets(srv: Server) -> None:

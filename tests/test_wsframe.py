@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from websockets.frames import Close, Frame, Opcode
 
 from ticker.wsframe import (
+    FRAGMENT_COST,
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
@@ -236,3 +237,70 @@ def test_valid_close_frames_are_messages(code: int | None, reason: str) -> None:
     payload = b"" if code is None else Close(code, reason).serialize()
     assert FrameReader(MAX).feed(client_frame(OP_CLOSE, payload)) == [(OP_CLOSE, payload)]
     assert parse_close(payload) == (code, reason if code is not None else "")
+
+
+# Bounds on a fragmented message: its buffer (payload + FRAGMENT_COST per fragment) and its
+# fragment count; a per-read frame budget; messages whole before a fault are kept.
+
+
+@given(st.lists(st.integers(0, 700), min_size=1, max_size=12))
+def test_a_fragmented_message_is_bounded_in_size_and_count(sizes: list[int]) -> None:
+    reader = FrameReader(MAX, max_fragments=8)
+    parts = [b"x" * n for n in sizes]
+    wire = [
+        client_frame(OP_TEXT if i == 0 else 0, part, fin=i == len(parts) - 1)
+        for i, part in enumerate(parts)
+    ]
+    cost = sum(n + FRAGMENT_COST for n in sizes)
+    fits = len(sizes) <= 8 and (len(sizes) == 1 or cost <= MAX)
+    out: list[tuple[int, bytes]] = []
+    charged = 0
+    try:
+        for w in wire:
+            out += reader.feed(w)
+            charged += reader.fragments
+            assert reader.buffered <= MAX  # never more than one max-size message held
+    except FrameError as e:
+        assert not fits, (sizes, e)
+        assert e.code == 1009
+        return
+    assert fits, sizes
+    assert out == [(OP_TEXT, b"".join(parts))]
+    assert charged == len(sizes) - 1  # each non-final frame; the final one is the message
+
+
+def test_a_flood_of_empty_fragments_is_cut_at_the_fragment_bound() -> None:
+    reader = FrameReader(MAX, max_fragments=100)
+    flood = client_frame(OP_TEXT, b"{", fin=False) + client_frame(0, b"", fin=False) * 100_000
+    with pytest.raises(FrameError) as info:
+        reader.feed(flood)
+    assert info.value.code == 1009 and "fragments" in info.value.reason
+    assert reader.fragments == 100
+    assert reader.buffered <= MAX
+
+
+def test_fragments_of_each_read_are_counted_for_the_rate() -> None:
+    reader = FrameReader(MAX)
+    first, *rest = [client_frame(OP_TEXT if i == 0 else 0, b"ab", fin=i == 4) for i in range(5)]
+    assert reader.feed(first) == [] and reader.fragments == 1
+    assert reader.feed(b"".join(rest)) == [(OP_TEXT, b"ab" * 5)]
+    assert reader.fragments == 3  # the final frame is charged with the message itself
+
+
+def test_a_read_over_its_frame_budget_is_a_flood() -> None:
+    pings = b"".join(client_frame(OP_PING, b"%d" % i) for i in range(100))
+    with pytest.raises(FrameError) as info:
+        FrameReader(MAX).feed(pings, max_frames=10)
+    assert info.value.code == 1008
+    assert info.value.messages == [(OP_PING, b"%d" % i) for i in range(10)]
+    assert len(FrameReader(MAX).feed(pings, max_frames=100)) == 100
+
+
+@pytest.mark.parametrize("name", VIOLATIONS)
+def test_messages_before_a_violation_are_kept(name: str) -> None:
+    wire, code = VIOLATIONS[name]
+    good = client_frame(OP_TEXT, b'{"op":"ping"}') + client_frame(OP_PING, b"p")
+    with pytest.raises(FrameError) as info:
+        FrameReader(MAX).feed(good + wire)
+    assert info.value.code == code
+    assert info.value.messages == [(OP_TEXT, b'{"op":"ping"}'), (OP_PING, b"p")]

@@ -73,6 +73,11 @@ CLOSE_TRY_AGAIN = 1013
 MARK_FRAMES = 4
 
 
+FRAME_BUDGET_SLACK = 64
+"""Frames a read may hold beyond a connection's rate budget: pongs answering the server's own
+pings spend no token (``Hub.frame_budget``)."""
+
+
 class Transport(Protocol):
     """What the hub needs of a connection's transport (an ``asyncio.WriteTransport``)."""
 
@@ -885,6 +890,21 @@ class Hub:
         token too (a ping flood costs a pong each), go unanswered past the rate, and close the
         connection with 1008 past the burst, like any other flood."""
         return not c.closing and self._take(c)
+
+    def frame_budget(self, c: Client) -> int:
+        """How many frames ``c`` may send in one read before its rate is certainly exceeded:
+        its tokens, the strikes it has left before 1008, and a few pongs that spend none
+        (answers to flow-control pings). The frame reader stops parsing past it."""
+        strikes_left = max(0, int(self.config.burst) - c.strikes)
+        return int(c.bucket.available(self.loop.time())) + strikes_left + FRAME_BUDGET_SLACK
+
+    def spend(self, c: Client, frames: int) -> None:
+        """Charge ``frames`` data frames that did not end a message (fragments spend a
+        control-message token each, like whole messages)."""
+        for _ in range(frames):
+            if c.closing:
+                return
+            self._take(c)
 
     def _take(self, c: Client) -> bool:
         """Spend one of ``c``'s control-message tokens; past ``burst`` strikes in a row (messages

@@ -41,6 +41,10 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = now
 
+    def available(self, now: float) -> float:
+        """Tokens there would be at ``now`` (nothing spent)."""
+        return min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate)
+
     def take(self, now: float) -> bool:
         """Spend one token if there is one; False when the caller is over its rate."""
         elapsed = now - self.stamp

@@ -53,6 +53,7 @@ class WsConnection(asyncio.Protocol):
     """One upgraded connection: parses the client's frames and hands them to the hub."""
 
     __slots__ = (
+        "_abort_timer",
         "_closed",
         "_on_lost",
         "_peer_closed",
@@ -79,6 +80,7 @@ class WsConnection(asyncio.Protocol):
         self.close_sent = False
         self._peer_closed = False
         self._closed = False
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._on_lost: list[Callable[[], Any]] = []
         self._sockets = sockets
@@ -96,17 +98,17 @@ class WsConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = self.hub.loop.time()
-        if self._peer_closed:
-            return
-        try:
-            messages = self.reader.feed(data)
-        except FrameError as e:
-            self.fail(e.code, e.reason)
-            return
         c = self.client
-        if c is None:  # (not started: cannot happen, start() follows set_protocol at once)
+        if self._peer_closed or c is None:  # (None: not started, cannot happen)
             return
         hub = self.hub
+        error: FrameError | None = None
+        try:
+            messages = self.reader.feed(data, hub.frame_budget(c))
+        except FrameError as e:  # serve what was whole before the fault, then close
+            messages, error = e.messages, e
+        if self.reader.fragments and not self.close_sent:
+            hub.spend(c, self.reader.fragments)
         for op, payload in messages:
             if op == OP_TEXT:
                 if not self.close_sent:
@@ -122,6 +124,8 @@ class WsConnection(asyncio.Protocol):
             elif op == OP_CLOSE:
                 self._peer_close(payload)
                 return
+        if error is not None:
+            self.fail(error.code, error.reason)
 
     def eof_received(self) -> bool:
         return False  # the peer is done sending: close our side too
@@ -130,6 +134,9 @@ class WsConnection(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
         self._sockets.conns.pop(self, None)
         if self.client is not None:
             self.hub.disconnect(self.client)
@@ -142,13 +149,23 @@ class WsConnection(asyncio.Protocol):
                 log.exception("connection cleanup failed")
         self._on_lost = []
 
-    # Closing
+    # Closing: every path ends in _finish, which aborts a socket whose peer stops reading.
 
     def _send_close(self, code: int | None, reason: str = "") -> None:
         if not self.close_sent:
             self.close_sent = True
             if not self.transport.is_closing():
                 self.transport.write(ws_close_frame(code, reason))
+
+    def _finish(self) -> None:
+        """Close the socket once what was written has gone out, and abort it if that takes
+        longer than :data:`CLOSE_TIMEOUT` (a peer that stops reading would otherwise keep the
+        socket, and its admission slot, for as long as it likes)."""
+        if self._closed:
+            return
+        self.transport.close()
+        if self._abort_timer is None:
+            self._abort_timer = self.hub.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def _peer_close(self, payload: bytes) -> None:
         """The client sent a close frame: answer with its code and close the socket (the server
@@ -160,35 +177,33 @@ class WsConnection(asyncio.Protocol):
             self.hub.disconnect(self.client)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-        self.transport.close()
+        self._finish()
 
     def fail(self, code: int, reason: str) -> None:
-        """Close at once with ``code`` (a protocol violation, or the heartbeat: 1006 without a
-        frame), counted by the hub as a close with that code."""
+        """Close at once with ``code`` (a protocol violation or a bound crossed; the heartbeat:
+        1006 without a frame), counted by the hub as a close with that code. A peer that breaks
+        the protocol after our close frame is cut off."""
         if self.client is not None:
             self.hub.disconnect(self.client, code)
-        if code == CLOSE_ABNORMAL:
+        if code == CLOSE_ABNORMAL or self.close_sent:
             self.transport.abort()
             return
         self._send_close(code, reason)
-        self.transport.close()
+        self._finish()
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame and wait (up to :data:`CLOSE_TIMEOUT`) for the peer's; then close
         the socket (the hub's ``CloseFn``)."""
         self._send_close(code, reason)
-        if self._closed or self._peer_closed:
-            self.transport.close()
-            return
-        if self._waiter is None:
-            self._waiter = self.hub.loop.create_future()
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await asyncio.shield(self._waiter)
-        except TimeoutError:
-            self.transport.abort()
-        finally:
-            self.transport.close()
+        if not (self._closed or self._peer_closed):
+            if self._waiter is None:
+                self._waiter = self.hub.loop.create_future()
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await asyncio.shield(self._waiter)
+            except TimeoutError:
+                self.transport.abort()
+        self._finish()
 
     # Heartbeat
 

@@ -8,9 +8,14 @@ What the reader enforces, each a :class:`FrameError` whose ``code`` the connecti
 client frames are masked, reserved bits are clear (no extension is ever negotiated), opcodes are
 known, control frames are final and at most 125 bytes, continuation frames continue a message
 and a new message does not start inside one (1002); a message over ``max_size`` bytes, counted
-before its payload is buffered (1009); a close frame carries no code or a valid one, and a
-UTF-8 reason (1002/1007). Text payloads are handed over as bytes, unchecked: the hub answers a
-message that is not valid UTF-8 JSON with a ``bad_json`` error instead of closing.
+on the header before its payload is buffered, and a fragmented message whose payload plus
+:data:`FRAGMENT_COST` per fragment passes ``max_size`` or that has more than ``max_fragments``
+fragments (1009); more frames in one read than the caller's budget (1008: the connection's rate
+limit, so a flood of tiny frames costs bounded work); a close frame carries no code or a valid
+one, and a UTF-8 reason (1002/1007). Messages whole before a fault are handed over with the
+error. Text payloads are handed over as bytes, unchecked: the hub answers a message that is not
+valid UTF-8 JSON with a ``bad_json`` error instead of closing (the v1 contract; see
+docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import hashlib
 from collections.abc import Callable
 
 __all__ = [
+    "FRAGMENT_COST",
+    "MAX_FRAGMENTS",
     "OP_BINARY",
     "OP_CLOSE",
     "OP_PING",
@@ -45,6 +52,12 @@ OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
 
+FRAGMENT_COST = 16
+"""Bytes each fragment counts toward a message's size bound (besides its payload): a message of
+empty fragments is bounded too."""
+MAX_FRAGMENTS = 1024
+"""Fragments one message may have."""
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -55,6 +68,8 @@ class FrameError(Exception):
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+        self.messages: list[tuple[int, bytes]] = []
+        """Messages that were whole before the fault (set by :meth:`FrameReader.feed`)."""
 
 
 # Handshake
@@ -181,100 +196,169 @@ class FrameReader:
     """Incremental parser of client frames: ``feed(bytes) -> [(opcode, payload), ...]``.
 
     Returns whole messages (fragments joined; control frames as they come, also between
-    fragments). Keeps at most one partial frame (header + ``max_size``) between calls. After a
-    :class:`FrameError` the stream is unusable: close the connection with its code.
+    fragments). Between calls it keeps at most one partial frame (header + ``max_size``) and one
+    message in progress, whose fragments are collected in one buffer: its payload plus
+    :data:`FRAGMENT_COST` bytes per fragment stays within ``max_size``, and it has at most
+    ``max_fragments`` fragments (else 1009), so a flood of empty fragments costs no more memory
+    than one maximal frame. After a :class:`FrameError` the stream is unusable: serve the
+    error's ``messages`` (whole before the fault), then close the connection with its code.
     """
 
-    __slots__ = ("_buf", "_frag", "_frag_op", "_frag_size", "_need", "max_size")
+    __slots__ = (
+        "_buf",
+        "_message",
+        "_message_cost",
+        "_message_frames",
+        "_message_op",
+        "_need",
+        "fragments",
+        "max_fragments",
+        "max_size",
+    )
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, max_fragments: int = MAX_FRAGMENTS) -> None:
         self.max_size = max_size
+        self.max_fragments = max_fragments
         self._buf = bytearray()  # a partial frame
         self._need = 0  # bytes it must reach before parsing is worth trying again
-        self._frag: list[bytes] = []
-        self._frag_op = 0  # opcode of the fragmented message in progress (0: none)
-        self._frag_size = 0
+        self._message = bytearray()  # the payload of the fragmented message in progress
+        self._message_op = 0  # its opcode (0: no message in progress)
+        self._message_cost = 0  # its payload + FRAGMENT_COST per fragment
+        self._message_frames = 0  # its fragments so far
+        self.fragments = 0
+        """Data frames of the last :meth:`feed` that did not end a message (each one spends a
+        rate token as a whole message does)."""
 
     @property
     def buffered(self) -> int:
-        """Bytes of a partial frame held for the next ``feed``."""
-        return len(self._buf)
+        """Bytes held for the next ``feed``: a partial frame and a message in progress."""
+        return len(self._buf) + len(self._message)
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+    def feed(self, data: bytes, max_frames: int | None = None) -> list[tuple[int, bytes]]:
+        """Parse the bytes the client sent next.
+
+        Args:
+            data: the bytes read from the socket.
+            max_frames: the most frames (of any kind) this call parses; one more means the
+                client sends faster than its rate allows: :class:`FrameError` 1008 at once, so a
+                flood of tiny frames costs a bounded amount of work per read.
+
+        Returns:
+            The whole messages and control frames in ``data``, in order, as ``(opcode,
+            payload)``; payloads unmasked, fragments joined under the first fragment's opcode.
+
+        Raises:
+            FrameError: the client broke the protocol or a bound; its ``messages`` are the
+                messages that were whole before the fault.
+        """
+        out: list[tuple[int, bytes]] = []
+        self.fragments = 0
         buf = self._buf
         if buf:
             # (A frame trickling in is appended, not re-parsed: linear in its size.)
             buf += data
             if len(buf) < self._need:
-                return []
+                return out
             data = bytes(buf)
             buf.clear()
-        out: list[tuple[int, bytes]] = []
-        pos = 0
-        end = len(data)
-        need = 2
-        while end - pos >= 2:
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            if b0 & 0x70:
-                raise FrameError(1002, "reserved bits set (no extension was negotiated)")
-            if not b1 & 0x80:
-                raise FrameError(1002, "client frames must be masked")
-            op = b0 & 0x0F
-            n = b1 & 0x7F
-            h = pos + 2
-            if n == 126:
-                if end - h < 2:
-                    need = 4
-                    break
-                n = int.from_bytes(data[h : h + 2], "big")
-                h += 2
-            elif n == 127:
-                if end - h < 8:
-                    need = 10
-                    break
-                n = int.from_bytes(data[h : h + 8], "big")
-                h += 8
-            if op >= OP_CLOSE:
-                if op > OP_PONG:
-                    raise FrameError(1002, f"unknown opcode {op}")
-                if not b0 & 0x80 or n > 125:
-                    raise FrameError(1002, "control frames must be final and at most 125 bytes")
-            elif op == OP_CONTINUATION:
-                if not self._frag_op:
-                    raise FrameError(1002, "continuation frame outside a fragmented message")
-                if self._frag_size + n > self.max_size:
-                    raise FrameError(1009, f"message over {self.max_size} bytes")
-            elif op <= OP_BINARY:
-                if self._frag_op:
-                    raise FrameError(1002, "new message inside a fragmented message")
-                if n > self.max_size:
-                    raise FrameError(1009, f"message over {self.max_size} bytes")
-            else:
-                raise FrameError(1002, f"unknown opcode {op}")
-            stop = h + 4 + n
-            if stop > end:
-                need = stop - pos
-                break
-            payload = unmask(data[h : h + 4], data[h + 4 : stop])
-            pos = stop
-            if op >= OP_CLOSE or (b0 & 0x80 and op):
-                if op == OP_CLOSE:
-                    parse_close(payload)  # (raises on a malformed one)
-                out.append((op, payload))
-            elif op:  # the first fragment of a message
-                self._frag_op = op
-                self._frag = [payload]
-                self._frag_size = n
-            else:
-                self._frag.append(payload)
-                self._frag_size += n
-                if b0 & 0x80:
-                    out.append((self._frag_op, b"".join(self._frag)))
-                    self._frag_op = 0
-                    self._frag = []
-                    self._frag_size = 0
-        if pos < end:
+        try:
+            pos, need = self._parse(data, out, max_frames)
+        except FrameError as e:
+            e.messages = out
+            raise
+        if pos < len(data):
             buf += memoryview(data)[pos:]
             self._need = need
         return out
+
+    def _parse(
+        self, data: bytes, out: list[tuple[int, bytes]], max_frames: int | None
+    ) -> tuple[int, int]:
+        """Append the frames of ``data`` to ``out``; returns (where the unparsed rest begins,
+        the bytes that rest must reach before it can be parsed)."""
+        pos = 0
+        end = len(data)
+        need = 2
+        budget = -1 if max_frames is None else max_frames
+        while end - pos >= 2:
+            if budget == 0:
+                raise FrameError(1008, "frames arrive faster than the message rate allows")
+            budget -= 1
+            head0 = data[pos]
+            head1 = data[pos + 1]
+            if head0 & 0x70:
+                raise FrameError(1002, "reserved bits set (no extension was negotiated)")
+            if not head1 & 0x80:
+                raise FrameError(1002, "client frames must be masked")
+            op = head0 & 0x0F
+            final = head0 & 0x80
+            size = head1 & 0x7F
+            start = pos + 2  # of the mask key
+            if size == 126:
+                if end - start < 2:
+                    need = 4
+                    break
+                size = int.from_bytes(data[start : start + 2], "big")
+                start += 2
+            elif size == 127:
+                if end - start < 8:
+                    need = 10
+                    break
+                size = int.from_bytes(data[start : start + 8], "big")
+                start += 8
+            self._check_header(op, final, size)
+            stop = start + 4 + size
+            if stop > end:
+                need = stop - pos
+                break
+            payload = unmask(data[start : start + 4], data[start + 4 : stop]) if size else b""
+            pos = stop
+            if op >= OP_CLOSE:
+                if op == OP_CLOSE:
+                    parse_close(payload)  # (raises on a malformed one)
+                out.append((op, payload))
+            elif final and op:  # a whole message in one frame
+                out.append((op, payload))
+            else:
+                self._add_fragment(op, final, payload, out)
+        return pos, need
+
+    def _check_header(self, op: int, final: int, size: int) -> None:
+        """Refuse a frame by its header alone, before its payload is buffered."""
+        if op >= OP_CLOSE:
+            if op > OP_PONG:
+                raise FrameError(1002, f"unknown opcode {op}")
+            if not final or size > 125:
+                raise FrameError(1002, "control frames must be final and at most 125 bytes")
+        elif op == OP_CONTINUATION:
+            if not self._message_op:
+                raise FrameError(1002, "continuation frame outside a fragmented message")
+            if self._message_cost + FRAGMENT_COST + size > self.max_size:
+                raise FrameError(1009, f"message over {self.max_size} bytes")
+        elif op <= OP_BINARY:
+            if self._message_op:
+                raise FrameError(1002, "new message inside a fragmented message")
+            if size > self.max_size:
+                raise FrameError(1009, f"message over {self.max_size} bytes")
+        else:
+            raise FrameError(1002, f"unknown opcode {op}")
+
+    def _add_fragment(
+        self, op: int, final: int, payload: bytes, out: list[tuple[int, bytes]]
+    ) -> None:
+        """Collect one fragment of a message; the last one completes it into ``out``."""
+        if op:  # the first fragment
+            self._message_op = op
+        self._message += payload
+        self._message_cost += FRAGMENT_COST + len(payload)
+        self._message_frames += 1
+        if not final:
+            self.fragments += 1
+            if self._message_frames >= self.max_fragments:
+                raise FrameError(1009, f"message in over {self.max_fragments} fragments")
+            return
+        out.append((self._message_op, bytes(self._message)))
+        self._message_op = 0
+        self._message_cost = 0
+        self._message_frames = 0
+        self._message = bytearray()

@@ -1,0 +1,52 @@
+"""What a server process holds, read from ``/proc``: resident memory, open descriptors and the
+established TCP sockets on its port. The leak tests compare them with a baseline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+__all__ = ["established", "fds", "rss_kb", "tcp_state"]
+
+
+def fds(pid: int) -> int:
+    """Open file descriptors of process ``pid``."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of process ``pid`` in KiB (``VmRSS``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def established(port: int) -> int:
+    """Established TCP sockets whose local port is ``port`` (the server's side)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == TCP_ESTABLISHED:
+                    n += 1
+    return n
+
+
+TCP_ESTABLISHED = "01"
+
+
+def tcp_state(local_port: int, remote_port: int) -> str | None:
+    """The state (hex, as in ``/proc/net/tcp``: ``01`` established, ``04`` FIN-WAIT-1, ...) of the
+    socket from ``local_port`` to ``remote_port`` on this machine; None when there is none."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                local = int(cols[1].rsplit(":", 1)[1], 16)
+                remote = int(cols[2].rsplit(":", 1)[1], 16)
+                if local == local_port and remote == remote_port:
+                    return cols[3]
+    return None
