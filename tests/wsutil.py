@@ -95,12 +95,19 @@ class RawWebSocket:
         self.loop = asyncio.get_running_loop()
         self.buf = bytearray()
         self.bytes_read = 0
+        self.handshake = b""  # the server's answer to the upgrade request (status and headers)
 
     @classmethod
     async def connect(
-        cls, host: str, port: int, path: str = "/ws", rcvbuf: int | None = 4096
+        cls,
+        host: str,
+        port: int,
+        path: str = "/ws",
+        rcvbuf: int | None = 4096,
+        headers: Sequence[str] = (),
     ) -> RawWebSocket:
-        """Open a TCP connection (with a small receive buffer) and do the opening handshake."""
+        """Open a TCP connection (with a small receive buffer) and do the opening handshake;
+        ``headers``: extra request header lines (``"Name: value"``)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:  # before connect, so the advertised window stays small
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -113,12 +120,13 @@ class RawWebSocket:
             (
                 f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
+                "Sec-WebSocket-Version: 13\r\n" + "".join(f"{h}\r\n" for h in headers) + "\r\n"
             ).encode(),
         )
         ws = cls(sock)
         head = await ws._read_until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
+        ws.handshake = head
         return ws
 
     async def _fill(self, within: float) -> None:
@@ -182,6 +190,18 @@ class RawWebSocket:
 
     async def send_json(self, obj: Any) -> None:
         await self.send_frame(0x1, orjson.dumps(obj))
+
+    async def send_raw(self, data: bytes) -> None:
+        """Send ``data`` as it is, in one write (hand-built frames, broken ones included)."""
+        await self.loop.sock_sendall(self.sock, data)
+
+    async def recv_eof(self, within: float = 2000 * MS) -> None:
+        """Wait for the server to close the TCP connection: a clean end of stream with nothing
+        unread before it (fails on a byte more, a reset or a timeout)."""
+        assert not self.buf, f"unread bytes before the end of stream: {bytes(self.buf[:200])!r}"
+        async with asyncio.timeout(within):
+            data = await self.loop.sock_recv(self.sock, 1 << 16)
+        assert data == b"", f"bytes instead of the end of stream: {data[:200]!r}"
 
     def close(self) -> None:
         self.sock.close()
