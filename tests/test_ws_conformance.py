@@ -34,17 +34,13 @@ from pytest_aiohttp import AiohttpClient
 from tests.conftest import MS
 from tests.wsutil import Frame, RawWebSocket, Server
 from ticker.broadcaster import HubConfig
+from ticker.wsframe import FRAGMENT_COST
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 MAX = HubConfig().max_frame_bytes  # 64 KiB: a message over it is closed with 1009
 FAST = HubConfig(rate=100_000.0, burst=100_000.0)  # for bulk and heavy fragmentation
 EOF_WITHIN = 1000 * MS  # the server closes TCP right after its close frame
-
-SERVED_BEFORE_FAILURE = pytest.mark.xfail(
-    strict=True, reason="served-before-failure: lands with the wsframe change"
-)
-
 
 # Client frames, built by hand (independent of ticker.wsframe)
 
@@ -449,7 +445,6 @@ SERVED_FIRST = [
 ]
 
 
-@SERVED_BEFORE_FAILURE
 @pytest.mark.parametrize(("data", "code"), SERVED_FIRST)
 async def test_a_message_before_a_violation_is_served_first(
     srv: Target, data: bytes, code: int
@@ -462,7 +457,6 @@ async def test_a_message_before_a_violation_is_served_first(
     await fails(srv, ws, code)
 
 
-@SERVED_BEFORE_FAILURE
 async def test_a_ping_before_a_violation_is_answered_first(srv: Target) -> None:
     ws = await srv.client()
     await ws.send_raw(frame(PING, b"first") + frame(TEXT, ping_msg(1), rsv=1))
@@ -805,25 +799,51 @@ async def test_9_2_large_binary_messages(fast: Target) -> None:
 FRAGMENT_SIZES = [64, 256, 1024, 4096, MAX]
 
 
+def largest_fragmented(size: int) -> int:
+    """The largest message that fits in fragments of ``size`` bytes: its payload plus
+    FRAGMENT_COST per fragment stays within MAX (one maximal message's worth of memory)."""
+    n = MAX
+    while n + FRAGMENT_COST * -(-n // size) > MAX:
+        n -= 1
+    return n
+
+
 @pytest.mark.parametrize(
     "size",
     FRAGMENT_SIZES,
-    ids=[f"9.3.{i}-64KiB-in-{n}B-fragments" for i, n in enumerate(FRAGMENT_SIZES, 1)],
+    ids=[f"9.3.{i}-max-text-in-{n}B-fragments" for i, n in enumerate(FRAGMENT_SIZES, 1)],
 )
 async def test_9_3_max_size_text_in_fragments(fast: Target, size: int) -> None:
     ws = await fast.client()
-    await ws.send_raw(fragmented(chunks(ping_msg(93, MAX), size)))
+    n = largest_fragmented(size)
+    await ws.send_raw(fragmented(chunks(ping_msg(93, n), size)))
     await expect_pongs(ws, [93])
 
 
 @pytest.mark.parametrize(
     "size",
+    FRAGMENT_SIZES[:-1],
+    ids=[f"9.3.{i}-max+1-text-in-{n}B-fragments" for i, n in enumerate(FRAGMENT_SIZES[:-1], 6)],
+)
+async def test_9_3_one_byte_over_in_fragments_is_1009(fast: Target, size: int) -> None:
+    ws = await fast.client()
+    *parts, last = chunks(ping_msg(93, largest_fragmented(size) + 1), size)
+    # All but the last fragment, and a ping between them that proves they were read (so no
+    # unread byte turns the close into a reset); the last one's header crosses the bound.
+    await ws.send_raw(fragmented([*parts, b""])[: -len(frame(CONT, b""))] + frame(PING, b"ok"))
+    assert await ws.recv_frame() == (PONG, b"ok")
+    await ws.send_raw(frame(CONT, last))
+    await expect_close(ws, 1009)
+
+
+@pytest.mark.parametrize(
+    "size",
     FRAGMENT_SIZES,
-    ids=[f"9.4.{i}-64KiB-binary-in-{n}B-fragments" for i, n in enumerate(FRAGMENT_SIZES, 1)],
+    ids=[f"9.4.{i}-max-binary-in-{n}B-fragments" for i, n in enumerate(FRAGMENT_SIZES, 1)],
 )
 async def test_9_4_max_size_binary_in_fragments(fast: Target, size: int) -> None:
     ws = await fast.client()
-    await ws.send_raw(fragmented(chunks(os.urandom(MAX), size), BINARY))
+    await ws.send_raw(fragmented(chunks(os.urandom(largest_fragmented(size)), size), BINARY))
     await expect_error(ws, "bad_request")
     await alive(ws)
 
