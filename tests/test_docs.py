@@ -1,4 +1,4 @@
-"""The README documents every message type, op and error code of the protocol."""
+"""The README and docs/protocol.md document every message type, op, error code and close code."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import re
 import orjson
 
 from tests.conftest import ROOT
+from ticker.broadcaster import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
 from ticker.protocol import _CLIENT_OPS, _SERVER_TYPES, ERROR_CODES
+from ticker.wsconn import CLOSE_ABNORMAL
+
+WSFRAME = ROOT / "ticker" / "wsframe.py"
 
 
 def _section(title: str) -> str:
@@ -32,3 +36,20 @@ def test_wire_protocol_section_shows_every_type_op_and_code() -> None:
     assert set(_CLIENT_OPS.values()) <= ops
     for code in ERROR_CODES:
         assert f"`{code}`" in section
+
+
+def test_the_protocol_doc_shows_every_message_op_error_and_close_code() -> None:
+    """docs/protocol.md is the contract: one example of every message type and op, and every
+    error code and close code the server sends."""
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    examples = [orjson.loads(line) for line in doc.splitlines() if line.startswith("{")]
+    assert set(_SERVER_TYPES.values()) <= {e["type"] for e in examples if "type" in e}
+    assert set(_CLIENT_OPS.values()) <= {e["op"] for e in examples if "op" in e}
+    for code in ERROR_CODES:
+        assert f"| `{code}` |" in doc, code
+    close_codes = {int(c) for c in re.findall(r"^\| (\d{4})\b", doc, re.M)}
+    sent = {CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_ABNORMAL, 1002, 1007, 1009}
+    assert sent <= close_codes, sent - close_codes
+    # Every close code the frame reader raises is among them.
+    raised = {int(c) for c in re.findall(r"FrameError\((\d{4})", WSFRAME.read_text())}
+    assert raised <= close_codes, raised - close_codes

@@ -66,7 +66,7 @@ class News:
 class Listing:
     """A feed declares symbols it will (or may) publish, before their first tick.
 
-    A declared symbol is *known*: clients may subscribe to it at once (PROTOCOL.md, "Symbols").
+    A declared symbol is *known*: clients may subscribe to it at once (docs/protocol.md, "Symbols").
     """
 
     symbols: tuple[str, ...]

@@ -1,4 +1,4 @@
-"""Wire protocol v1 (``PROTOCOL.md``): messages, encode/decode, request parsing, frame bytes.
+"""Wire protocol v1 (``docs/protocol.md``): messages, encode/decode, request parsing, frame bytes.
 
 Pure; no I/O. The rest of the code never builds JSON by hand: it calls :func:`encode`, or, on the
 hot path, the pre-encoded fragment helpers (:func:`quote_fragments`, :func:`delta_tail`,
@@ -329,7 +329,7 @@ def decode(data: bytes | str) -> ServerMessage | Request:
     return result
 
 
-# Request parsing (client -> server), with the error codes of PROTOCOL.md
+# Request parsing (client -> server), with the error codes of docs/protocol.md
 
 
 def _is_number(v: Any) -> TypeGuard[int | float]:

@@ -1,6 +1,6 @@
 """HTTP and WebSocket server: ``create_app(feeds) -> web.Application``.
 
-I/O shell. Routes: ``/ws`` (PROTOCOL.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
+I/O shell. Routes: ``/ws`` (docs/protocol.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
 ``/api/news``, ``/api/replay`` (replay control), ``/`` and ``/static/`` (files from ``web/``
 only), ``/vendor/plotly.min.js`` (from the installed ``plotly`` package, so the dashboard works
 offline); ``/metrics`` (Prometheus, ticker.metrics); ``POST /api/ticks`` and
