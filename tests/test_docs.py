@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import orjson
@@ -9,9 +10,8 @@ import orjson
 from tests.conftest import ROOT
 from ticker.broadcaster import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
 from ticker.protocol import _CLIENT_OPS, _SERVER_TYPES, ERROR_CODES
+from ticker import wsframe
 from ticker.wsconn import CLOSE_ABNORMAL
-
-WSFRAME = ROOT / "ticker" / "wsframe.py"
 
 
 def _section(title: str) -> str:
@@ -51,5 +51,5 @@ def test_the_protocol_doc_shows_every_message_op_error_and_close_code() -> None:
     sent = {CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_ABNORMAL, 1002, 1007, 1009}
     assert sent <= close_codes, sent - close_codes
     # Every close code the frame reader raises is among them.
-    raised = {int(c) for c in re.findall(r"FrameError\((\d{4})", WSFRAME.read_text())}
+    raised = {int(c) for c in re.findall(r"FrameError\((\d{4})", inspect.getsource(wsframe))}
     assert raised <= close_codes, raised - close_codes
