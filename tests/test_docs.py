@@ -8,9 +8,9 @@ import re
 import orjson
 
 from tests.conftest import ROOT
+from ticker import wsframe
 from ticker.broadcaster import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
 from ticker.protocol import _CLIENT_OPS, _SERVER_TYPES, ERROR_CODES
-from ticker import wsframe
 from ticker.wsconn import CLOSE_ABNORMAL
 
 
