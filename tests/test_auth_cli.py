@@ -1,5 +1,5 @@
 """Access settings on the command line: ``[auth]`` in ``--config``, ``TICKER_*`` variables, the
-``--allow-origin``/``--require-token`` flags, and ``ticker token``.
+``--allow-origin``/``--require-token``/``--public-host`` flags, and ``ticker token``.
 
 Real ``ticker serve`` processes for what they serve; ``main()`` in-process for usage errors (one
 line, exit 2, never the secret).
@@ -18,8 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, ServerProcess
 from tests.wsutil import recv
-from ticker.auth import AuthError, verify_token
-from ticker.cli import main
+from ticker.auth import AuthConfig, AuthError, host_allowed, verify_token
+from ticker.cli import _served_name, main
 
 SECRET = "cli-test-secret-" + "c" * 32
 ADMIN = "cli-admin-token-" + "d" * 16
@@ -89,6 +89,9 @@ def test_token_command_without_a_secret_is_a_usage_error() -> None:
         ([], "[auth]\nallow_origins = 'x'\n", {}, "allow_origins must be a list"),
         (["--allow-origin", "example.com"], None, {}, "allowed origin 'example.com'"),
         ([], "[auth]\nrequire_token = 'yes'\n", {}, "must be true or false"),
+        (["--public-host", "https://x.example"], None, {}, "public host 'https://x.example'"),
+        ([], "[auth]\npublic_hosts = 'x.example'\n", {}, "public_hosts must be a list"),
+        ([], '[auth]\npublic_hosts = ["x.example:443"]\n', {}, "public host 'x.example:443'"),
     ],
 )
 def test_access_usage_errors(
@@ -190,3 +193,14 @@ async def test_environment_gives_the_secrets(tmp_path: Path) -> None:
                 assert resp.status == 200
     finally:
         s.close()
+
+
+def test_the_name_serve_binds_to_is_a_public_host() -> None:
+    """``ticker serve --host ticker.lan``: clients reach it by that name (no rebinding there)."""
+    auth = _served_name(AuthConfig(public_hosts=("a.example",)), "Ticker.LAN")
+    assert auth.host_rules == ("a.example", "ticker.lan")
+    assert host_allowed("ticker.lan:8080", auth.host_rules)
+    for address in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost", "a.example"):
+        assert _served_name(AuthConfig(public_hosts=("a.example",)), address).host_rules == (
+            "a.example",
+        ), address

@@ -6,7 +6,9 @@ Sync, no event loop, no mocks; hypothesis for the properties.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
+import ipaddress
 import string
 from typing import Any
 
@@ -17,16 +19,20 @@ from hypothesis import given, settings, strategies as st
 
 from ticker.auth import (
     DEFAULT_ORIGINS,
+    MAX_EXP,
     AuthConfig,
     AuthError,
     admin_ok,
     bearer,
     entitled_only,
+    host_allowed,
+    host_name,
     mint_token,
     news_visible,
     origin_allowed,
     parse_origin,
     parse_origin_rule,
+    parse_public_host,
     permits,
     split_entitled,
     verify_token,
@@ -157,6 +163,104 @@ def test_parse_origin_makes_default_ports_explicit() -> None:
     assert parse_origin("https://a.com?q") is None
 
 
+# Hosts (DNS rebinding)
+
+ipv4s = st.ip_addresses(v=4).map(str)
+ipv6s = st.ip_addresses(v=6).map(lambda a: f"[{a}]")
+optional_ports = st.none() | ports
+
+
+def with_port(name: str, port: int | None) -> str:
+    return name if port is None else f"{name}:{port}"
+
+
+def not_an_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return True
+    return False
+
+
+names = hostnames.filter(not_an_ip)
+configured = st.lists(hostnames, max_size=3).map(lambda hs: tuple(parse_public_host(h) for h in hs))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ip=ipv4s | ipv6s, port=optional_ports, rules=configured)
+def test_any_ip_literal_with_any_port_is_allowed(
+    ip: str, port: int | None, rules: tuple[str, ...]
+) -> None:
+    # An address cannot be rebound: the server's own, or any other (it is not this server's
+    # business which of its addresses a client used).
+    assert host_allowed(with_port(ip, port), rules)
+    assert host_allowed(with_port(ip, port), ())
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=names, port=optional_ports, rules=configured)
+def test_a_name_neither_configured_nor_localhost_is_refused(
+    name: str, port: int | None, rules: tuple[str, ...]
+) -> None:
+    if name in rules or name == "localhost" or name.endswith(".localhost"):
+        return
+    assert not host_allowed(with_port(name, port), rules)
+    assert not host_allowed(with_port(name.upper(), port), rules)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=names, sub=labels, port=optional_ports, others=configured)
+def test_a_configured_name_is_allowed_in_any_case_and_port_and_only_it(
+    name: str, sub: str, port: int | None, others: tuple[str, ...]
+) -> None:
+    rules = (*others, parse_public_host(name.upper()))
+    assert host_allowed(with_port(name, port), rules)
+    assert host_allowed(with_port(name.upper(), port), rules)
+    assert host_allowed(with_port(name + ".", port), rules), "the absolute form"
+    if f"{sub}.{name}" not in rules:
+        assert not host_allowed(with_port(f"{sub}.{name}", port), rules), "not its subdomains"
+    if f"{name}.{sub}" not in rules:
+        assert not host_allowed(with_port(f"{name}.{sub}", port), rules)
+    wild = (parse_public_host(f"*.{name}"),)
+    assert host_allowed(with_port(f"{sub}.{name}", port), wild)
+    assert not host_allowed(with_port(name, port), wild), "*.name is the subdomains only"
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=names, sub=labels, port=optional_ports)
+def test_localhost_and_star(name: str, sub: str, port: int | None) -> None:
+    for local in ("localhost", "LOCALHOST", f"{sub}.localhost", "localhost."):
+        assert host_allowed(with_port(local, port), ())
+    assert not host_allowed(with_port(f"localhost.{name}", port), ())
+    assert host_allowed(with_port(name, port), ("*",)), "* is any Host"
+    # Absent or malformed: refused; absent even with "*".
+    for bad in (None, "", ":80", f"{name}:port", "::1", "[::1", "[not-an-ip]", "[127.0.0.1]"):
+        assert not host_allowed(bad, ()), bad
+    assert not host_allowed(None, ("*",)) and not host_allowed("", ("*",))
+
+
+def test_host_name_for_the_message() -> None:
+    assert host_name("Evil.Example:8080") == "evil.example"
+    assert host_name("evil.example.") == "evil.example"
+    assert host_name("[::1]:80") == "[::1]"
+    assert host_name(None) == ""
+
+
+@pytest.mark.parametrize(
+    "bad", ["https://a.example", "a.example:443", "a.example/x", "", "a..b", "*.", "[::1"]
+)
+def test_bad_public_hosts_are_refused(bad: str) -> None:
+    with pytest.raises(AuthError, match="public host"):
+        parse_public_host(bad)
+    with pytest.raises(AuthError, match="public host"):
+        AuthConfig(public_hosts=(bad,))
+
+
+def test_public_hosts_are_normalized() -> None:
+    cfg = AuthConfig(public_hosts=("Ticker.Example.COM.", "*.Tenants.example", "[::1]", "*"))
+    assert cfg.host_rules == ("ticker.example.com", "*.tenants.example", "[::1]", "*")
+
+
 # Entitlements
 
 
@@ -259,6 +363,47 @@ def test_forged_and_malformed_tokens_are_refused_without_echoing_them() -> None:
             verify_token(token, SECRET, now=NOW)
         if token:
             assert token not in str(err.value)
+
+
+def _signed(payload: bytes) -> str:
+    """An HS256 token over ``payload`` as given (numbers no JSON encoder would write)."""
+
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(payload)
+    sig = hmac.new(SECRET.encode(), signing, hashlib.sha256).digest()
+    return (signing + b"." + b64(sig)).decode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"exp": 1' + b"0" * 400 + b"}",
+        b'{"exp": -1' + b"0" * 400 + b"}",
+        b'{"exp": 1e308}',
+        b'{"exp": 1e400}',
+        b'{"exp": -1e400}',
+        b'{"exp": NaN}',
+        b'{"exp": 253402300800}',
+        b'{"exp": [1]}',
+        b'{"exp": true}',
+        b'{"exp": 4102444800, "nbf": 1e400}',
+        b'{"exp": 4102444800, "nbf": "x"}',
+        b'{"exp": 4102444800, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+)
+def test_absurd_claims_are_an_auth_error(payload: bytes) -> None:
+    with pytest.raises(AuthError):
+        verify_token(_signed(payload), SECRET, now=NOW)
+
+
+def test_exp_up_to_the_year_9999() -> None:
+    assert verify_token(_signed(b'{"exp": 253402300799}'), SECRET, now=NOW).expires == MAX_EXP
+    with pytest.raises(AuthError, match="year 9999"):
+        verify_token(_signed(b'{"exp": 253402300800}'), SECRET, now=NOW)
+    with pytest.raises(AuthError, match="year 9999"):
+        mint_token(SECRET, now=NOW, ttl=1e300)
 
 
 def test_star_in_the_symbols_claim_means_every_symbol() -> None:

@@ -3,7 +3,9 @@ API through it, and its commented TLS server block, uncommented, serving https a
 
 Debian's nginx in front of two edge nodes on a private redis-server, as tests/test_deploy_nginx.py
 runs it; the edges have an admin token and an allow-list without localhost, so only the same-origin
-rule (Host with its port, as the sample forwards it) lets a page on the proxy's origin in.
+rule (Host with its port, as the sample forwards it) lets a page on the proxy's origin in. The
+edges are run with ``--public-host ticker.example.com``, the name the sample's TLS block serves:
+nginx forwards the name the client used, and the edges answer only names they serve.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def front(
             "edge",
             "--allow-origin",
             "https://app.example.com",
+            "--public-host",
+            "ticker.example.com",
             env={"TICKER_ADMIN_TOKEN": ADMIN},
         )
         for _ in range(2)
@@ -108,6 +112,21 @@ async def test_sample_with_origins_publish_and_tls(
         assert err.value.status == 403
         await ws.send_json({"op": "subscribe", "symbols": ["*"]})
         await recv_type(ws, "snapshot", within=5000 * MS)
+
+        # By name: nginx forwards the Host the client used; the edges serve the --public-host
+        # name (a page on it is same-origin) and refuse any other (DNS rebinding).
+        named = {"Host": "ticker.example.com"}
+        async with http.get(plain + "/api/quotes", headers=named) as r:
+            assert r.status == 200
+        by_name = await http.ws_connect(
+            plain.replace("http", "ws") + "/ws", headers=named, origin="http://ticker.example.com"
+        )
+        assert (await recv(by_name))["type"] == "hello"
+        await by_name.close()
+        for path in ("/api/quotes", "/ws"):
+            async with http.get(plain + path, headers={"Host": "evil.example"}) as r:
+                assert r.status == 421, path
+                assert (await r.json())["error"] == "misdirected"
 
         # 10,000 ticks (about 1 MB) through the proxy's body limit, to an edge, to Redis, to
         # the subscriber (on whichever edge).

@@ -245,7 +245,7 @@ async def test_a_failed_or_abandoned_handshake_gives_its_slot_back(
         # A peer that sends the upgrade and hangs up without reading the answer.
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         await writer.drain()

@@ -10,12 +10,18 @@ Pure; no I/O (PyJWT only computes). The aiohttp shell that applies this to reque
   cross-site WebSocket hijacking needs a victim's browser, which always sends ``Origin``.
 * **Client tokens**: JWT HS256 signed with the configured secret; ``exp`` is required; ``sub``
   (who) and ``symbols`` (a list, or ``"*"``/absent for every symbol) are optional.
+* **Hosts** (DNS rebinding): ``/ws`` and the APIs answer only a ``Host`` this server is known by:
+  an IP literal (an address cannot be rebound to another machine), ``localhost`` and
+  ``*.localhost`` (loopback by RFC 6761), and the configured public names (``*``: any ``Host``).
+  A page on ``evil.example`` whose DNS answer turns into ``127.0.0.1`` is same-origin with itself,
+  so the origin rule cannot refuse it; its ``Host`` still says ``evil.example``.
 * **Admin token**: one shared secret for the write endpoints, compared in constant time.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -25,6 +31,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "DEFAULT_ORIGINS",
     "FULL",
+    "MAX_EXP",
     "MIN_ADMIN_TOKEN",
     "MIN_SECRET",
     "AuthConfig",
@@ -34,11 +41,14 @@ __all__ = [
     "admin_ok",
     "bearer",
     "entitled_only",
+    "host_allowed",
+    "host_name",
     "mint_token",
     "news_visible",
     "origin_allowed",
     "parse_origin",
     "parse_origin_rule",
+    "parse_public_host",
     "permits",
     "split_entitled",
     "verify_token",
@@ -61,9 +71,15 @@ MIN_ADMIN_TOKEN = 16
 """Characters an admin token needs at least (``python -c 'import secrets;
 print(secrets.token_urlsafe(32))'`` makes a good one)."""
 
+MAX_EXP = 253_402_300_799
+"""The latest ``exp`` a token may have: 9999-12-31T23:59:59Z. Anything later is absurd (and
+``10**400`` is no float at all)."""
+
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 _HOST = re.compile(r"^(\*\.)?[a-z0-9._~%!$&'()+,;=:-]+$")
+_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
+_NAME = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
 
 
 class AuthError(ValueError):
@@ -199,6 +215,74 @@ def origin_allowed(origin: str | None, host: str | None, rules: Sequence[OriginR
     return any(r.matches(scheme, ohost, oport) for r in rules)
 
 
+def parse_public_host(text: str) -> str:
+    """Pure; no I/O. One ``--public-host`` value, normalized: ``*`` (any ``Host``), a name, or
+    ``*.name`` (any subdomain of it), lower-case, without a trailing dot.
+
+    Raises:
+        AuthError: not one of those (a port, a scheme, a path...).
+    """
+    s = text.strip().lower()
+    if s == "*":
+        return s
+    name = s[:-1] if s.endswith(".") else s
+    if not _NAME.match(name) and not _ip_literal(name):  # (an address is served anyway)
+        raise AuthError(
+            f"public host {text!r} is not a host name (no scheme, port or path), *.name or *"
+        )
+    return name
+
+
+def host_name(host: str | None) -> str:
+    """Pure; no I/O. The name part of a ``Host`` header, lower-case, without its port (for
+    messages); the header as sent when malformed, '' when absent."""
+    if host is None:
+        return ""
+    parsed = _split_host(host)
+    return parsed[0].removesuffix(".") if parsed is not None else host.strip()
+
+
+def _ip_literal(name: str) -> bool:
+    try:
+        if name.startswith("[") and name.endswith("]"):
+            ipaddress.IPv6Address(name[1:-1])
+        else:
+            ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def host_allowed(host: str | None, public_hosts: Sequence[str]) -> bool:
+    """Pure; no I/O. Whether a request with this ``Host`` header is for this server (DNS
+    rebinding: a rebound name still says its own name in ``Host``).
+
+    Args:
+        host: the ``Host`` header; None (absent) is refused.
+        public_hosts: names from :func:`parse_public_host`; ``*`` allows every ``Host``.
+
+    Allowed, whatever the port and case: an IP literal (IPv6 in brackets), ``localhost`` and
+    ``*.localhost``, a name in ``public_hosts`` (``*.name``: its subdomains).
+    """
+    parsed = _split_host(host) if host is not None else None
+    if parsed is None or not parsed[0]:
+        return False
+    name = parsed[0]
+    if _ip_literal(name) or "*" in public_hosts:
+        return True
+    if name.endswith("."):
+        name = name[:-1]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    for rule in public_hosts:
+        if rule.startswith("*."):
+            if name.endswith(rule[1:]) and len(name) > len(rule) - 1:
+                return True
+        elif name == rule:
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
     """Access settings (``[auth]`` in ``--config``, ``TICKER_*`` env vars and flags map onto these).
@@ -211,9 +295,12 @@ class AuthConfig:
         allow_origins: the WebSocket origin allow-list, besides the server's own origin.
         local_replay: without an admin token, ``POST /api/replay`` is allowed from a loopback
             peer (no proxy headers) whose origin passes the check: ``ticker replay`` on a laptop.
+        public_hosts: names ``/ws`` and the APIs answer to besides IP literals and localhost
+            (:func:`host_allowed`); ``*`` for any.
 
     Raises:
-        AuthError: a secret is too short, ``require_token`` without a secret, a bad origin.
+        AuthError: a secret is too short, ``require_token`` without a secret, a bad origin or
+            public host.
     """
 
     admin_token: str | None = field(default=None, repr=False)
@@ -221,7 +308,9 @@ class AuthConfig:
     require_token: bool = False
     allow_origins: tuple[str, ...] = DEFAULT_ORIGINS
     local_replay: bool = True
+    public_hosts: tuple[str, ...] = ()
     rules: tuple[OriginRule, ...] = field(init=False, repr=False, compare=False)
+    host_rules: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None and len(self.admin_token) < MIN_ADMIN_TOKEN:
@@ -231,6 +320,9 @@ class AuthConfig:
         if self.require_token and not self.token_secret:
             raise AuthError("require_token needs a token secret (TICKER_TOKEN_SECRET)")
         object.__setattr__(self, "rules", tuple(parse_origin_rule(o) for o in self.allow_origins))
+        object.__setattr__(
+            self, "host_rules", tuple(parse_public_host(h) for h in self.public_hosts)
+        )
 
 
 # Grants and entitlements
@@ -321,6 +413,8 @@ def mint_token(
         raise AuthError(f"the token secret must be at least {MIN_SECRET} bytes")
     if not ttl > 0 or math.isinf(ttl):
         raise AuthError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    if now + ttl > MAX_EXP:
+        raise AuthError(f"ttl {ttl!r} ends after the year 9999")
     import jwt  # here, not at the top: the hub imports this module for entitlements only
 
     claims: dict[str, object] = {"iat": int(now), "exp": math.ceil(now + ttl)}
@@ -335,9 +429,9 @@ def verify_token(token: str, secret: str, *, now: float) -> Grant:
     """Pure; no I/O. The grant of a client token.
 
     Raises:
-        AuthError: a bad signature, another algorithm, a malformed token, no or a past ``exp``, a
-            ``sub`` that is not a string or a bad ``symbols`` claim. The message says which,
-            never what the token was.
+        AuthError: a bad signature, another algorithm, a malformed token, no or a past ``exp``
+            or one after :data:`MAX_EXP`, a ``sub`` that is not a string or a bad ``symbols``
+            claim. The message says which, never what the token was.
     """
     import jwt
 
@@ -356,11 +450,18 @@ def verify_token(token: str, secret: str, *, now: float) -> Grant:
         raise AuthError("token signature does not match") from None
     except jwt.InvalidTokenError:
         raise AuthError("token is malformed") from None
+    except (ValueError, TypeError, ArithmeticError, RecursionError):
+        # A signed token is still untrusted input to PyJWT's own claim checks (an `nbf` of
+        # 1e400 is an OverflowError there).
+        raise AuthError("token is malformed") from None
     exp = claims["exp"]
-    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or exp != exp:
         raise AuthError("token 'exp' is not a number")
+    # int and float compare exactly, whatever their size: no conversion of 10**400 to a float.
     if exp <= now:
         raise AuthError("token has expired")
+    if exp > MAX_EXP:
+        raise AuthError("token 'exp' is after the year 9999")
     sub = claims.get("sub")
     if sub is not None and not isinstance(sub, str):
         raise AuthError("token 'sub' is not a string")

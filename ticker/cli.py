@@ -322,7 +322,7 @@ async def _serve(args: argparse.Namespace) -> int:
     if not isinstance(bus, str) or not isinstance(role, str):
         raise UsageError("config 'bus' and 'role' must be strings")
     _protect_url(bus)
-    auth = _auth_config(args, cfg)
+    auth = _served_name(_auth_config(args, cfg), host)
     tls = _ssl_context(args, cfg)
     try:
         app = create_app(sources, config, recorder=recorder, bus=bus, role=role, auth=auth)
@@ -506,7 +506,7 @@ def _replay(args: argparse.Namespace) -> int:
     feed = _replay_feed(args)
     if args.check:
         return 0
-    auth = _auth_config(None, {})  # TICKER_ADMIN_TOKEN / TICKER_TOKEN_SECRET
+    auth = _served_name(_auth_config(None, {}), args.host)  # TICKER_ADMIN_TOKEN / ..._SECRET
     return _run(_serve_app(create_app([FeedSource.of(feed)], auth=auth), args.host, args.port))
 
 
@@ -527,6 +527,15 @@ def _access_args(p: argparse.ArgumentParser) -> None:
         help="a browser origin allowed to open /ws besides the server's own, e.g. "
         "https://app.example.com, https://*.example.com, http://localhost:* or *; repeatable "
         "(default: localhost, 127.0.0.1 and [::1] on any port)",
+    )
+    p.add_argument(
+        "--public-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a name clients reach this server by (the Host header of /ws and /api/*), e.g. "
+        "ticker.example.com or *.example.com; * for any; repeatable (always served: IP "
+        "addresses, localhost, and the --host name)",
     )
     p.add_argument(
         "--require-token",
@@ -554,7 +563,14 @@ def _auth_table(cfg: dict[str, Any]) -> dict[str, Any]:
     table = cfg.get("auth", {})
     if not isinstance(table, dict):
         raise UsageError("config 'auth' must be a table")
-    valid = {"admin_token", "token_secret", "require_token", "allow_origins", "local_replay"}
+    valid = {
+        "admin_token",
+        "token_secret",
+        "require_token",
+        "allow_origins",
+        "local_replay",
+        "public_hosts",
+    }
     bad = set(table) - valid
     if bad:
         raise UsageError(f"config [auth]: unknown keys {sorted(bad)}; valid: {sorted(valid)}")
@@ -574,11 +590,14 @@ def _auth_config(args: argparse.Namespace | None, cfg: dict[str, Any]) -> AuthCo
     require = table.get("require_token", False)
     origins = table.get("allow_origins", list(DEFAULT_ORIGINS))
     local_replay = table.get("local_replay", True)
+    hosts = table.get("public_hosts", [])
     if args is not None:
         if args.require_token is not None:
             require = args.require_token
         if args.allow_origin is not None:
             origins = args.allow_origin
+        if args.public_host is not None:
+            hosts = args.public_host
     for name, v in (("admin_token", admin), ("token_secret", secret)):
         if v is not None and not isinstance(v, str):
             raise UsageError(f"config [auth] {name} must be a string")
@@ -586,6 +605,8 @@ def _auth_config(args: argparse.Namespace | None, cfg: dict[str, Any]) -> AuthCo
         raise UsageError("config [auth] require_token and local_replay must be true or false")
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise UsageError("config [auth] allow_origins must be a list of strings")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise UsageError("config [auth] public_hosts must be a list of strings")
     try:
         return AuthConfig(
             admin_token=admin,
@@ -593,9 +614,24 @@ def _auth_config(args: argparse.Namespace | None, cfg: dict[str, Any]) -> AuthCo
             require_token=require,
             allow_origins=tuple(origins),
             local_replay=local_replay,
+            public_hosts=tuple(hosts),
         )
     except AuthError as exc:  # the message names the setting, never its value
         raise UsageError(str(exc)) from exc
+
+
+def _served_name(auth: AuthConfig, bind: str) -> AuthConfig:
+    """``auth`` with the name ``--host`` binds to (when it is a name, not an address) among
+    the public hosts: clients that reach the server by it are not rebinding anything."""
+    from ticker.auth import AuthError, host_allowed, parse_public_host
+
+    try:
+        name = parse_public_host(bind)
+    except AuthError:
+        return auth  # an IPv6 address, or nothing a browser could put in Host
+    if host_allowed(name, auth.host_rules):
+        return auth  # an IPv4 address, localhost, or listed already
+    return dataclasses.replace(auth, public_hosts=(*auth.public_hosts, name))
 
 
 def _ssl_context(args: argparse.Namespace, cfg: dict[str, Any]) -> ssl.SSLContext | None:

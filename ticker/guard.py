@@ -4,6 +4,8 @@ I/O shell around :mod:`ticker.auth`. Every decision is made before the handler r
 WebSocket is never upgraded:
 
 ========================================  ==================================================
+``/ws``, ``/api/*`` (``HOST_CHECKED``)    first a ``Host`` this server is known by (else
+                                          421: DNS rebinding; ticker.auth.host_allowed)
 ``GET /ws``                               allowed ``Origin`` (else 403), then a client token
                                           when required (else 401)
 ``GET /api/symbols|quotes|history|news``  a client token when required (else 401)
@@ -41,11 +43,21 @@ from ticker.auth import (
     Grant,
     admin_ok,
     bearer,
+    host_allowed,
+    host_name,
     origin_allowed,
     verify_token,
 )
 
-__all__ = ["AUTH", "GRANT", "WS_PROTOCOLS", "expire_when_due", "grant_of", "guard"]
+__all__ = [
+    "AUTH",
+    "GRANT",
+    "HOST_CHECKED",
+    "WS_PROTOCOLS",
+    "expire_when_due",
+    "grant_of",
+    "guard",
+]
 
 AUTH = web.AppKey("auth", AuthConfig)
 GRANT = web.RequestKey("grant", Grant)
@@ -54,6 +66,10 @@ WS_PROTOCOLS = ("ticker.v1",)
 """Subprotocols the server selects when offered (``ticker.v1``: PROTOCOL.md, version 1)."""
 
 BEARER_PROTOCOL = "bearer."
+
+HOST_CHECKED = ("/ws", "/api/")
+"""Paths that answer only an allowed ``Host`` (421 otherwise): exact, or every path under an
+entry ending in ``/``. A new route a page could read from another site (SSE...) goes here."""
 
 _READ = frozenset({"/api/symbols", "/api/quotes", "/api/history", "/api/news"})
 _WRITE = frozenset({"/api/ticks", "/api/news"})
@@ -69,6 +85,23 @@ def _refuse(status: int, error: str, message: str) -> web.Response:
         status=status,
         content_type="application/json",
         headers=headers,
+    )
+
+
+def _host_checked(path: str) -> bool:
+    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in HOST_CHECKED)
+
+
+def _misdirected(request: web.Request, cfg: AuthConfig) -> web.Response | None:
+    """421 when the request's ``Host`` is not one this server is known by."""
+    host = request.headers.get("Host")  # not request.host: aiohttp makes one up when absent
+    if host_allowed(host, cfg.host_rules):
+        return None
+    if host is None:
+        return _refuse(421, "misdirected", "a Host header is required")
+    name = host_name(host)[:100]
+    return _refuse(
+        421, "misdirected", f"host {name!r} is not served here; add it with --public-host"
     )
 
 
@@ -122,6 +155,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     resource = request.match_info.route.resource
     path = resource.canonical if resource is not None else ""
     method = request.method
+    if _host_checked(request.path) or _host_checked(path):
+        misdirected = _misdirected(request, cfg)
+        if misdirected is not None:
+            return misdirected
     if path == "/ws":
         if not _origin_ok(request, cfg):
             return _refuse(403, "forbidden", "origin not allowed")

@@ -10,7 +10,8 @@ it again, losing nothing and duplicating nothing. Accepted events take the app's
 process, ``MemoryBus.publish`` (the hub and the recorder); on Redis, :meth:`RedisBus.post` writes
 them in one transaction whatever the node's role (a posted event reaches one node only, unlike a
 feed's, which every ingest node sees). The admin token is checked by :mod:`ticker.guard` before
-these handlers run.
+these handlers run. Bodies are read by :func:`read_body` (``POST /api/replay`` too): a size limit,
+and ``http_idle_s`` for the whole body.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "add_publish_routes",
     "parse_news",
     "parse_ticks",
+    "read_body",
 ]
 
 log = logging.getLogger("ticker.publish")
@@ -203,26 +205,77 @@ def _json(data: Any, status: int) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-async def _read(request: web.Request, limit: int) -> bytes | web.Response:
-    """The body, at most ``limit`` bytes (413 beyond, before reading all of it); 415 unless
-    JSON."""
-    if request.content_type != "application/json":
-        return _json(
-            {"error": "unsupported_media_type", "message": "send Content-Type: application/json"},
-            415,
-        )
+async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The body, at most ``limit`` bytes (413 beyond, before reading all of it), received whole
+    within ``http_idle_s`` of the handler starting (else 408, and the connection is closed: a
+    slow body holds no handler for longer than a slow request head would hold the socket).
+
+    A client that goes away mid-body is one INFO line; the response returned then is never sent.
+    """
+    from ticker.server import CONFIG
+
     too_large = _json(
         {"error": "too_large", "message": f"request body over {limit:,} bytes"},
         413,
     )
     if request.content_length is not None and request.content_length > limit:
         return too_large
+    idle = request.app[CONFIG].http_idle_s
     body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            return too_large
+    try:
+        async with asyncio.timeout(idle if idle > 0 else None):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > limit:
+                    return too_large
+    except TimeoutError:
+        log.info(
+            "%s %s from %s: body not received within %g s (%d of %s bytes); closed",
+            request.method,
+            request.path,
+            request.remote,
+            idle,
+            len(body),
+            request.content_length,
+        )
+        return await _give_up(
+            request,
+            _json(
+                {"error": "timeout", "message": f"request body not received within {idle:g} s"},
+                408,
+            ),
+        )
+    except ConnectionError:
+        log.info(
+            "%s %s from %s: the client went away mid-body (%d of %s bytes)",
+            request.method,
+            request.path,
+            request.remote,
+            len(body),
+            request.content_length,
+        )
+        return _json({"error": "incomplete", "message": "the body ended early"}, 400)
     return bytes(body)
+
+
+async def _give_up(request: web.Request, resp: web.Response) -> web.Response:
+    """Send ``resp`` with ``Connection: close`` and close the connection at once: aiohttp would
+    otherwise go on reading the rest of the body (its lingering time, 10 s) to drop it."""
+    resp.force_close()
+    await resp.prepare(request)
+    await resp.write_eof()
+    request.protocol.force_close()  # after the write: the transport flushes, then closes
+    return resp
+
+
+async def _read(request: web.Request, limit: int) -> bytes | web.Response:
+    """The body (:func:`read_body`); 415 unless JSON."""
+    if request.content_type != "application/json":
+        return _json(
+            {"error": "unsupported_media_type", "message": "send Content-Type: application/json"},
+            415,
+        )
+    return await read_body(request, limit)
 
 
 async def _deliver(app: web.Application, events: list[Event]) -> list[int] | web.Response:

@@ -57,6 +57,10 @@ METRICS = web.AppKey("metrics", Metrics)
 SOCKETS = web.AppKey("sockets", Sockets)
 
 
+MAX_BODY = 1024 * 1024
+"""Largest request body but the publish API's (its own limits: ticker.publish)."""
+
+
 def plotly_js_path() -> Path:
     """The ``plotly.min.js`` bundled with the installed ``plotly`` Python package."""
     import plotly
@@ -75,9 +79,38 @@ def _bad(message: str) -> web.Response:
 # WebSocket
 
 
+def _handshake_refusal(request: web.Request) -> web.Response | None:
+    """The handshake rules aiohttp does not enforce, checked before a slot is taken: version 13
+    only (426 naming it, RFC 6455 4.2.2; aiohttp also takes 7 and 8), a ``GET`` (aiohttp routes
+    ``HEAD`` to GET handlers) over HTTP/1.1 or later (RFC 6455 4.1)."""
+    version = request.headers.get("Sec-WebSocket-Version")
+    if version is not None and version.strip() != "13":
+        return web.Response(
+            body=orjson.dumps(
+                {
+                    "error": "upgrade_required",
+                    "message": f"WebSocket version {version.strip()[:20]!r} is not supported; "
+                    "use 13",
+                }
+            ),
+            status=426,
+            content_type="application/json",
+            headers={"Sec-WebSocket-Version": "13"},
+        )
+    if request.method != "GET":
+        return _bad(f"a WebSocket upgrade is a GET, not {request.method}")
+    if request.version < (1, 1):
+        return _bad("a WebSocket upgrade needs HTTP/1.1")
+    return None
+
+
 async def ws_handler(request: web.Request) -> web.StreamResponse:
-    """Upgrade to a WebSocket (after ``guard``: origin and token, and the connection limits),
-    then hand the socket to a :class:`~ticker.wsconn.WsConnection` and let aiohttp go of it."""
+    """Upgrade to a WebSocket (after ``guard``: host, origin and token; then the handshake rules
+    and the connection limits), then hand the socket to a :class:`~ticker.wsconn.WsConnection`
+    and let aiohttp go of it."""
+    refusal = _handshake_refusal(request)  # 426/400, before any slot is taken
+    if refusal is not None:
+        return refusal
     admitted = admit(request)  # connection limits: 503/429
     if isinstance(admitted, web.StreamResponse):
         return admitted
@@ -97,7 +130,12 @@ def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
     ready = ws.can_prepare(request)
     key = request.headers.get("Sec-WebSocket-Key", "")
     if not ready.ok:
-        raise web.HTTPBadRequest(text="not a valid WebSocket upgrade request")
+        raise web.HTTPBadRequest(
+            text=orjson.dumps(
+                {"error": "bad_request", "message": "not a valid WebSocket upgrade request"}
+            ).decode(),
+            content_type="application/json",
+        )
     transport = request.transport
     if transport is None or transport.is_closing():  # the peer went away meanwhile
         slot.release()
@@ -296,10 +334,14 @@ async def api_replay(request: web.Request) -> web.Response:
     app = request.app
     if request.method == "POST":
         # pandas comes with ticker.replay: import it only when a replay is being controlled.
+        from ticker.publish import read_body
         from ticker.replay import ReplayError, parse_command
 
+        raw = await read_body(request, MAX_BODY)
+        if isinstance(raw, web.Response):
+            return raw
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return _bad("body is not JSON")
         try:
@@ -432,7 +474,7 @@ def create_app(
         raise ValueError(f"bus must be memory://, redis:// or rediss://, got {bus!r}")
     if scheme == "memory" and role != "all":
         raise ValueError(f"role {role!r} needs a shared bus (redis://), not memory://")
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[guard])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
     app[AUTH] = auth or AuthConfig()
     app[BUS_URL] = bus
     app[ROLE] = role
