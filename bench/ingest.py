@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from feeds.sim import SimMarket, parse_symbols
-from ticker.broadcaster import Hub, HubConfig
-from ticker.events import Tick
+from ticker.core.events import Tick
+from ticker.hub.broadcaster import Hub, HubConfig
 
 __all__ = ["run"]
 

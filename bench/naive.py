@@ -17,8 +17,8 @@ import time
 from aiohttp import WSMsgType, web
 
 from feeds.sim import SimFeed
-from ticker.book import Book
-from ticker.events import Tick
+from ticker.core.book import Book
+from ticker.core.events import Tick
 
 __all__ = ["main"]
 

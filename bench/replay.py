@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feeds.replay import ReplayFeed
-from ticker.recorder import SCHEMA
 from ticker.replay import load
+from ticker.store.recorder import SCHEMA
 
 __all__ = ["main", "run"]
 
@@ -124,7 +124,7 @@ def _measure(path: Path, rows: int) -> dict[str, Any]:
 
 def _through_hub(path: Path) -> dict[str, Any]:
     async def go() -> tuple[int, float]:
-        from ticker.broadcaster import Hub, HubConfig
+        from ticker.hub.broadcaster import Hub, HubConfig
 
         hub = Hub(HubConfig())
         tape, _ = load(path)

@@ -1,7 +1,7 @@
-"""Feed adapters: each turns a source (simulated, recorded or real) into ``ticker.events``.
+"""Feed adapters: each turns a source (simulated, recorded or real) into ``ticker.core.events``.
 
 Adapters are found through entry points (group ``ticker.feeds``); this package imports only
-``ticker.events``.
+``ticker.core.events``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ticker.events import Event, Feed, FeedFactory, Listing, News, Tick
+from ticker.core.events import Event, Feed, FeedFactory, Listing, News, Tick
 
 __all__ = [
     "Event",

@@ -16,7 +16,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from ticker.events import Event, Feed, Listing, News, Tick
+from ticker.core.events import Event, Feed, Listing, News, Tick
 
 __all__ = ["FakeFeed", "FeedCheckError", "check_event", "check_feed"]
 

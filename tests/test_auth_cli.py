@@ -18,8 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, ServerProcess
 from tests.wsutil import recv
-from ticker.auth import AuthConfig, AuthError, host_allowed, verify_token
 from ticker.cli import _served_name, main
+from ticker.core.auth import AuthConfig, AuthError, host_allowed, verify_token
 
 SECRET = "cli-test-secret-" + "c" * 32
 ADMIN = "cli-admin-token-" + "d" * 16

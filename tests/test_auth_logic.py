@@ -1,4 +1,4 @@
-"""The pure access rules of ticker.auth: origin matching, entitlements, tokens, the admin token.
+"""The pure access rules of ticker.core.auth: origins, entitlements, tokens, the admin token.
 
 Sync, no event loop, no mocks; hypothesis for the properties.
 """
@@ -17,7 +17,7 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ticker.auth import (
+from ticker.core.auth import (
     DEFAULT_ORIGINS,
     MAX_EXP,
     AuthConfig,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from ticker.book import Book, TickRing
-from ticker.events import Listing, Tick
-from ticker.limits import TokenBucket
+from ticker.core.book import Book, TickRing
+from ticker.core.events import Listing, Tick
+from ticker.core.limits import TokenBucket
 
 
 def test_first_tick_opens_the_session() -> None:

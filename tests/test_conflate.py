@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ticker.book import Book
-from ticker.conflate import Conflator, Subscription
-from ticker.events import Tick
+from ticker.core.book import Book
+from ticker.core.conflate import Conflator, Subscription
+from ticker.core.events import Tick
 
 WINDOW_KEYS = {"w_high", "w_low", "w_count"}
 

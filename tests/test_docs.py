@@ -8,10 +8,10 @@ import re
 import orjson
 
 from tests.conftest import ROOT
-from ticker import wsframe
-from ticker.broadcaster import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
-from ticker.protocol import _CLIENT_OPS, _SERVER_TYPES, ERROR_CODES
-from ticker.wsconn import CLOSE_ABNORMAL
+from ticker.core import wsframe
+from ticker.core.protocol import _CLIENT_OPS, _SERVER_TYPES, ERROR_CODES
+from ticker.hub.broadcaster import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN
+from ticker.net.wsconn import CLOSE_ABNORMAL
 
 
 def _section(title: str) -> str:

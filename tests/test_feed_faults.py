@@ -22,13 +22,13 @@ from pytest_aiohttp import AiohttpClient
 from feeds.sim import SimFeed
 from tests.conftest import MS
 from tests.wsutil import recv, until
-from ticker import validate
-from ticker.broadcaster import Hub, HubConfig
-from ticker.bus import FeedRunner, FeedSource
-from ticker.events import Event, Listing, News, Tick
-from ticker.protocol import encode, quote_fragments
-from ticker.server import create_app
-from ticker.validate import MAX_SYMBOL_LEN, event_problem
+from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.core import validate
+from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.protocol import encode, quote_fragments
+from ticker.core.validate import MAX_SYMBOL_LEN, event_problem
+from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.net.server import create_app
 
 TS = 1.7e12
 

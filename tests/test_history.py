@@ -1,4 +1,4 @@
-"""OHLCV bars (ticker.history) and the ``GET /api/history`` route that serves them."""
+"""OHLCV bars (ticker.store.history) and the ``GET /api/history`` route that serves them."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pytest_aiohttp import AiohttpClient
 
 from feeds.testing import FakeFeed
 from tests.conftest import MS
-from ticker.events import Listing, Tick
-from ticker.history import (
+from ticker.core.events import Listing, Tick
+from ticker.net.server import HUB, create_app
+from ticker.store.history import (
     INTERVALS,
     MAX_LIMIT,
     Bars,
@@ -24,7 +25,6 @@ from ticker.history import (
     bars_from_columns,
     parse_interval,
 )
-from ticker.server import HUB, create_app
 
 T0 = 1_732_640_000_000.0  # a whole second, epoch ms
 

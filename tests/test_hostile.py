@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import MS, ROOT, ServerProcess
 from tests.wsutil import recv, recv_type
-from ticker.wsconn import CLOSE_TIMEOUT
+from ticker.net.wsconn import CLOSE_TIMEOUT
 
 HOSTILE_S = 10
 HEARTBEAT_S = 2.0

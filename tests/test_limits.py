@@ -28,10 +28,10 @@ from websockets.exceptions import InvalidStatus
 
 from tests.conftest import MS, ROOT, ServerProcess
 from tests.wsutil import RawWebSocket, Server, recv, recv_type, recv_until, tick, until
-from ticker.admission import ADMISSION
-from ticker.broadcaster import HubConfig
-from ticker.events import Event, Listing
-from ticker.limits import ConnectionLimits, client_key, parse_networks
+from ticker.core.events import Event, Listing
+from ticker.core.limits import ConnectionLimits, client_key, parse_networks
+from ticker.hub.broadcaster import HubConfig
+from ticker.net.admission import ADMISSION
 
 SYMS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA")
 WS_HEADERS = {
@@ -439,7 +439,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped_within_three_heartbeat
     with pytest.raises(ConnectionError):
         while True:
             op, _ = await dead.recv_frame(within=3 * hb + 2.0)
-            pings += op == 0x9  # the heartbeat ping (ticker.wsconn.Sockets)
+            pings += op == 0x9  # the heartbeat ping (ticker.net.wsconn.Sockets)
     gone = loop.time() - last_sent
     dead.close()
     assert pings >= 1, "the server pinged the silent peer before dropping it"

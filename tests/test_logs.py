@@ -1,4 +1,4 @@
-"""Structured logs and secret scrubbing (ticker.logs), and ``ticker serve --log-json`` for real.
+"""Structured logs and secret scrubbing (ticker.ops.logs), and ``ticker serve --log-json`` for real.
 
 The pure parts (:class:`Redactor`, :class:`JsonFormatter`, ``secrets_from_env``) get hypothesis
 properties; the whole path is checked on real ``ticker serve`` processes whose feeds fail in ways
@@ -28,10 +28,11 @@ from hypothesis import assume, given, settings, strategies as st
 from tests.conftest import MS, ROOT
 from tests.redisutil import RedisServer, free_port
 from tests.wsutil import RecordingTransport, until
-from ticker.broadcaster import Hub, HubConfig
-from ticker.bus import FeedRunner, FeedSource
-from ticker.events import Event
-from ticker.logs import (
+from ticker.bus.redis import RedisBus
+from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.core.events import Event
+from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.ops.logs import (
     MASK,
     JsonFormatter,
     RedactingFilter,
@@ -39,7 +40,6 @@ from ticker.logs import (
     secrets_from_env,
     setup_logging,
 )
-from ticker.redisbus import RedisBus
 
 SAFE = string.ascii_letters + string.digits + "-_.~"
 secret_values = st.text(alphabet=SAFE, min_size=8, max_size=40)

@@ -33,12 +33,13 @@ from tests.conftest import MS, ServerProcess
 from tests.redisutil import RedisServer, free_port, redis_server  # noqa: F401 (a fixture)
 from tests.test_slow_consumer import BOUND, SYMS, Producer, stalled_client
 from tests.wsutil import Server, now_ms, recv, recv_type, tick, until
-from ticker.broadcaster import HubConfig
-from ticker.conflate import Conflator
-from ticker.events import Listing, News, Tick
-from ticker.metrics import LAG_BUCKETS, LoopMonitor
-from ticker.protocol import ERROR_CODES
-from ticker.server import BUS, HUB, RUNNERS, create_app
+from ticker.core.conflate import Conflator
+from ticker.core.events import Listing, News, Tick
+from ticker.core.protocol import ERROR_CODES
+from ticker.hub.broadcaster import HubConfig
+from ticker.net.keys import BUS, HUB, RUNNERS
+from ticker.net.server import create_app
+from ticker.ops.metrics import LAG_BUCKETS, LoopMonitor
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]

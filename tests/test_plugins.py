@@ -26,9 +26,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.conftest import MS, ROOT
-from ticker.bus import FeedRunner
-from ticker.events import Event, Tick
-from ticker.registry import (
+from ticker.bus.registry import (
     PluginError,
     SpecError,
     deferred_source,
@@ -36,6 +34,8 @@ from ticker.registry import (
     load,
     source_from_options,
 )
+from ticker.bus.supervisor import FeedRunner
+from ticker.core.events import Event, Tick
 
 GROUP = "ticker.feeds"
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ticker.protocol import (
+from ticker.core.protocol import (
     ERROR_CODES,
     Ack,
     Delta,
@@ -33,7 +33,7 @@ from ticker.protocol import (
     quote_fragments,
     snapshot_from_fragments,
 )
-from ticker.wsframe import ws_text_frame
+from ticker.core.wsframe import ws_text_frame
 
 MESSAGES: list[Any] = [
     Hello("s-1", 100, ("AAPL", "MSFT"), 41, server="ticker/0.1.0"),

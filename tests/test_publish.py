@@ -22,10 +22,10 @@ from feeds.testing import FakeFeed
 from tests.conftest import MS, ServerProcess
 from tests.redisutil import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.wsutil import Frame, Server, recv, recv_type, recv_until, tick, until
-from ticker.auth import AuthConfig
-from ticker.events import Event, Listing, News, Tick
-from ticker.publish import MAX_TICKS, MAX_TICKS_BYTES, PublishError, parse_news, parse_ticks
-from ticker.server import create_app
+from ticker.core.auth import AuthConfig
+from ticker.core.events import Event, Listing, News, Tick
+from ticker.net.publish import MAX_TICKS, MAX_TICKS_BYTES, PublishError, parse_news, parse_ticks
+from ticker.net.server import create_app
 
 ADMIN = "admin-token-" + "p" * 24
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

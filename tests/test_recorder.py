@@ -25,8 +25,10 @@ from pytest_aiohttp import AiohttpClient
 
 from feeds.testing import FakeFeed
 from tests.conftest import MS, ROOT, ServerProcess
-from ticker.events import Event, Listing, News, Tick
-from ticker.recorder import (
+from ticker.core.events import Event, Listing, News, Tick
+from ticker.net.server import create_app
+from ticker.replay import events_between, load
+from ticker.store.recorder import (
     SCHEMA,
     Recorder,
     RecorderError,
@@ -34,8 +36,6 @@ from ticker.recorder import (
     read_journal,
     recover,
 )
-from ticker.replay import events_between, load
-from ticker.server import create_app
 
 T0 = 1_709_303_400_000.0
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ticker.events import News, Tick
+from ticker.core.events import News, Tick
 from ticker.replay import (
     Command,
     Layout,

@@ -23,9 +23,9 @@ from pytest_aiohttp import AiohttpClient
 
 from feeds.replay import ReplayFeed
 from tests.conftest import MS
-from ticker.bus import FeedSource
-from ticker.events import Event, Listing, Tick
-from ticker.server import create_app
+from ticker.bus.supervisor import FeedSource
+from ticker.core.events import Event, Listing, Tick
+from ticker.net.server import create_app
 
 T0 = pd.Timestamp("2024-03-01T14:30:00Z").value / 1e6
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from ticker.cli import main
-from ticker.events import Tick
+from ticker.core.events import Tick
 from ticker.replay import ReplayError, events_between, load
 
 T0 = pd.Timestamp("2024-03-01T14:30:00Z")

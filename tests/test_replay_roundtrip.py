@@ -15,10 +15,10 @@ from feeds.replay import ReplayFeed
 from feeds.sim import SimFeed
 from feeds.simnews import SimNewsFeed
 from tests.conftest import MS
-from ticker.broadcaster import Hub, HubConfig
-from ticker.bus import FeedRunner, FeedSource
-from ticker.events import Event, News
-from ticker.recorder import Recorder
+from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.core.events import Event, News
+from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.store.recorder import Recorder
 
 
 async def test_recorded_sim_session_replays_to_the_same_final_state(tmp_path: Path) -> None:

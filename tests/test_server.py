@@ -18,9 +18,9 @@ from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS, ROOT
 from tests.wsutil import Frame, Server, now_ms, recv, recv_type, recv_until, tick, until
-from ticker.broadcaster import HubConfig
-from ticker.events import Listing, News
-from ticker.server import create_app, plotly_js_path
+from ticker.core.events import Listing, News
+from ticker.hub.broadcaster import HubConfig
+from ticker.net.server import create_app, plotly_js_path
 
 SYMS = ("AAPL", "MSFT", "GOOGL")
 
@@ -772,7 +772,7 @@ async def test_static_does_not_follow_symlinks_out_of_web_dir(
     (tmp_path / "secret.txt").write_text("top secret")
     (web_dir / "leak.txt").symlink_to(tmp_path / "secret.txt")
     (web_dir / "etc").symlink_to("/etc")
-    monkeypatch.setattr("ticker.server.WEB_DIR", web_dir)
+    monkeypatch.setattr("ticker.net.server.WEB_DIR", web_dir)
     client = await aiohttp_client(create_app([]))
     port = client.port
     assert port is not None

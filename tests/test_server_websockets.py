@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import MS
 from tests.wsutil import Server, now_ms, tick
-from ticker.events import Listing, News
+from ticker.core.events import Listing, News
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from feeds.base import Option, as_float, as_int, finite_number, parse_options, positive_number
 from feeds.sim import DEFAULT_SYMBOLS, SimFeed, SimMarket, parse_symbols, poisson
 from feeds.simnews import SimNewsFeed, headline_for
-from ticker.registry import SpecError, parse_spec
+from ticker.bus.registry import SpecError, parse_spec
 
 
 def run(market: SimMarket, steps: int, dt: float = 0.01) -> list[tuple[str, float, float]]:

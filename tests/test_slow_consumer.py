@@ -24,8 +24,8 @@ from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS, ServerProcess
 from tests.wsutil import Frame, RawWebSocket, Server, now_ms, recv, until
-from ticker.broadcaster import Client, HubConfig
-from ticker.events import Listing, News, Tick
+from ticker.core.events import Listing, News, Tick
+from ticker.hub.broadcaster import Client, HubConfig
 
 SYMS = tuple(f"S{i:03d}" for i in range(50))
 RATE = 5000  # ticks per second

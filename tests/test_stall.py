@@ -15,9 +15,9 @@ from typing import Any
 from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS
-from ticker.bus import FeedRunner, FeedSource
-from ticker.events import Event, Tick
-from ticker.server import create_app
+from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.core.events import Event, Tick
+from ticker.net.server import create_app
 
 STALL = 150 * MS
 

@@ -22,8 +22,8 @@ from websockets.asyncio.client import connect as ws_connect
 
 from tests.conftest import MS, ServerProcess
 from tests.wsutil import recv, recv_type
-from ticker.auth import mint_token
 from ticker.cli import main
+from ticker.core.auth import mint_token
 
 SECRET = "tls-test-secret-" + "t" * 32
 ADMIN = "tls-admin-token-" + "a" * 16

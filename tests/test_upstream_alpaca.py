@@ -16,7 +16,7 @@ from feeds.alpaca import AlpacaCodec, AlpacaFeed, rfc3339_ms
 from feeds.testing import check_event, check_feed
 from tests.upstream.local import LocalServer
 from tests.wsutil import until
-from ticker.events import Event, Listing, News, Tick
+from ticker.core.events import Event, Listing, News, Tick
 
 __all__: list[str] = []
 

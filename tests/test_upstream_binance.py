@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 from feeds.binance import BinanceCodec, BinanceFeed
 from feeds.testing import check_event, check_feed
 from tests.upstream.ws import ReplayServer, load_recording
-from ticker.events import Event, Listing, Tick
+from ticker.core.events import Event, Listing, Tick
 
 SYMBOLS = "nknusdt+blzeth+lrcbtc+runeeur"
 NOW_MS = 1_633_998_600_000.0

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 from feeds.coinbase import CoinbaseCodec, CoinbaseFeed, parse_iso_ms
 from feeds.testing import check_event, check_feed
 from tests.upstream.ws import ReplayServer, load_recording
-from ticker.events import Listing, Tick
+from ticker.core.events import Listing, Tick
 
 NOW_MS = 1_618_677_900_000.0
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from feeds.finnhub import FinnhubCodec, FinnhubFeed
 from feeds.testing import check_event, check_feed
 from tests.upstream.ws import ReplayServer
-from ticker.events import Tick
+from ticker.core.events import Tick
 
 KEY = "sekrit-key-123"
 

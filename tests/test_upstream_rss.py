@@ -14,7 +14,7 @@ from feeds import rss
 from feeds.rss import RssFeed, parse_companies, parse_document, public_url, strip_html, tag_symbols
 from feeds.testing import check_event, check_feed
 from tests.upstream.http import NewsServer
-from ticker.events import News
+from ticker.core.events import News
 
 NOW_MS = 1_720_000_000_000.0  # 2024-07-03
 

@@ -29,7 +29,7 @@ from tests.conftest import MS, ServerProcess
 from tests.hostile import frame
 from tests.probes import established, rss_kb
 from tests.wsutil import RawWebSocket, recv, recv_type, until
-from ticker.wsconn import CLOSE_TIMEOUT
+from ticker.net.wsconn import CLOSE_TIMEOUT
 
 SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN"]
 FEED = f"sim:symbols={'+'.join(SYMBOLS)},rate=200,seed=1,burst=1"

@@ -33,8 +33,8 @@ from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS
 from tests.wsutil import Frame, RawWebSocket, Server
-from ticker.broadcaster import HubConfig
-from ticker.wsframe import FRAGMENT_COST
+from ticker.core.wsframe import FRAGMENT_COST
+from ticker.hub.broadcaster import HubConfig
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -42,7 +42,7 @@ MAX = HubConfig().max_frame_bytes  # 64 KiB: a message over it is closed with 10
 FAST = HubConfig(rate=100_000.0, burst=100_000.0)  # for bulk and heavy fragmentation
 EOF_WITHIN = 1000 * MS  # the server closes TCP right after its close frame
 
-# Client frames, built by hand (independent of ticker.wsframe)
+# Client frames, built by hand (independent of ticker.core.wsframe)
 
 
 def xor_mask(key: bytes, data: bytes) -> bytes:

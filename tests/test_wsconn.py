@@ -1,4 +1,4 @@
-"""ticker.wsconn over the wire: after the upgrade the socket is ours, not aiohttp's. The close
+"""ticker.net.wsconn over the wire: after the upgrade the socket is ours, not aiohttp's. The close
 handshake, pings, bytes sent right behind the upgrade request, and that aiohttp really let go
 (no request, handler task or server-side connection left per socket; the limit slot comes back
 when the socket goes)."""
@@ -16,9 +16,9 @@ from pytest_aiohttp import AiohttpClient
 
 from tests.hostile import frame
 from tests.wsutil import RawWebSocket, Server, until
-from ticker.admission import ADMISSION
-from ticker.events import Listing, Tick
-from ticker.server import SOCKETS
+from ticker.core.events import Listing, Tick
+from ticker.net.admission import ADMISSION
+from ticker.net.keys import SOCKETS
 
 
 @pytest.fixture

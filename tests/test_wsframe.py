@@ -1,6 +1,7 @@
-"""ticker.wsframe: the server's own RFC 6455 framing, checked against an independent implementation
-(the ``websockets`` library's sans-I/O frames) with hypothesis: whatever a client sends, split
-however TCP splits it, comes out as the same messages; every protocol violation has its close code.
+"""ticker.core.wsframe: the server's own RFC 6455 framing, checked against an independent
+implementation (the ``websockets`` library's sans-I/O frames) with hypothesis: whatever a client
+sends, split however TCP splits it, comes out as the same messages; every protocol violation has
+its close code.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from websockets.frames import Close, Frame, Opcode
 
-from ticker.wsframe import (
+from ticker.core.wsframe import (
     FRAGMENT_COST,
     OP_BINARY,
     OP_CLOSE,
@@ -21,7 +22,6 @@ from ticker.wsframe import (
     OP_TEXT,
     FrameError,
     FrameReader,
-    _unmask_py,
     accept_key,
     handshake_response,
     parse_close,
@@ -32,6 +32,7 @@ from ticker.wsframe import (
     ws_pong_frame,
     ws_text_frame,
 )
+from ticker.net.wsconn import fast_unmask
 
 MAX = 4096
 
@@ -141,7 +142,7 @@ def test_unmask_is_the_rfc_xor(mask: bytes, data: bytes) -> None:
     naive = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
     assert unmask(mask, data) == naive
     assert unmask(mask, naive) == data
-    assert _unmask_py(mask, data) == naive  # (the fallback without aiohttp's helper)
+    assert fast_unmask(mask, data) == naive  # (aiohttp's helper, which the server uses)
 
 
 def test_accept_key_matches_rfc_6455_example() -> None:

@@ -24,9 +24,9 @@ from pytest_aiohttp import AiohttpClient
 
 from feeds.testing import FakeFeed
 from tests.conftest import MS
-from ticker.broadcaster import HubConfig
-from ticker.events import Event, Tick
-from ticker.server import HUB, RUNNERS, create_app
+from ticker.core.events import Event, Tick
+from ticker.hub.broadcaster import HubConfig
+from ticker.net.server import HUB, RUNNERS, create_app
 
 __all__ = [
     "Frame",

@@ -1,7 +1,7 @@
 """Ticker: live prices and news over WebSockets.
 
 Kept deliberately light: importing ``ticker`` must not import aiohttp or asyncio, so that the
-pure modules (``ticker.events``, ``book``, ``conflate``, ``protocol``) stay free of I/O.
+pure modules (``ticker.core.events``, ``book``, ``conflate``, ``protocol``) stay free of I/O.
 """
 
 from __future__ import annotations

@@ -27,10 +27,10 @@ from ticker import __version__
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from ticker.auth import AuthConfig
-    from ticker.bus import FeedSource
-    from ticker.events import Feed
-    from ticker.recorder import Recorder
+    from ticker.bus.supervisor import FeedSource
+    from ticker.core.auth import AuthConfig
+    from ticker.core.events import Feed
+    from ticker.store.recorder import Recorder
 
 __all__ = ["build_parser", "main"]
 
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _limit_args(p: argparse.ArgumentParser) -> None:
-    from ticker.broadcaster import HubConfig
+    from ticker.hub.broadcaster import HubConfig
 
     defaults = HubConfig()
     g = p.add_argument_group("limits (README: Limits; also [server] keys of --config)")
@@ -193,7 +193,7 @@ def _limit_args(p: argparse.ArgumentParser) -> None:
 
 
 def _recording_args(p: argparse.ArgumentParser) -> None:
-    from ticker.bus import QUARANTINE_AFTER, QUARANTINE_WINDOW
+    from ticker.bus.supervisor import QUARANTINE_AFTER, QUARANTINE_WINDOW
 
     p.add_argument(
         "--rotate-mb",
@@ -263,7 +263,7 @@ def _config_feeds(raw: Any) -> list[str]:
 
 
 def _serve_settings(args: argparse.Namespace) -> tuple[str, int, list[str], dict[str, Any]]:
-    from ticker.broadcaster import HubConfig
+    from ticker.hub.broadcaster import HubConfig
 
     cfg = _load_config(args.config)
     known = {
@@ -306,8 +306,8 @@ def _serve_settings(args: argparse.Namespace) -> tuple[str, int, list[str], dict
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from ticker.broadcaster import HubConfig
-    from ticker.server import create_app
+    from ticker.hub.broadcaster import HubConfig
+    from ticker.net.server import create_app
 
     host, port, specs, hub_settings = _serve_settings(args)
     sources = _sources(specs, args.stall_timeout, _quarantine(args))
@@ -335,7 +335,7 @@ def _protect_url(url: str) -> None:
     """Keep the password of a ``redis://:password@host`` URL out of every log record."""
     from urllib.parse import unquote, urlsplit
 
-    from ticker.logs import protect
+    from ticker.ops.logs import protect
 
     with contextlib.suppress(ValueError):
         password = urlsplit(url).password
@@ -345,7 +345,7 @@ def _protect_url(url: str) -> None:
 
 def _quarantine(args: argparse.Namespace) -> tuple[int, float]:
     """(quarantine_after, quarantine_window) from the flags (or config), checked."""
-    from ticker.bus import QUARANTINE_AFTER, QUARANTINE_WINDOW
+    from ticker.bus.supervisor import QUARANTINE_AFTER, QUARANTINE_WINDOW
 
     after = QUARANTINE_AFTER if args.quarantine_after is None else args.quarantine_after
     window = QUARANTINE_WINDOW if args.quarantine_window is None else args.quarantine_window
@@ -367,7 +367,7 @@ def _sources(
     source that retries its import with backoff (shown in /healthz) while the others run.
     ``quarantine``: (failures, window) after which a failing feed is stopped for good.
     """
-    from ticker.registry import (
+    from ticker.bus.registry import (
         PluginError,
         SpecError,
         deferred_source,
@@ -405,7 +405,7 @@ def _sources(
 
 
 def _open_recorder(directory: Path, args: argparse.Namespace) -> Recorder:
-    from ticker.recorder import Recorder, RecorderError
+    from ticker.store.recorder import Recorder, RecorderError
 
     if args.rotate_mb <= 0 or args.rotate_s <= 0:
         raise UsageError("--rotate-mb and --rotate-s must be > 0")
@@ -424,7 +424,7 @@ async def _serve_app(
 ) -> int:
     """Serve ``app`` until SIGINT/SIGTERM (over TLS with ``tls``); 1 when the address cannot be
     bound."""
-    from ticker.server import serve
+    from ticker.net.server import serve
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -441,7 +441,8 @@ async def _serve_app(
 
 async def _record(args: argparse.Namespace) -> int:
     """``ticker record``: run the feeds into a recorder until a signal, the duration or the end."""
-    from ticker.bus import FeedRunner, MemoryBus
+    from ticker.bus.memory import MemoryBus
+    from ticker.bus.supervisor import FeedRunner
 
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be > 0")
@@ -477,7 +478,7 @@ async def _record(args: argparse.Namespace) -> int:
 
 def _replay_feed(args: argparse.Namespace) -> Feed:
     """The replay feed for ``ticker replay``, its data loaded (errors: one line, exit 2)."""
-    from ticker.registry import SpecError, load
+    from ticker.bus.registry import SpecError, load
 
     opts = {"path": str(args.path), "speed": args.speed, "loop": "yes" if args.loop else "no"}
     for key in ("start", "end", "symbols", "columns", "symbol"):
@@ -500,8 +501,8 @@ def _replay_feed(args: argparse.Namespace) -> Feed:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ticker.bus import FeedSource
-    from ticker.server import create_app
+    from ticker.bus.supervisor import FeedSource
+    from ticker.net.server import create_app
 
     feed = _replay_feed(args)
     if args.check:
@@ -510,7 +511,7 @@ def _replay(args: argparse.Namespace) -> int:
     return _run(_serve_app(create_app([FeedSource.of(feed)], auth=auth), args.host, args.port))
 
 
-# Access: origins, tokens, TLS (ticker.auth, ticker.guard)
+# Access: origins, tokens, TLS (ticker.core.auth, ticker.net.guard)
 
 ACCESS_KEYS = ("auth", "tls_cert", "tls_key")
 """Top-level config keys of this section: the ``[auth]`` table and the TLS files."""
@@ -582,7 +583,7 @@ def _auth_config(args: argparse.Namespace | None, cfg: dict[str, Any]) -> AuthCo
 
     Secrets come only from the environment or the config file (a flag would show in ``ps``).
     """
-    from ticker.auth import DEFAULT_ORIGINS, AuthConfig, AuthError
+    from ticker.core.auth import DEFAULT_ORIGINS, AuthConfig, AuthError
 
     table = _auth_table(cfg)
     admin = os.environ.get(ENV_ADMIN_TOKEN) or table.get("admin_token")
@@ -623,7 +624,7 @@ def _auth_config(args: argparse.Namespace | None, cfg: dict[str, Any]) -> AuthCo
 def _served_name(auth: AuthConfig, bind: str) -> AuthConfig:
     """``auth`` with the name ``--host`` binds to (when it is a name, not an address) among
     the public hosts: clients that reach the server by it are not rebinding anything."""
-    from ticker.auth import AuthError, host_allowed, parse_public_host
+    from ticker.core.auth import AuthError, host_allowed, parse_public_host
 
     try:
         name = parse_public_host(bind)
@@ -657,7 +658,7 @@ def _token(args: argparse.Namespace) -> int:
     """``ticker token``: mint a client token from the configured secret; print it."""
     import time
 
-    from ticker.auth import AuthError, mint_token
+    from ticker.core.auth import AuthError, mint_token
 
     cfg = _load_config(args.config)
     secret = os.environ.get(ENV_TOKEN_SECRET) or _auth_table(cfg).get("token_secret")
@@ -674,7 +675,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _feeds() -> int:
-    from ticker.registry import describe
+    from ticker.bus.registry import describe
 
     for info in describe():
         if info.error:
@@ -687,8 +688,8 @@ def _feeds() -> int:
 
 
 def _setup_logging(level: str, json: bool) -> None:
-    """Plain or JSON lines on stderr, secrets scrubbed (ticker.logs)."""
-    from ticker.logs import setup_logging
+    """Plain or JSON lines on stderr, secrets scrubbed (ticker.ops.logs)."""
+    from ticker.ops.logs import setup_logging
 
     try:
         setup_logging(level, json=json)

@@ -6,7 +6,8 @@ in Python.
 
 Layouts (``detect_layout``):
 
-- ``recording``: what :mod:`ticker.recorder` writes (ticks, news and listings, in ingest order).
+- ``recording``: what :mod:`ticker.store.recorder` writes (ticks, news and listings, in ingest
+  order).
 - ``ticks``: a time column, a price and optionally symbol, size, bid, ask, volume.
 - ``bars``: OHLCV bars as finance sites export them (Date, Open, High, Low, Close, Adj Close,
   Volume); one tick per bar at its close, the bar's volume as the tick's ``size``. Without a symbol
@@ -36,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ticker.events import Event, News, Tick
+from ticker.core.events import Event, News, Tick
 
 __all__ = [
     "DATA_SUFFIXES",
@@ -1152,7 +1153,7 @@ def read_table(path: Path, *, nrows: int | None = None) -> tuple[pd.DataFrame, i
                 return table.to_pandas(), 0
             return pq.read_table(path).to_pandas(), 0
         if name.endswith(".arrows"):
-            from ticker.recorder import read_journal
+            from ticker.store.recorder import read_journal
 
             return read_journal(path).to_pandas(), 0
         return _read_csv(path, nrows)

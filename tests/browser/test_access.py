@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Response,
 
 from tests.browser.conftest import Console
 from tests.conftest import MS, ServerProcess
-from ticker.auth import mint_token
+from ticker.core.auth import mint_token
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ from feeds.replay import ReplayFeed
 from feeds.sim import SimFeed
 from feeds.simnews import SimNewsFeed
 from feeds.testing import FeedCheckError, check_event, check_feed
-from ticker.events import Event, Listing, News, Tick
+from ticker.core.events import Event, Listing, News, Tick
 
 # Built-in feeds
 

@@ -39,13 +39,14 @@ from prometheus_client.metrics_core import (
 
 from ticker import __version__
 from ticker.aio import cancel_and_wait
-from ticker.events import News, Tick
-from ticker.protocol import ERROR_CODES
+from ticker.core.events import News, Tick
+from ticker.core.protocol import ERROR_CODES
 
 if TYPE_CHECKING:
-    from ticker.broadcaster import Hub
-    from ticker.bus import Bus, FeedRunner
-    from ticker.recorder import Recorder
+    from ticker.bus.memory import Bus
+    from ticker.bus.supervisor import FeedRunner
+    from ticker.hub.broadcaster import Hub
+    from ticker.store.recorder import Recorder
 
 __all__ = ["LAG_BUCKETS", "LoopMonitor", "Metrics", "MetricsCollector"]
 

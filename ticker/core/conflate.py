@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ticker.book import Quote
+from ticker.core.book import Quote
 
 __all__ = ["Conflator", "Subscription"]
 

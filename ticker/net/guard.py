@@ -1,11 +1,11 @@
 """Access control for the aiohttp app: one middleware says who may do what.
 
-I/O shell around :mod:`ticker.auth`. Every decision is made before the handler runs, so a refused
-WebSocket is never upgraded:
+I/O shell around :mod:`ticker.core.auth`. Every decision is made before the handler runs, so a
+refused WebSocket is never upgraded:
 
 ========================================  ==================================================
 ``/ws``, ``/api/*`` (``HOST_CHECKED``)    first a ``Host`` this server is known by (else
-                                          421: DNS rebinding; ticker.auth.host_allowed)
+                                          421: DNS rebinding; ticker.core.auth.host_allowed)
 ``GET /ws``                               allowed ``Origin`` (else 403), then a client token
                                           when required (else 401)
 ``GET /api/symbols|quotes|history|news``  a client token when required (else 401)
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from ticker.auth import (
+from ticker.core.auth import (
     FULL,
     AuthConfig,
     AuthError,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from ticker.bus import FeedSource
-from ticker.events import Feed, FeedFactory
+from ticker.bus.supervisor import FeedSource
+from ticker.core.events import Feed, FeedFactory
 
 __all__ = [
     "GROUP",

@@ -3,9 +3,9 @@
 I/O shell. Routes: ``/ws`` (docs/protocol.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
 ``/api/news``, ``/api/replay`` (replay control), ``/`` and ``/static/`` (files from ``web/``
 only), ``/vendor/plotly.min.js`` (from the installed ``plotly`` package, so the dashboard works
-offline); ``/metrics`` (Prometheus, ticker.metrics); ``POST /api/ticks`` and
-``POST /api/news`` (ticker.publish). Who may use which is decided by one middleware
-(ticker.guard) before a handler runs.
+offline); ``/metrics`` (Prometheus, ticker.ops.metrics); ``POST /api/ticks`` and
+``POST /api/news`` (ticker.net.publish). Who may use which is decided by one middleware
+(ticker.net.guard) before a handler runs.
 """
 
 from __future__ import annotations
@@ -25,40 +25,43 @@ import orjson
 from aiohttp import web
 
 from ticker import __version__
-from ticker.admission import ADMISSION, Slot, admit, install as install_admission
-from ticker.auth import AuthConfig, entitled_only, news_visible, permits
-from ticker.broadcaster import Hub, HubConfig
-from ticker.bus import Bus, FeedRunner, FeedSource, MemoryBus
-from ticker.events import Event, Feed
-from ticker.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard
-from ticker.metrics import Metrics
-from ticker.wsconn import Sockets, WsConnection, detach
-from ticker.wsframe import handshake_response
+from ticker.bus.memory import Bus, MemoryBus
+from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.core.auth import AuthConfig, entitled_only, news_visible, permits
+from ticker.core.events import Event, Feed
+from ticker.core.wsframe import handshake_response
+from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.net.admission import ADMISSION, Slot, admit, install as install_admission
+from ticker.net.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard
+from ticker.net.keys import (
+    BUS,
+    BUS_URL,
+    CONFIG,
+    HUB,
+    METRICS,
+    RECORDER,
+    ROLE,
+    RUNNERS,
+    SOCKETS,
+    SOURCES,
+    STARTED,
+)
+from ticker.net.publish import add_publish_routes
+from ticker.net.wsconn import Sockets, WsConnection, detach
+from ticker.ops.metrics import Metrics
 
 if TYPE_CHECKING:
-    from ticker.recorder import Recorder
+    from ticker.store.recorder import Recorder
 
 __all__ = ["HUB", "RUNNERS", "WEB_DIR", "create_app", "plotly_js_path"]
 
 log = logging.getLogger("ticker.server")
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-
-HUB = web.AppKey("hub", Hub)
-RUNNERS = web.AppKey("runners", list[FeedRunner])
-BUS = web.AppKey("bus", Bus)
-BUS_URL = web.AppKey("bus_url", str)
-ROLE = web.AppKey("role", str)
-CONFIG = web.AppKey("config", HubConfig)
-SOURCES = web.AppKey("sources", list[FeedSource])
-STARTED = web.AppKey("started", float)
-RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
-METRICS = web.AppKey("metrics", Metrics)
-SOCKETS = web.AppKey("sockets", Sockets)
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 
 MAX_BODY = 1024 * 1024
-"""Largest request body but the publish API's (its own limits: ticker.publish)."""
+"""Largest request body but the publish API's (its own limits: ticker.net.publish)."""
 
 
 def plotly_js_path() -> Path:
@@ -106,7 +109,7 @@ def _handshake_refusal(request: web.Request) -> web.Response | None:
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     """Upgrade to a WebSocket (after ``guard``: host, origin and token; then the handshake rules
-    and the connection limits), then hand the socket to a :class:`~ticker.wsconn.WsConnection`
+    and the connection limits), then hand the socket to a :class:`~ticker.net.wsconn.WsConnection`
     and let aiohttp go of it."""
     refusal = _handshake_refusal(request)  # 426/400, before any slot is taken
     if refusal is not None:
@@ -257,7 +260,7 @@ async def api_news(request: web.Request) -> web.Response:
     entitled = grant_of(request).symbols
     if entitled is None:
         items = hub.news_after(since, limit)
-    else:  # only items it may see, then the limit (ticker.auth.news_visible)
+    else:  # only items it may see, then the limit (ticker.core.auth.news_visible)
         items = [
             i for i in hub.news_after(since, len(hub.news)) if news_visible(i.symbols, entitled)
         ]
@@ -275,10 +278,10 @@ async def api_news(request: web.Request) -> web.Response:
 
 
 async def api_history(request: web.Request) -> web.Response:
-    """``GET /api/history?symbol=&interval=1s|5s|1min&limit=``: OHLCV bars (ticker.history)."""
+    """``GET /api/history?symbol=&interval=1s|5s|1min&limit=``: OHLCV bars (store.history)."""
     # pandas (~100 MB resident) loads on the first history request, not at start-up: a server
     # that nobody asks for bars keeps its memory for connections.
-    from ticker.history import (
+    from ticker.store.history import (
         DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT,
         MAX_LIMIT as HISTORY_MAX_LIMIT,
         Bars,
@@ -334,7 +337,7 @@ async def api_replay(request: web.Request) -> web.Response:
     app = request.app
     if request.method == "POST":
         # pandas comes with ticker.replay: import it only when a replay is being controlled.
-        from ticker.publish import read_body
+        from ticker.net.publish import read_body
         from ticker.replay import ReplayError, parse_command
 
         raw = await read_body(request, MAX_BODY)
@@ -395,7 +398,7 @@ async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
     if url.startswith("memory:"):
         bus = MemoryBus(sink)
     else:
-        from ticker.redisbus import RedisBus
+        from ticker.bus.redis import RedisBus
 
         # Edge events reach the hub (and the recorder) from Redis, with service-wide news ids.
         bus = redis_bus = RedisBus(url, sink, role=role, on_resync=hub.resync_all)
@@ -458,10 +461,10 @@ def create_app(
         config: broadcaster settings.
         recorder: records every ingested event (``ticker serve --record``); started and closed
             with the feeds.
-        bus: ``memory://`` (one process) or a ``redis://``/``rediss://`` URL (ticker.redisbus).
+        bus: ``memory://`` (one process) or a ``redis://``/``rediss://`` URL (ticker.bus.redis).
         role: ``all``, ``ingest`` (run feeds, publish to the bus) or ``edge`` (no feeds; serve
             clients from the bus). Only ``all`` makes sense on the memory bus.
-        auth: origins, tokens and entitlements (ticker.auth; default: no tokens, the server's
+        auth: origins, tokens and entitlements (ticker.core.auth; default: no tokens, the server's
             own origin and localhost).
 
     Raises:
@@ -497,8 +500,6 @@ def create_app(
     app.router.add_get("/api/history", api_history)
     app.router.add_get("/api/replay", api_replay)
     app.router.add_post("/api/replay", api_replay)
-    from ticker.publish import add_publish_routes  # here: ticker.publish imports this module
-
     add_publish_routes(app)
     app.router.add_get("/vendor/plotly.min.js", plotly_js)
     app.router.add_get("/", index)

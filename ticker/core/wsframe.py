@@ -2,7 +2,7 @@
 server sends, and :class:`FrameReader`, which turns the bytes a client sends into messages.
 
 Pure logic (tested with hypothesis in ``tests/test_wsframe.py``, and against independent client
-libraries over the wire). ``ticker.wsconn`` is the I/O shell that owns an upgraded socket.
+libraries over the wire). ``ticker.net.wsconn`` is the I/O shell that owns an upgraded socket.
 
 What the reader enforces, each a :class:`FrameError` whose ``code`` the connection closes with:
 client frames are masked, reserved bits are clear (no extension is ever negotiated), opcodes are
@@ -34,6 +34,7 @@ __all__ = [
     "OP_TEXT",
     "FrameError",
     "FrameReader",
+    "Unmask",
     "accept_key",
     "handshake_response",
     "parse_close",
@@ -139,30 +140,19 @@ def ws_close_frame(code: int | None, reason: str = "") -> bytes:
 # Client frames
 
 
-def _unmask_py(mask: bytes, data: bytes) -> bytes:
+Unmask = Callable[[bytes, bytes], bytes]
+"""``unmask(mask, data)``: ``data`` XOR the 4-byte ``mask`` repeated. The I/O shell may pass a
+faster one to :class:`FrameReader` (``ticker.net.wsconn`` uses aiohttp's C helper)."""
+
+
+def unmask(mask: bytes, data: bytes) -> bytes:
+    """``data`` XOR the 4-byte ``mask`` repeated (RFC 6455 §5.3), in pure Python (one big-integer
+    XOR)."""
     n = len(data)
     if not n:
         return b""
     key = (mask * ((n >> 2) + 1))[:n]
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-# aiohttp's own (Cython) masking: ~3x faster than the big-integer XOR at 20 bytes, ~50x at 64 KiB.
-# (A private module of aiohttp's: should a release move it, the pure version takes over.)
-_mask_in_place: Callable[[bytes, bytearray], None] | None
-try:
-    from aiohttp._websocket.helpers import websocket_mask as _mask_in_place
-except ImportError:  # pragma: no cover
-    _mask_in_place = None
-
-
-def unmask(mask: bytes, data: bytes) -> bytes:
-    """``data`` XOR the 4-byte ``mask`` repeated (RFC 6455 §5.3)."""
-    if _mask_in_place is None:
-        return _unmask_py(mask, data)
-    buf = bytearray(data)
-    _mask_in_place(mask, buf)
-    return bytes(buf)
 
 
 def _valid_close_code(code: int) -> bool:
@@ -211,13 +201,17 @@ class FrameReader:
         "_message_frames",
         "_message_op",
         "_need",
+        "_unmask",
         "fragments",
         "max_fragments",
         "max_size",
     )
 
-    def __init__(self, max_size: int, max_fragments: int = MAX_FRAGMENTS) -> None:
+    def __init__(
+        self, max_size: int, max_fragments: int = MAX_FRAGMENTS, unmask: Unmask = unmask
+    ) -> None:
         self.max_size = max_size
+        self._unmask = unmask
         self.max_fragments = max_fragments
         self._buf = bytearray()  # a partial frame
         self._need = 0  # bytes it must reach before parsing is worth trying again
@@ -311,7 +305,7 @@ class FrameReader:
             if stop > end:
                 need = stop - pos
                 break
-            payload = unmask(data[start : start + 4], data[start + 4 : stop]) if size else b""
+            payload = self._unmask(data[start : start + 4], data[start + 4 : stop]) if size else b""
             pos = stop
             if op >= OP_CLOSE:
                 if op == OP_CLOSE:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from ticker.events import Listing, News, Tick
+from ticker.core.events import Listing, News, Tick
 
 __all__ = ["MAX_SYMBOL_LEN", "event_problem"]
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ticker.events import Event, Listing, News, Tick
+from ticker.core.events import Event, Listing, News, Tick
 
 __all__ = ["SCHEMA", "Recorder", "RecorderError", "events_to_table", "read_journal", "recover"]
 

@@ -40,9 +40,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from ticker.aio import retrieve
-from ticker.book import Book
-from ticker.bus import backoff_delay
-from ticker.events import Event, Listing, News, Tick
+from ticker.bus.supervisor import backoff_delay
+from ticker.core.book import Book
+from ticker.core.events import Event, Listing, News, Tick
 
 __all__ = ["ROLES", "RedisBus", "decode_event", "encode_event", "news_key", "split_url"]
 

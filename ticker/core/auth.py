@@ -1,7 +1,7 @@
 """Who may do what: WebSocket origins, client tokens with symbol entitlements, the admin token.
 
 Pure; no I/O (PyJWT only computes). The aiohttp shell that applies this to requests is
-:mod:`ticker.guard`; the hub applies entitlements at subscribe time (``Client.entitled``).
+:mod:`ticker.net.guard`; the hub applies entitlements at subscribe time (``Client.entitled``).
 
 * **Origins**: a browser page may open ``/ws`` only from the server's own origin (same host and
   port, whatever the scheme, so a TLS-terminating proxy in front changes nothing) or from an origin

@@ -9,7 +9,7 @@ body is validated before any event is applied, so a producer told ``400`` fixes 
 it again, losing nothing and duplicating nothing. Accepted events take the app's bus path: in one
 process, ``MemoryBus.publish`` (the hub and the recorder); on Redis, :meth:`RedisBus.post` writes
 them in one transaction whatever the node's role (a posted event reaches one node only, unlike a
-feed's, which every ingest node sees). The admin token is checked by :mod:`ticker.guard` before
+feed's, which every ingest node sees). The admin token is checked by :mod:`ticker.net.guard` before
 these handlers run. Bodies are read by :func:`read_body` (``POST /api/replay`` too): a size limit,
 and ``http_idle_s`` for the whole body.
 """
@@ -26,7 +26,8 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from ticker.events import Event, Listing, News, Tick
+from ticker.core.events import Event, Listing, News, Tick
+from ticker.net.keys import BUS, CONFIG, HUB
 
 __all__ = [
     "MAX_NEWS",
@@ -212,8 +213,6 @@ async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
 
     A client that goes away mid-body is one INFO line; the response returned then is never sent.
     """
-    from ticker.server import CONFIG
-
     too_large = _json(
         {"error": "too_large", "message": f"request body over {limit:,} bytes"},
         413,
@@ -280,7 +279,6 @@ async def _read(request: web.Request, limit: int) -> bytes | web.Response:
 
 async def _deliver(app: web.Application, events: list[Event]) -> list[int] | web.Response:
     """Apply ``events`` through the bus; the ids of the news items among them, in order."""
-    from ticker.server import BUS, HUB
 
     hub, bus = app[HUB], app[BUS]
     symbols = dict.fromkeys(ev.symbol for ev in events if type(ev) is Tick)
@@ -344,6 +342,6 @@ async def post_news(request: web.Request) -> web.Response:
 
 
 def add_publish_routes(app: web.Application) -> None:
-    """Add ``POST /api/ticks`` and ``POST /api/news`` to ``app`` (ticker.server)."""
+    """Add ``POST /api/ticks`` and ``POST /api/news`` to ``app`` (ticker.net.server)."""
     app.router.add_post("/api/ticks", post_ticks)
     app.router.add_post("/api/news", post_news)

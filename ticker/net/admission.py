@@ -1,6 +1,6 @@
 """Connection limits before the WebSocket upgrade: ``admit(request)`` in ``ws_handler``.
 
-I/O shell around :class:`~ticker.limits.ConnectionLimits`. A refused client gets a plain HTTP
+I/O shell around :class:`~ticker.core.limits.ConnectionLimits`. A refused client gets a plain HTTP
 answer instead of the ``101``: ``503`` (the server is at ``max_connections``) or ``429`` (its
 address is at ``max_connections_per_ip``), both with ``Retry-After`` and a JSON body
 ``{"error": "too_many_connections", "message": ...}``. Cheap (no upgrade, no hub state) and the
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-from ticker.broadcaster import HubConfig
-from ticker.limits import ConnectionLimits, Network, client_key, parse_networks
+from ticker.core.limits import ConnectionLimits, Network, client_key, parse_networks
+from ticker.hub.broadcaster import HubConfig
 
 __all__ = ["ADMISSION", "Admission", "Slot", "admit", "install"]
 

@@ -6,8 +6,8 @@ that finishes is marked ``finished`` (a replay that reached its end), and none c
 A feed may say it is quiet on purpose with a ``status()`` method returning one of ``QUIET_STATES``
 (a paused or finished replay): that state shows in ``health()`` and silence is then not a stall.
 
-Faults: every event is checked (:func:`ticker.validate.event_problem`); a bad one is dropped and
-counted, and a run of ``max_invalid_run`` bad events in a row is a failure. A feed that fails
+Faults: every event is checked (:func:`ticker.core.validate.event_problem`); a bad one is dropped
+and counted, and a run of ``max_invalid_run`` bad events in a row is a failure. A feed that fails
 (raises, stalls or sends only garbage) ``quarantine_after`` times within ``quarantine_window``
 seconds is *quarantined*: stopped for good, with the reason in ``health()``. A feed that cannot even
 be built (its plug-in fails to import) is not quarantined: it keeps retrying, so installing the
@@ -25,22 +25,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ticker.aio import cancel_and_wait, retrieve
-from ticker.events import Event, Feed
-from ticker.validate import event_problem
+from ticker.core.events import Event, Feed
+from ticker.core.validate import event_problem
 
 __all__ = [
     "QUARANTINE_AFTER",
     "QUARANTINE_WINDOW",
     "QUIET_STATES",
-    "Bus",
     "FeedGarbage",
     "FeedRunner",
     "FeedSource",
     "FeedStalled",
-    "MemoryBus",
     "backoff_delay",
 ]
 
@@ -83,29 +81,6 @@ class FeedSource:
     def of(cls, feed: Feed) -> FeedSource:
         """Wrap a ready feed instance (restarts call its ``events()`` again)."""
         return cls(feed.name, lambda: feed, getattr(feed, "stall_timeout", None))
-
-
-class Bus(Protocol):
-    """What feeds publish into and ``/healthz`` reports: ``MemoryBus`` or ``RedisBus``."""
-
-    def publish(self, ev: Event) -> None: ...
-
-    def health(self) -> dict[str, Any]: ...
-
-
-class MemoryBus:
-    """In-process bus: ``publish`` hands each event straight to the subscriber (the hub)."""
-
-    def __init__(self, sink: Callable[[Event], None]) -> None:
-        self.sink = sink
-        self.published = 0
-
-    def publish(self, ev: Event) -> None:
-        self.published += 1
-        self.sink(ev)
-
-    def health(self) -> dict[str, Any]:
-        return {"kind": "memory", "state": "up", "published": self.published}
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:

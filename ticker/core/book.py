@@ -1,7 +1,8 @@
 """Latest-state book: one quote per symbol.
 
-Pure; no I/O. ``apply`` folds a :class:`~ticker.events.Tick` into the symbol's quote and is on the
-per-tick hot path, so it works on plain dicts (the quote *is* the wire object) and avoids copies.
+Pure; no I/O. ``apply`` folds a :class:`~ticker.core.events.Tick` into the symbol's quote and is on
+the per-tick hot path, so it works on plain dicts (the quote *is* the wire object) and avoids
+copies.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from array import array
 from collections.abc import Iterator
 from typing import Any
 
-from ticker.events import Tick
+from ticker.core.events import Tick
 
 __all__ = ["QUOTE_FIELDS", "Book", "Quote", "TickRing"]
 

@@ -1,6 +1,6 @@
 """The broadcaster: book + one Conflator per throttle window -> encoded frames -> sockets.
 
-I/O shell around :class:`~ticker.book.Book` and :class:`~ticker.conflate.Conflator`.
+I/O shell around :class:`~ticker.core.book.Book` and :class:`~ticker.core.conflate.Conflator`.
 
 How a tick travels: ``publish`` folds it into the book and marks it pending in every active
 window (O(windows), never O(clients)). Each window flushes on its own timer: one ``drain`` for
@@ -31,12 +31,12 @@ from typing import Any, Protocol
 
 from ticker import __version__
 from ticker.aio import cancel_and_wait
-from ticker.auth import entitled_only, split_entitled
-from ticker.book import Book, TickRing
-from ticker.conflate import Conflator, Subscription
-from ticker.events import Event, Listing, News, Tick
-from ticker.limits import TokenBucket, parse_networks
-from ticker.protocol import (
+from ticker.core.auth import entitled_only, split_entitled
+from ticker.core.book import Book, TickRing
+from ticker.core.conflate import Conflator, Subscription
+from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.limits import TokenBucket, parse_networks
+from ticker.core.protocol import (
     Ack,
     Error,
     Hello,
@@ -58,7 +58,7 @@ from ticker.protocol import (
     quote_fragments,
     snapshot_from_fragments,
 )
-from ticker.wsframe import ws_ping_frame, ws_text_frame
+from ticker.core.wsframe import ws_ping_frame, ws_text_frame
 
 __all__ = ["Client", "Hub", "HubConfig", "Transport", "effective_window"]
 
@@ -117,7 +117,7 @@ class HubConfig:
         burst: control messages a connection may send at once (bucket size).
         heartbeat_s: after this many seconds with nothing received from a connection, the
             server pings it; no pong (nor anything else) within half as long closes it, so a dead
-            peer is dropped within 1.6 x ``heartbeat_s`` of its last frame (ticker.wsconn).
+            peer is dropped within 1.6 x ``heartbeat_s`` of its last frame (ticker.net.wsconn).
         history_ticks: ticks retained per symbol for ``/api/history`` bars.
         max_connections: WebSocket connections in total (handshakes in flight included); over
             it, the upgrade is refused with HTTP 503 and ``Retry-After``. 0: no limit.
@@ -225,7 +225,7 @@ class Client:
     ) -> None:
         self.transport = transport
         # Symbols its token entitles it to (None: all). Applied when it subscribes, so the
-        # per-tick path never looks at it (ticker.auth).
+        # per-tick path never looks at it (ticker.core.auth).
         self.entitled = entitled
         self.close = close
         self.session = session
@@ -256,7 +256,7 @@ class Client:
 
     def wants_news(self, symbols: tuple[str, ...]) -> bool:
         """Whether a news item tagged with ``symbols`` is on this connection's topics (and, with
-        entitlements, on an entitled symbol or on none: ``ticker.auth.news_visible``)."""
+        entitlements, on an entitled symbol or on none: ``ticker.core.auth.news_visible``)."""
         if not (self.news_all or not self.news_topics.isdisjoint(symbols)):
             return False
         ent = self.entitled

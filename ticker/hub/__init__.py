@@ -1,0 +1,2 @@
+"""The broadcaster: the book and news ring behind every connection, throttle windows and the
+writes to each socket."""

@@ -1,0 +1,47 @@
+"""The application's typed state (``web.AppKey``): what ``create_app`` puts in the app and the
+route modules read. A module of its own so that route modules (``ticker.net.publish``) and the
+app factory (``ticker.net.server``) share it without importing each other.
+
+I/O shell; no logic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ticker.bus.memory import Bus
+from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.net.wsconn import Sockets
+from ticker.ops.metrics import Metrics
+
+if TYPE_CHECKING:
+    from ticker.store.recorder import Recorder
+
+__all__ = [
+    "BUS",
+    "BUS_URL",
+    "CONFIG",
+    "HUB",
+    "METRICS",
+    "RECORDER",
+    "ROLE",
+    "RUNNERS",
+    "SOCKETS",
+    "SOURCES",
+    "STARTED",
+]
+
+HUB = web.AppKey("hub", Hub)
+RUNNERS = web.AppKey("runners", list[FeedRunner])
+BUS = web.AppKey("bus", Bus)
+BUS_URL = web.AppKey("bus_url", str)
+ROLE = web.AppKey("role", str)
+CONFIG = web.AppKey("config", HubConfig)
+SOURCES = web.AppKey("sources", list[FeedSource])
+STARTED = web.AppKey("started", float)
+RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
+METRICS = web.AppKey("metrics", Metrics)
+SOCKETS = web.AppKey("sockets", Sockets)

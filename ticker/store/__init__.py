@@ -1,0 +1,1 @@
+"""What is kept on disk or aggregated from it: the recorder (events to Parquet) and OHLCV bars."""
