@@ -1,21 +1,21 @@
-// The price chart: one plotly graph div, fed by app.js, drawn at most once per animation frame.
+// The price chart: one plotly graph div, fed by chartpanel.js, drawn at most once per animation
+// frame (frame.js).
 // Candles: Plotly.react of the bars near the live edge (the forming bar changes in place).
 // Line: Plotly.extendTraces of the new points (bounded by maxPoints), react only when reset.
 
+import { niceStep, stickyRange } from "./logic/axis.js";
+import { escapeHtml, plotTime, wrapHtml } from "./logic/format.js";
 import {
   BarSeries,
-  coarsenBars,
-  decimateLine,
-  lowerBound,
-  niceStep,
   DEFAULT_MAX_POINTS,
   INTERVALS,
   LineSeries,
+  coarsenBars,
+  decimateLine,
+  lowerBound,
   nearestY,
-  plotTime,
-  stickyRange,
   visibleRange,
-} from "./logic.js";
+} from "./logic/series.js";
 
 const FOLLOW_BARS = 120; // bars in view while following the live edge
 const MAX_DRAWN_BARS = 400; // more than this in view: drawn as coarser candles
@@ -24,26 +24,6 @@ const MAX_MARKERS = 100;
 const COST_FACTOR = 4; // at most one draw per 4 draw-costs: <= ~25% of the main thread
 const MAX_GAP_MS = 250; // however slow a draw, the chart still moves 4 times a second
 const TZ = new Date().getTimezoneOffset();
-
-function esc(s) {
-  return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
-}
-
-function wrap(s, width = 56) {
-  const words = String(s).split(/\s+/);
-  const lines = [];
-  let cur = "";
-  for (const w of words) {
-    if (cur && cur.length + 1 + w.length > width) {
-      lines.push(cur);
-      cur = w;
-    } else {
-      cur = cur ? cur + " " + w : w;
-    }
-  }
-  if (cur) lines.push(cur);
-  return lines.map(esc).join("<br>");
-}
 
 /** Plotly's date-axis range value (a "YYYY-MM-DD HH:MM:SS.sss" string or ms) -> plot ms. */
 function rangeMs(v) {
@@ -192,40 +172,12 @@ export class PriceChart {
       dragmode: "pan",
       hovermode: "x",
       hoverlabel: { bgcolor: th.panel2, bordercolor: th.line, font: { color: th.text, size: 11 } },
-      xaxis: {
-        ...axis,
-        type: "date",
-        rangeslider: { visible: false },
-        showspikes: true,
-        spikemode: "across",
-        spikethickness: 1,
-        spikecolor: th.muted,
-        spikedash: "dot",
-        hoverformat: candles && this.interval === "1min" ? "%b %d %H:%M" : "%H:%M:%S",
-        ticklabeloverflow: "hide past domain", // never under the price labels on the right
-        // One fixed format (tickformatstops is evaluated per tick on every draw).
-        tickformat: candles && this.interval === "1min" ? "%H:%M" : "%H:%M:%S",
-      },
-      yaxis: {
-        ...axis,
-        side: "right",
-        tickformat: ",.2f",
-        domain: candles ? [0.2, 1] : [0, 1],
-        fixedrange: false,
-      },
+      xaxis: withRange(this.xAxis(axis), xRange),
+      yaxis: withRange(
+        { ...axis, side: "right", tickformat: ",.2f", domain: candles ? [0.2, 1] : [0, 1], fixedrange: false },
+        yRange,
+      ),
     };
-    if (xRange) {
-      lay.xaxis.range = xRange;
-      lay.xaxis.autorange = false;
-    } else {
-      lay.xaxis.autorange = true;
-    }
-    if (yRange) {
-      lay.yaxis.range = yRange;
-      lay.yaxis.autorange = false;
-    } else {
-      lay.yaxis.autorange = true;
-    }
     if (candles) {
       lay.yaxis2 = {
         ...axis,
@@ -239,6 +191,24 @@ export class PriceChart {
       };
     }
     return lay;
+  }
+
+  xAxis(axis) {
+    const minutes = this.mode === "candles" && this.interval === "1min";
+    return {
+      ...axis,
+      type: "date",
+      rangeslider: { visible: false },
+      showspikes: true,
+      spikemode: "across",
+      spikethickness: 1,
+      spikecolor: this.theme.muted,
+      spikedash: "dot",
+      hoverformat: minutes ? "%b %d %H:%M" : "%H:%M:%S",
+      ticklabeloverflow: "hide past domain", // never under the price labels on the right
+      // One fixed format (tickformatstops is evaluated per tick on every draw).
+      tickformat: minutes ? "%H:%M" : "%H:%M:%S",
+    };
   }
 
   markers(xs, ys) {
@@ -255,7 +225,7 @@ export class PriceChart {
         if (y === undefined) continue;
         mx.push(x);
         my.push(y);
-        text.push(`${wrap(n.headline)}<br><span style="color:${th.muted}">${esc(n.source || "")}</span>`);
+        text.push(`${wrapHtml(n.headline)}<br><span style="color:${th.muted}">${escapeHtml(n.source || "")}</span>`);
       }
     }
     return {
@@ -270,24 +240,26 @@ export class PriceChart {
     };
   }
 
+  /** The candles' time window in view (plot time): the live edge while following, else the user's. */
+  candleView() {
+    const s = this.series;
+    const n = s.length;
+    const iv = s.intervalMs;
+    if (n && this.following) {
+      // Both edges move only when a bar opens: no axis redraw while the forming bar updates.
+      const last = plotTime(s.t[n - 1], TZ);
+      return [Math.max(plotTime(s.t[0], TZ), last - FOLLOW_BARS * iv) - iv * 0.25, last + iv * 4];
+    }
+    const r = n ? this.gd._fullLayout?.xaxis?.range : null;
+    return r ? r.map(rangeMs) : [-Infinity, Infinity];
+  }
+
   candleTraces() {
-    const th = this.theme;
     const s = this.series;
     const n = s.length;
     const iv = s.intervalMs;
     const shift = TZ * 60000; // plot time + shift = epoch ms
-    // The time window in view (plot time): the live edge while following, else the user's.
-    let x0 = -Infinity;
-    let x1 = Infinity;
-    if (n && this.following) {
-      // Both edges move only when a bar opens: no axis redraw while the forming bar updates.
-      const last = plotTime(s.t[n - 1], TZ);
-      x0 = Math.max(plotTime(s.t[0], TZ), last - FOLLOW_BARS * iv) - iv * 0.25;
-      x1 = last + iv * 4;
-    } else if (n) {
-      const r = this.gd._fullLayout?.xaxis?.range;
-      if (r) [x0, x1] = r.map(rangeMs);
-    }
+    const [x0, x1] = this.candleView();
     // Plotly redraws every bar it is given, visible or not (5,000 candles: ~400 ms). So it gets
     // the bars in view plus half a view either side for panning, merged into coarser candles
     // when that is still more than MAX_DRAWN_BARS.
@@ -298,36 +270,12 @@ export class PriceChart {
     const bars = coarsenBars(s, a, b, k);
     const half = (iv * k) / 2;
     const x = bars.t.map((t) => plotTime(t + half, TZ));
-    const { open, high, low, close, volume } = bars;
-    const volColor = close.map((c, i) => (c >= open[i] ? th.upVol : th.downVol));
-    const traces = [
-      {
-        type: "candlestick",
-        name: this.symbol,
-        x,
-        open,
-        high,
-        low,
-        close,
-        increasing: { line: { color: th.up, width: 1 }, fillcolor: th.up },
-        decreasing: { line: { color: th.down, width: 1 }, fillcolor: th.down },
-        whiskerwidth: 0,
-        hoverlabel: { namelength: 0 },
-      },
-      {
-        type: "bar",
-        x,
-        y: volume,
-        yaxis: "y2",
-        marker: { color: volColor, line: { width: 0 } },
-        hoverinfo: "skip",
-      },
-      this.markers(x, high),
-    ];
+    const traces = [...ohlcvTraces(this.theme, this.symbol, x, bars), this.markers(x, bars.high)];
     let xRange = null;
     let yRange = null;
     let volRange = null;
     if (x.length && Number.isFinite(x0) && Number.isFinite(x1)) {
+      const { low, high, volume } = bars;
       xRange = [x0, x1];
       const vr = visibleRange(x, low, high, x0, x1);
       if (vr) yRange = this.yRange = stickyRange(this.yRange, vr[0], vr[1]);
@@ -491,4 +439,44 @@ export class PriceChart {
   resize(Plotly) {
     if (this.plotted && Plotly) Plotly.Plots.resize(this.gd);
   }
+}
+
+/** A fixed axis range, or autorange when there is none. */
+function withRange(ax, range) {
+  if (range) {
+    ax.range = range;
+    ax.autorange = false;
+  } else {
+    ax.autorange = true;
+  }
+  return ax;
+}
+
+/** The candlestick and volume traces of bars drawn at `x`. */
+function ohlcvTraces(th, symbol, x, bars) {
+  const { open, high, low, close, volume } = bars;
+  const volColor = close.map((c, i) => (c >= open[i] ? th.upVol : th.downVol));
+  return [
+    {
+      type: "candlestick",
+      name: symbol,
+      x,
+      open,
+      high,
+      low,
+      close,
+      increasing: { line: { color: th.up, width: 1 }, fillcolor: th.up },
+      decreasing: { line: { color: th.down, width: 1 }, fillcolor: th.down },
+      whiskerwidth: 0,
+      hoverlabel: { namelength: 0 },
+    },
+    {
+      type: "bar",
+      x,
+      y: volume,
+      yaxis: "y2",
+      marker: { color: volColor, line: { width: 0 } },
+      hoverinfo: "skip",
+    },
+  ];
 }

@@ -1,0 +1,26 @@
+// Unit tests for axis ranges (web/logic/axis.js): node --test tests/js/
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { niceStep, stickyRange } from "../../web/logic/axis.js";
+
+test("axis ranges snap to nice steps and stay put while the data fits", () => {
+  assert.equal(niceStep(0.03), 0.05);
+  assert.equal(niceStep(0.2), 0.2);
+  assert.equal(niceStep(2.2), 2.5);
+  assert.equal(niceStep(7), 10);
+  const r = stickyRange(null, 228.61, 229.38);
+  assert.ok(r[0] < 228.61 && r[1] > 229.38, String(r));
+  const step = niceStep(((229.38 - 228.61) * 1.12) / 8);
+  for (const v of r) assert.ok(Math.abs(v / step - Math.round(v / step)) < 1e-9, String(r));
+  // Small moves inside it: the very same range (no axis redraw).
+  assert.equal(stickyRange(r, 228.7, 229.3), r);
+  // Data outside it, or filling too little of it: a new range around the data.
+  const up = stickyRange(r, 228.7, 229.9);
+  assert.ok(up[1] >= 229.9 && up !== r);
+  const shrunk = stickyRange(r, 229.0, 229.05);
+  assert.ok(shrunk[0] >= r[0] && shrunk[1] <= r[1] && shrunk[1] - shrunk[0] < r[1] - r[0]);
+  // A flat series still gets some height.
+  const flat = stickyRange(null, 50, 50);
+  assert.ok(flat[0] < 50 && flat[1] > 50);
+});

@@ -1,0 +1,120 @@
+// Formatting: prices, changes, volumes, times, and the text of chart hover labels. Tabular figures
+// are a CSS matter; these only pick digits and signs. Pure: no DOM.
+
+const MINUS = "\u2212";
+const fmtCache = new Map();
+
+function numberFormat(digits) {
+  let f = fmtCache.get(digits);
+  if (!f) {
+    f = new Intl.NumberFormat("en-US", {
+      minimumFractionDigits: digits,
+      maximumFractionDigits: digits,
+    });
+    fmtCache.set(digits, f);
+  }
+  return f;
+}
+
+export function priceDigits(p) {
+  return Math.abs(p) >= 1 ? 2 : 4;
+}
+
+export function fmtPrice(p) {
+  if (typeof p !== "number" || !Number.isFinite(p)) return "\u2014";
+  return numberFormat(priceDigits(p)).format(p);
+}
+
+function signed(v, digits, suffix = "") {
+  if (typeof v !== "number" || !Number.isFinite(v)) return "\u2014";
+  const s = numberFormat(digits).format(Math.abs(v));
+  if (Number(s.replace(/,/g, "")) === 0) return s + suffix;
+  return (v > 0 ? "+" : MINUS) + s + suffix;
+}
+
+export function fmtChange(v, price) {
+  return signed(v, typeof price === "number" ? priceDigits(price) : 2);
+}
+
+export function fmtPct(v) {
+  return signed(v, 2, "%");
+}
+
+/** ▲ for a rise, ▼ for a fall, a middle dot when flat or unknown (colour is not the only cue). */
+export function arrow(change) {
+  if (typeof change !== "number" || !Number.isFinite(change) || change === 0) return "\u00b7";
+  return change > 0 ? "\u25b2" : "\u25bc";
+}
+
+export function direction(change) {
+  if (typeof change !== "number" || !Number.isFinite(change) || change === 0) return "flat";
+  return change > 0 ? "up" : "down";
+}
+
+/** Volume in at most 5 characters: 1,234 · 12.3K · 123K · 1.23M · 12.3M · 123M · 1.23B. */
+export function fmtVolume(v) {
+  if (typeof v !== "number" || !Number.isFinite(v)) return "\u2014";
+  const a = Math.abs(v);
+  if (a < 1e4) return numberFormat(0).format(v);
+  for (const [unit, div] of [["K", 1e3], ["M", 1e6], ["B", 1e9], ["T", 1e12]]) {
+    const x = v / div;
+    if (Math.abs(x) < 999.5 || unit === "T") {
+      const d = Math.abs(x) < 9.995 ? 2 : Math.abs(x) < 99.95 ? 1 : 0;
+      return x.toFixed(d) + unit;
+    }
+  }
+  return String(v);
+}
+
+function pad2(n) {
+  return n < 10 ? "0" + n : String(n);
+}
+
+/** HH:MM:SS in local time. */
+export function fmtTime(ts) {
+  if (typeof ts !== "number" || !Number.isFinite(ts)) return "\u2014";
+  const d = new Date(ts);
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+export function fmtMs(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) return "\u2014";
+  if (ms >= 10000) return (ms / 1000).toFixed(0) + " s";
+  if (ms >= 1000) return (ms / 1000).toFixed(1) + " s";
+  return Math.round(ms) + " ms";
+}
+
+/** Epoch ms shifted so that plotly's UTC date axis shows local wall-clock time. */
+export function plotTime(ts, tzOffsetMin) {
+  return ts - tzOffsetMin * 60000;
+}
+
+/** YYYY-MM-DD HH:MM:SS in local time (the replay's market clock); an em dash when unknown. */
+export function fmtClock(ms) {
+  if (!Number.isFinite(ms)) return "\u2014";
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${fmtTime(ms)}`;
+}
+
+/** Text made safe for plotly's hover labels (they are HTML). */
+export function escapeHtml(s) {
+  return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+/** Escaped text broken into lines of at most `width` characters (words kept whole), joined by <br>. */
+export function wrapHtml(s, width = 56) {
+  const words = String(s).split(/\s+/);
+  const lines = [];
+  let cur = "";
+  for (const w of words) {
+    if (cur && cur.length + 1 + w.length > width) {
+      lines.push(cur);
+      cur = w;
+    } else {
+      cur = cur ? cur + " " + w : w;
+    }
+  }
+  if (cur) lines.push(cur);
+  return lines.map(escapeHtml).join("<br>");
+}
