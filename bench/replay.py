@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from feeds.replay import ReplayFeed
 from ticker.recorder import SCHEMA
-from ticker.replay import load
+from ticker.replay.files import load
 
 __all__ = ["main", "run"]
 

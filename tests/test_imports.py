@@ -5,16 +5,23 @@ from __future__ import annotations
 import subprocess
 import sys
 
+IO_MODULES = ("aiohttp", "asyncio", "pandas", "pyarrow")
 
-def test_pure_modules_import_no_io() -> None:
+
+def loaded_by(modules: str, watched: tuple[str, ...] = IO_MODULES) -> list[str]:
+    """The ``watched`` modules a fresh interpreter has loaded after ``import modules``."""
     code = (
-        "import sys; import ticker.events, ticker.book, ticker.conflate, ticker.protocol, "
-        "ticker.limits, feeds.base; "
-        "bad = [m for m in ('aiohttp', 'asyncio', 'pandas') if m in sys.modules]; "
-        "print(','.join(bad))"
+        f"import sys; import {modules}; print(','.join(m for m in {watched!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_pure_modules_import_no_io() -> None:
+    modules = (
+        "ticker.events, ticker.book, ticker.conflate, ticker.protocol, ticker.limits, feeds.base"
+    )
+    assert loaded_by(modules, ("aiohttp", "asyncio", "pandas")) == []
 
 
 def test_feeds_do_not_import_the_core_beyond_events() -> None:
@@ -46,3 +53,12 @@ def test_serving_without_replay_or_history_does_not_load_pandas() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_pure_replay_modules_import_no_pandas_or_io() -> None:
+    """The server parses replay commands with ticker.replay.control: that must not cost pandas."""
+    modules = (
+        "ticker.replay, ticker.replay.errors, ticker.replay.control, ticker.replay.clock, "
+        "ticker.replay.columns"
+    )
+    assert loaded_by(modules) == []

@@ -34,7 +34,8 @@ from ticker.recorder import (
     read_journal,
     recover,
 )
-from ticker.replay import events_between, load
+from ticker.replay.emit import events_between
+from ticker.replay.files import load
 from ticker.server import create_app
 
 T0 = 1_709_303_400_000.0

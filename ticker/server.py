@@ -32,6 +32,8 @@ from ticker.bus import Bus, FeedRunner, FeedSource, MemoryBus
 from ticker.events import Event, Feed
 from ticker.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard
 from ticker.metrics import Metrics
+from ticker.replay.control import parse_command
+from ticker.replay.errors import ReplayError
 from ticker.wsconn import Sockets, WsConnection, detach
 from ticker.wsframe import handshake_response
 
@@ -295,9 +297,6 @@ async def api_replay(request: web.Request) -> web.Response:
     """
     app = request.app
     if request.method == "POST":
-        # pandas comes with ticker.replay: import it only when a replay is being controlled.
-        from ticker.replay import ReplayError, parse_command
-
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
