@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feeds.replay import ReplayFeed
-from ticker.replay import load
+from ticker.replay.files import load
 from ticker.store.recorder import SCHEMA
 
 __all__ = ["main", "run"]

@@ -1,7 +1,7 @@
 """Replay of recorded or downloaded market data as a live feed, controllable while it plays.
 
 I/O shell around :mod:`ticker.replay` (loading, layout detection and the pure
-:class:`~ticker.replay.ReplayClock`). The feed first declares every symbol in its data (a
+:class:`~ticker.replay.clock.ReplayClock`). The feed first declares every symbol in its data (a
 ``Listing``), then emits the rows when the clock says they are due, keeping their recorded event
 time in ``ts``. At ``speed=max`` it emits as fast as the consumer takes events, in chunks, yielding
 to the event loop between chunks. A finished replay holds its last state (the core keeps it) and
@@ -23,18 +23,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from feeds.base import Event, Listing, Option, help_of, parse_options
-from ticker.replay import (
-    LoadReport,
-    ReplayClock,
-    ReplayError,
-    Tape,
-    events_between,
-    load,
-    parse_columns_option,
-    parse_speed,
-    parse_time,
-    state_rows,
-)
+from ticker.replay.clock import ReplayClock
+from ticker.replay.columns import parse_columns_option
+from ticker.replay.control import parse_speed
+from ticker.replay.emit import events_between
+from ticker.replay.errors import ReplayError
+from ticker.replay.files import LoadReport, load
+from ticker.replay.tape import Tape, state_rows
+from ticker.replay.times import parse_time
 
 __all__ = ["CHUNK", "ReplayFeed", "parse_bool"]
 

@@ -47,6 +47,11 @@ FEED_API = {"ticker.core.events", "ticker.core.backoff", "ticker.replay"}
 # Modules that must import neither asyncio, aiohttp, pandas nor pyarrow.
 PURE = [
     "ticker.core",
+    # The server parses replay commands with these: that must not cost pandas.
+    "ticker.replay.errors",
+    "ticker.replay.control",
+    "ticker.replay.clock",
+    "ticker.replay.columns",
     "ticker.core.wsframe",
     "feeds.base",
 ]

@@ -27,7 +27,8 @@ from feeds.testing import FakeFeed
 from tests.conftest import MS, ROOT, ServerProcess
 from ticker.core.events import Event, Listing, News, Tick
 from ticker.net.server import create_app
-from ticker.replay import events_between, load
+from ticker.replay.emit import events_between
+from ticker.replay.files import load
 from ticker.store.recorder import (
     SCHEMA,
     Recorder,

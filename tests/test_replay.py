@@ -14,26 +14,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ticker.core.events import News, Tick
-from ticker.replay import (
-    Command,
-    Layout,
-    ReplayClock,
-    ReplayError,
-    Tape,
-    concat,
-    detect_layout,
-    epoch_to_ms,
-    events_between,
-    normalise,
-    parse_columns_option,
-    parse_command,
-    parse_speed,
-    parse_time,
-    parse_timestamps,
-    schedule,
-    state_rows,
-    symbol_from_filename,
-)
+from ticker.replay.clock import ReplayClock, schedule
+from ticker.replay.columns import Layout, detect_layout, parse_columns_option, symbol_from_filename
+from ticker.replay.control import Command, parse_command, parse_speed
+from ticker.replay.emit import events_between
+from ticker.replay.errors import ReplayError
+from ticker.replay.normalise import RowCounts, normalise
+from ticker.replay.tape import Tape, concat, state_rows
+from ticker.replay.times import epoch_to_ms, parse_time, parse_timestamps
 
 # Wall-clock deadlines make property tests flaky on a loaded machine; behaviour is what counts.
 no_deadline = settings(deadline=None)
@@ -254,9 +242,7 @@ def test_bad_rows_are_skipped_and_counted() -> None:
             "price": ["10", "11", "-1", "12", "n/a", "13"],
         }
     )
-    from ticker.replay import _Counts
-
-    counts = _Counts()
+    counts = RowCounts()
     tape = normalise(df, detect_layout(list(df.columns), numeric={"price"}), counts=counts)
     assert tape.symbol.tolist() == ["A", "A"] and tape.price.tolist() == [10.0, 13.0]
     assert counts.bad == {"bad time": 1, "bad price": 2, "no symbol": 1}
@@ -270,9 +256,7 @@ def test_rows_out_of_order_are_sorted_stably() -> None:
 
 def test_wide_tables_melt_in_time_order() -> None:
     df = pd.DataFrame({"Date": ["2024-01-02", "2024-01-01"], "X": [2.0, 1.0], "Y": [None, 3.0]})
-    from ticker.replay import _Counts
-
-    counts = _Counts()
+    counts = RowCounts()
     tape = normalise(df, Layout("wide", {"ts": "Date"}, ("X", "Y")), counts=counts)
     assert list(zip(tape.symbol, tape.price, strict=True)) == [("X", 1.0), ("Y", 3.0), ("X", 2.0)]
     assert counts.bad == {"empty": 1}
@@ -366,8 +350,6 @@ def test_recordings_keep_ingest_order_across_files() -> None:
 
 
 def test_recording_tables_skip_rows_of_unknown_kind() -> None:
-    from ticker.replay import _Counts
-
     df = pd.DataFrame(
         {
             "kind": ["listing", "tick", None, "quote", "tick"],
@@ -378,7 +360,7 @@ def test_recording_tables_skip_rows_of_unknown_kind() -> None:
             "symbols": [["A", "Z"], None, None, None, None],
         }
     )
-    counts = _Counts()
+    counts = RowCounts()
     tape = normalise(df, detect_layout(list(df.columns)), counts=counts)
     assert tape.price.tolist() == [1.0, 4.0] and tape.listed == ("A", "Z")
     assert (counts.rows, counts.bad) == (4, {"unknown kind": 2})

@@ -166,7 +166,7 @@ async def test_pause_seek_speed_resume(tmp_path: Path) -> None:
 
 
 async def test_control_before_loading_and_bad_commands(tmp_path: Path) -> None:
-    from ticker.replay import ReplayError
+    from ticker.replay.errors import ReplayError
 
     feed = ReplayFeed({"path": str(minute_file(tmp_path))})
     assert feed.replay_status() is None and feed.status() == "loading"

@@ -16,7 +16,9 @@ import pytest
 
 from ticker.cli import main
 from ticker.core.events import Tick
-from ticker.replay import ReplayError, events_between, load
+from ticker.replay.emit import events_between
+from ticker.replay.errors import ReplayError
+from ticker.replay.files import load
 
 T0 = pd.Timestamp("2024-03-01T14:30:00Z")
 T0_MS = T0.value / 1e6

@@ -46,9 +46,11 @@ from ticker.net.keys import (
     SOURCES,
     STARTED,
 )
-from ticker.net.publish import add_publish_routes
+from ticker.net.publish import add_publish_routes, read_body
 from ticker.net.wsconn import Sockets, WsConnection, detach
 from ticker.ops.metrics import Metrics
+from ticker.replay.control import parse_command
+from ticker.replay.errors import ReplayError
 
 if TYPE_CHECKING:
     from ticker.store.recorder import Recorder
@@ -336,10 +338,6 @@ async def api_replay(request: web.Request) -> web.Response:
     """
     app = request.app
     if request.method == "POST":
-        # pandas comes with ticker.replay: import it only when a replay is being controlled.
-        from ticker.net.publish import read_body
-        from ticker.replay import ReplayError, parse_command
-
         raw = await read_body(request, MAX_BODY)
         if isinstance(raw, web.Response):
             return raw

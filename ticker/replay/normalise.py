@@ -1,0 +1,302 @@
+"""Pure; no I/O. Normalising: a table (a pandas DataFrame) -> its layout and a tape.
+
+Needs pandas: it works on DataFrames, vectorised (nothing loops over rows in Python). Bad rows
+are dropped and counted by category in a :class:`RowCounts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ticker.replay.columns import Layout, detect_layout
+from ticker.replay.errors import ReplayError
+from ticker.replay.tape import Floats, Objects, Tape, nan_floats, none_objects
+from ticker.replay.times import parse_timestamps
+
+__all__ = ["RowCounts", "normalise", "table_layout"]
+
+Bools = npt.NDArray[np.bool_]
+
+
+@dataclass
+class RowCounts:
+    """Rows read, and the bad rows dropped per category (``bad time``, ``bad price``...).
+
+    Args:
+        rows: the rows read (every cell of a wide table; listings of a recording excluded).
+        bad: category -> rows dropped; ``empty`` counts the empty cells of a wide table.
+    """
+
+    rows: int = 0
+    bad: dict[str, int] = field(default_factory=dict)
+
+    def add(self, what: str, k: int) -> None:
+        """Count ``k`` more bad rows of category ``what`` (a zero adds no category)."""
+        if k:
+            self.bad[what] = self.bad.get(what, 0) + int(k)
+
+
+def _numeric_names(df: pd.DataFrame) -> set[str]:
+    """Columns that hold numbers (at least half of a sample's non-empty cells)."""
+    sample = df.head(1000)
+    out: set[str] = set()
+    for c in sample.columns:
+        col = sample[c]
+        if pd.api.types.is_bool_dtype(col.dtype):
+            continue
+        if pd.api.types.is_numeric_dtype(col.dtype):
+            out.add(str(c))
+            continue
+        if col.dtype == object or isinstance(col.dtype, pd.StringDtype):
+            present = col.notna().sum()
+            if present and pd.to_numeric(col, errors="coerce").notna().sum() * 2 >= present:
+                out.add(str(c))
+    return out
+
+
+def table_layout(df: pd.DataFrame, overrides: Mapping[str, str] | None = None) -> Layout:
+    """Find the layout of a table from its column names and a sample of its values.
+
+    Args:
+        df: the table.
+        overrides: role -> column name, taking precedence over detection.
+
+    Returns:
+        The layout (:func:`~ticker.replay.columns.detect_layout`).
+
+    Raises:
+        ReplayError: as :func:`~ticker.replay.columns.detect_layout`.
+    """
+    first_is_time = False
+    if len(df.columns):
+        head = df.iloc[:100, 0]
+        parsed = parse_timestamps(head)
+        first_is_time = bool(len(head)) and bool(np.mean(~np.isnan(parsed)) >= 0.9)
+        if pd.api.types.is_numeric_dtype(head.dtype):
+            first_is_time = False  # a number column is more likely a price than a time
+    return detect_layout(
+        [str(c) for c in df.columns],
+        numeric=_numeric_names(df),
+        overrides=overrides,
+        first_is_time=first_is_time,
+    )
+
+
+# Cleaning columns
+
+
+def _numbers(col: pd.Series) -> Floats:
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        out = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        out = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    out = out.copy()
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def _positive_or_nan(a: Floats) -> Floats:
+    out = a.copy()
+    out[~(out > 0)] = np.nan
+    return out
+
+
+def _non_negative_or_nan(a: Floats) -> Floats:
+    out = a.copy()
+    out[~(out >= 0)] = np.nan
+    return out
+
+
+def _strings(col: pd.Series) -> Objects:
+    """Stripped strings; missing or blank -> None."""
+    # Through the distinct values (``factorize``): symbols repeat, so this strips and allocates
+    # each once, and the result shares their string objects.
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    u = pd.Series(uniques, dtype=object).astype(str).str.strip()
+    table = np.concatenate(
+        [u.where(u.str.len() > 0, None).to_numpy(dtype=object), np.array([None], dtype=object)]
+    )
+    out: Objects = table[codes]  # code -1 (missing) picks the trailing None
+    return out
+
+
+def _tuples(items: Iterable[tuple[str, ...]]) -> Objects:
+    """A 1-d object array of tuples (``np.array`` would make a 2-d array of their items)."""
+    return np.fromiter(items, dtype=object)
+
+
+# The optional numbers of a tick, in Tape field order, each with what makes a value valid.
+_EXTRAS: tuple[tuple[str, Callable[[Floats], Floats]], ...] = (
+    ("size", _non_negative_or_nan),
+    ("bid", _positive_or_nan),
+    ("ask", _positive_or_nan),
+    ("volume", _non_negative_or_nan),
+    ("prev_close", _positive_or_nan),
+)
+
+
+def _extras(
+    df: pd.DataFrame, columns: Mapping[str, str], keep: Bools
+) -> tuple[Floats, Floats, Floats, Floats, Floats]:
+    """Size, bid, ask, volume and prev_close of the kept rows; NaN where invalid or absent."""
+    n = int(keep.sum())
+    size, bid, ask, volume, prev_close = (
+        clean(_numbers(df[columns[role]]))[keep] if role in columns else nan_floats(n)
+        for role, clean in _EXTRAS
+    )
+    return size, bid, ask, volume, prev_close
+
+
+def _good_ticks(counts: RowCounts, ts: Floats, price: Floats, syms: Objects, ticks: Bools) -> Bools:
+    """The rows of ``ticks`` with a time, a positive price and a symbol; the others counted."""
+    bad_time = ticks & np.isnan(ts)
+    bad_price = ticks & ~bad_time & ~(price > 0)
+    no_symbol = ticks & ~bad_time & ~bad_price & pd.isna(syms)
+    counts.add("bad time", int(bad_time.sum()))
+    counts.add("bad price", int(bad_price.sum()))
+    counts.add("no symbol", int(no_symbol.sum()))
+    keep: Bools = ticks & ~(bad_time | bad_price | no_symbol)
+    return keep
+
+
+# Tables -> tapes
+
+
+def normalise(
+    df: pd.DataFrame, layout: Layout, *, symbol: str | None = None, counts: RowCounts | None = None
+) -> Tape:
+    """One table -> a tape in time order (a recording: in ingest order), bad rows dropped.
+
+    Rows are dropped for an unparseable time (``bad time``), a missing, non-finite or
+    non-positive price (``bad price``) or a missing symbol (``no symbol``); empty cells of a wide
+    table count as ``empty``.
+
+    Args:
+        df: the table.
+        layout: its layout (:func:`table_layout`).
+        symbol: the symbol of every row, for a table without a symbol column.
+        counts: where the rows read and dropped are counted.
+
+    Returns:
+        The tape.
+
+    Raises:
+        ReplayError: the table needs a symbol (no symbol column) and none was given.
+    """
+    counts = counts if counts is not None else RowCounts()
+    if layout.kind == "recording":
+        return _normalise_recording(df, counts)
+    ts = parse_timestamps(df[layout.columns["ts"]])
+    if layout.kind == "wide":
+        return _normalise_wide(df, layout.wide, ts, counts)
+    cols = layout.columns
+    counts.rows += len(df)
+    price = _numbers(df[cols["price"]])
+    if "symbol" in cols:
+        syms = _strings(df[cols["symbol"]])
+    else:
+        if not symbol:
+            raise ReplayError("this table has no symbol column: give symbol=NAME")
+        syms = np.full(len(df), symbol, dtype=object)
+    keep = _good_ticks(counts, ts, price, syms, np.ones(len(df), dtype=bool))
+    t = ts[keep]
+    tape = Tape(t, t, syms[keep], price[keep], *_extras(df, cols, keep))
+    if len(tape) > 1 and not bool(np.all(tape.ts[1:] >= tape.ts[:-1])):
+        tape = tape.take(np.argsort(tape.ts, kind="stable"))
+    return tape
+
+
+def _normalise_wide(
+    df: pd.DataFrame, columns: tuple[str, ...], ts: Floats, counts: RowCounts
+) -> Tape:
+    """A wide table (one price column per symbol) -> one tick per non-empty cell, by time."""
+    k = len(columns)
+    values = np.column_stack([_numbers(df[c]) for c in columns]) if k else np.empty((len(df), 0))
+    counts.rows += values.size
+    price = values.ravel()
+    ts_all = np.repeat(ts, k)
+    syms = np.tile(np.array([str(c).strip() for c in columns], dtype=object), len(df))
+    empty = np.isnan(price)
+    counts.add("empty", int(empty.sum()))
+    bad_time = np.isnan(ts_all) & ~empty
+    bad_price = ~empty & ~np.isnan(ts_all) & ~(price > 0)
+    counts.add("bad time", int(bad_time.sum()))
+    counts.add("bad price", int(bad_price.sum()))
+    keep = ~(empty | bad_time | bad_price)
+    n = int(keep.sum())
+    order = np.argsort(ts_all[keep], kind="stable")
+    t = ts_all[keep][order]
+    nan = nan_floats(n)
+    return Tape(t, t, syms[keep][order], price[keep][order], nan, nan, nan, nan, nan)
+
+
+def _normalise_recording(df: pd.DataFrame, counts: RowCounts) -> Tape:
+    """A recorder table: ticks and news keep their ingest order; listings become ``listed``."""
+    kind = _strings(df["kind"])
+    is_listing = kind == "listing"
+    is_news = kind == "news"
+    is_tick = kind == "tick"
+    counts.rows += len(df) - int(is_listing.sum())  # a listing is a declaration, not a row
+    counts.add("unknown kind", int((~(is_news | is_tick | is_listing)).sum()))
+    ts = parse_timestamps(df["ts"])
+    price = _numbers(df["price"])
+    syms = _strings(df["symbol"])
+    keep = _good_ticks(counts, ts, price, syms, is_tick)
+    headline = _news_text(df, "headline", is_news)
+    bad_time = is_news & np.isnan(ts)
+    no_headline = is_news & ~bad_time & pd.isna(headline)
+    counts.add("bad time", int(bad_time.sum()))
+    counts.add("no headline", int(no_headline.sum()))
+    keep |= is_news & ~(bad_time | no_headline)
+
+    news = is_news[keep]
+    symbol = syms[keep]
+    symbol[news] = ""
+    t = ts[keep]
+    return Tape(
+        t,
+        np.maximum.accumulate(t) if len(t) else t,
+        symbol,
+        price[keep],
+        *_extras(df, {role: role for role, _ in _EXTRAS if role in df}, keep),
+        is_news=news,
+        headline=headline[keep],
+        source=_news_text(df, "source", is_news)[keep],
+        url=_news_text(df, "url", is_news)[keep],
+        summary=_news_text(df, "summary", is_news)[keep],
+        tags=_news_tags(df, keep, news),
+        listed=_listed(df, is_listing),
+    )
+
+
+def _news_text(df: pd.DataFrame, name: str, is_news: Bools) -> Objects:
+    """A news column of a recording, read for the news rows only (None elsewhere)."""
+    out = none_objects(len(df))
+    if name in df and is_news.any():
+        out[is_news] = _strings(df[name][is_news])
+    return out
+
+
+def _news_tags(df: pd.DataFrame, keep: Bools, news: Bools) -> Objects:
+    """The symbols each kept news row is tagged with (a tuple; None for ticks)."""
+    tags = none_objects(int(keep.sum()))
+    if news.any() and "symbols" in df:
+        raw = df["symbols"].to_numpy(dtype=object)[keep][news]
+        tags[news] = _tuples(tuple(str(s) for s in t) if t is not None else () for t in raw)
+    elif news.any():
+        tags[news] = _tuples(() for _ in range(int(news.sum())))
+    return tags
+
+
+def _listed(df: pd.DataFrame, is_listing: Bools) -> tuple[str, ...]:
+    """The symbols a recording's listing rows declare, in order, each once."""
+    listed: list[str] = []
+    if is_listing.any() and "symbols" in df:
+        for syms in df["symbols"].to_numpy(dtype=object)[is_listing]:
+            listed.extend(str(s) for s in (syms if syms is not None else ()))
+    return tuple(dict.fromkeys(listed))
