@@ -48,6 +48,7 @@ FEED_API = {"ticker.core.events", "ticker.core.backoff", "ticker.replay"}
 PURE = [
     "ticker.core",
     "ticker.core.wsframe",
+    "ticker.config",
     "feeds.base",
 ]
 
