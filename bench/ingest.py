@@ -16,8 +16,9 @@ import time
 from typing import Any
 
 from feeds.sim import SimMarket, parse_symbols
+from ticker.config import HubConfig
 from ticker.core.events import Tick
-from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.hub.broadcaster import Hub
 
 __all__ = ["run"]
 

@@ -124,7 +124,8 @@ def _measure(path: Path, rows: int) -> dict[str, Any]:
 
 def _through_hub(path: Path) -> dict[str, Any]:
     async def go() -> tuple[int, float]:
-        from ticker.hub.broadcaster import Hub, HubConfig
+        from ticker.config import HubConfig
+        from ticker.hub.broadcaster import Hub
 
         hub = Hub(HubConfig())
         tape, _ = load(path)

@@ -7,9 +7,12 @@ time in ``ts``. At ``speed=max`` it emits as fast as the consumer takes events, 
 to the event loop between chunks. A finished replay holds its last state (the core keeps it) and
 stays controllable: a seek or resume plays again.
 
-Control (``GET/POST /api/replay`` in the server) goes through :meth:`ReplayFeed.replay_status`
-and :meth:`ReplayFeed.replay_control`; :meth:`ReplayFeed.status` tells the supervisor when the
-feed is quiet on purpose (paused, finished), so it is not restarted as stalled.
+Its capabilities (ticker.core.events), declared as base classes so that mypy checks them: control
+(``GET/POST /api/replay`` in the server) goes through :meth:`ReplayFeed.replay_status` and
+:meth:`ReplayFeed.replay_control` (``Controllable``); :meth:`ReplayFeed.status` tells the
+supervisor when the feed is quiet on purpose (paused, finished), so it is not restarted as stalled
+(``HasStatus``); :meth:`ReplayFeed.load` reads the data ahead for ``ticker replay``
+(``Preloadable``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from feeds.base import Event, Listing, Option, help_of, parse_options
+from feeds.base import Event, Feed, Listing, Option, help_of, parse_options
+from ticker.core.events import Controllable, HasStatus, Preloadable
 from ticker.replay.clock import ReplayClock
 from ticker.replay.columns import parse_columns_option
 from ticker.replay.control import parse_speed
@@ -76,7 +80,7 @@ _OPTIONS: dict[str, Option] = {
 }
 
 
-class ReplayFeed:
+class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
     """Replays recorded ticks and news, or market data files, on the market's own clock.
 
     Args:

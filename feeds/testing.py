@@ -16,7 +16,19 @@ import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from ticker.core.events import Event, Feed, Listing, News, Tick
+from ticker.core.events import (
+    Controllable,
+    Event,
+    Feed,
+    HasHealth,
+    HasStallTimeout,
+    HasStatus,
+    Listing,
+    LoadSummary,
+    News,
+    Preloadable,
+    Tick,
+)
 
 __all__ = ["FakeFeed", "FeedCheckError", "check_event", "check_feed"]
 
@@ -98,6 +110,69 @@ def check_event(ev: object) -> list[str]:
     return [f"{t.__name__} is not a Tick, News or Listing (exactly; the core drops anything else)"]
 
 
+def _plain_method(method: object, name: str, *args: object, **kwargs: object) -> list[str]:
+    """A capability's method is a plain ``def`` (the core calls it without awaiting) that takes
+    these arguments."""
+    if not callable(method):
+        return [f"`{name}` must be a method"]
+    if inspect.iscoroutinefunction(method):
+        return [f"{name}() must be a plain `def`: the core calls it without awaiting"]
+    try:
+        inspect.signature(method).bind(*args, **kwargs)
+    except TypeError as exc:
+        return [f"{name}() has the wrong parameters ({exc})"]
+    except ValueError:  # no signature to inspect (a builtin): nothing to check
+        pass
+    return []
+
+
+def _returns(method: Any, name: str, ok: Callable[[Any], bool], shape: str) -> list[str]:
+    """Call a capability's method that takes no argument; its result must have ``shape``."""
+    problems = _plain_method(method, name)
+    if problems:
+        return problems
+    try:
+        result = method()
+    except Exception as exc:
+        return [f"{name}() raised {type(exc).__name__}: {exc}"]
+    return [] if ok(result) else [f"{name}() must return {shape}, got {result!r:.80}"]
+
+
+def _check_capabilities(feed: object) -> list[str]:
+    """A feed that has a capability's attribute claims it (ticker.core.events): it must have the
+    declared shape. Call while the feed runs (``replay_status()`` needs the loop)."""
+    out: list[str] = []
+    if isinstance(feed, HasStallTimeout):
+        t = feed.stall_timeout
+        if t is not None and not (_is_number(t) and t >= 0):
+            out.append(f"stall_timeout must be None or seconds (a number >= 0), got {t!r}")
+    if isinstance(feed, HasHealth):
+        out += _returns(
+            feed.health,
+            "health",
+            lambda v: isinstance(v, dict) and isinstance(v.get("stale", []), list),
+            "a dict (its `stale`, if any, a list of symbols)",
+        )
+    if isinstance(feed, HasStatus):
+        out += _returns(feed.status, "status", lambda v: isinstance(v, str), "a string")
+    if isinstance(feed, Controllable):
+        out += _returns(
+            feed.replay_status,
+            "replay_status",
+            lambda v: v is None or isinstance(v, dict),
+            "a dict or None",
+        )
+        out += _plain_method(feed.replay_control, "replay_control", "pause", to=None, speed=None)
+    if isinstance(feed, Preloadable):
+        out += _returns(
+            feed.load,
+            "load",
+            lambda v: isinstance(v, LoadSummary) and isinstance(v.events, int),
+            "a report with `events` (an int) and `summary()`",
+        )
+    return out
+
+
 def _check_factory(factory: Callable[..., Any], options: Mapping[str, str]) -> list[str]:
     """What ``ticker feeds`` and ``--feed`` need of the class an entry point names."""
     out: list[str] = []
@@ -148,8 +223,10 @@ async def check_feed(
     strings in ``options``, rejects an unknown option with ``ValueError``; the feed has a
     ``name``, an ``events()`` async iterator and an ``aclose()`` coroutine; it yields at least
     ``min_events`` valid events (:func:`check_event`) within ``within`` seconds (stopping at
-    ``max_events``); its iterator closes cleanly mid-stream, and ``aclose()`` returns promptly and
-    may be called twice.
+    ``max_events``); the optional capabilities it has (``ticker.core.events``: ``health()``,
+    ``status()``, ``stall_timeout``, ``replay_status()``/``replay_control()``, ``load()``) have
+    the declared shape; its iterator closes cleanly mid-stream, and ``aclose()`` returns promptly
+    and may be called twice.
 
     Raises:
         FeedCheckError: every problem found, one per line.
@@ -203,6 +280,7 @@ async def check_feed(
             f"yielded {len(events)} events in {within:g}s; expected at least "
             f"{min_events} (pass options that make it produce events quickly)"
         )
+    problems += _check_capabilities(instance)
     close_gen = getattr(agen, "aclose", None)
     if callable(close_gen):
         try:

@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, ServerProcess
 from tests.wsutil import recv
-from ticker.cli import _served_name, main
+from ticker.cli import main
+from ticker.config import with_served_name
 from ticker.core.auth import AuthConfig, AuthError, host_allowed, verify_token
 
 SECRET = "cli-test-secret-" + "c" * 32
@@ -197,10 +198,10 @@ async def test_environment_gives_the_secrets(tmp_path: Path) -> None:
 
 def test_the_name_serve_binds_to_is_a_public_host() -> None:
     """``ticker serve --host ticker.lan``: clients reach it by that name (no rebinding there)."""
-    auth = _served_name(AuthConfig(public_hosts=("a.example",)), "Ticker.LAN")
+    auth = with_served_name(AuthConfig(public_hosts=("a.example",)), "Ticker.LAN")
     assert auth.host_rules == ("a.example", "ticker.lan")
     assert host_allowed("ticker.lan:8080", auth.host_rules)
     for address in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost", "a.example"):
-        assert _served_name(AuthConfig(public_hosts=("a.example",)), address).host_rules == (
+        assert with_served_name(AuthConfig(public_hosts=("a.example",)), address).host_rules == (
             "a.example",
         ), address

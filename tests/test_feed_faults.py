@@ -23,11 +23,12 @@ from feeds.sim import SimFeed
 from tests.conftest import MS
 from tests.wsutil import recv, until
 from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.config import HubConfig
 from ticker.core import validate
 from ticker.core.events import Event, Listing, News, Tick
 from ticker.core.protocol import encode, quote_fragments
 from ticker.core.validate import MAX_SYMBOL_LEN, event_problem
-from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.hub.broadcaster import Hub
 from ticker.net.server import create_app
 
 TS = 1.7e12

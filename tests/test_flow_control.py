@@ -18,8 +18,8 @@ from pytest_aiohttp import AiohttpClient
 from tests.conftest import MS
 from tests.test_slow_consumer import SYMS, Producer, Reader, apply, healthz, hub_client
 from tests.wsutil import Frame, RawWebSocket, Server, now_ms, recv, until
+from ticker.config import HubConfig
 from ticker.core.events import Listing
-from ticker.hub.broadcaster import HubConfig
 
 
 async def test_stalled_reader_is_held_then_caught_up_with_one_delta(

@@ -31,9 +31,10 @@ from websockets.sync.client import connect
 
 from tests.conftest import ServerProcess
 from tests.wsutil import RecordingTransport
+from ticker.config import HubConfig
 from ticker.core.events import Listing, News, Tick
 from ticker.core.protocol import ERROR_CODES, Ping, ProtocolError, Resync, Subscribe, parse_request
-from ticker.hub.broadcaster import Client, Hub, HubConfig
+from ticker.hub.broadcaster import Client, Hub
 
 SYMS = ("AAPL", "MSFT", "GOOGL")
 TYPES = {"hello", "snapshot", "delta", "news", "pong", "error", "ack"}

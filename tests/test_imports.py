@@ -53,6 +53,7 @@ PURE = [
     "ticker.replay.clock",
     "ticker.replay.columns",
     "ticker.core.wsframe",
+    "ticker.config",
     "feeds.base",
 ]
 

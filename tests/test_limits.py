@@ -28,9 +28,11 @@ from websockets.exceptions import InvalidStatus
 
 from tests.conftest import MS, ROOT, ServerProcess
 from tests.wsutil import RawWebSocket, Server, recv, recv_type, recv_until, tick, until
+from ticker.bus.registry import sources_from_specs
+from ticker.cli import build_parser, flags_given
+from ticker.config import HubConfig, ServerConfig, parse_toml, serve_settings, split_server_table
 from ticker.core.events import Event, Listing
 from ticker.core.limits import ConnectionLimits, client_key, parse_networks
-from ticker.hub.broadcaster import HubConfig
 from ticker.net.admission import ADMISSION
 
 SYMS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA")
@@ -46,8 +48,10 @@ def opening() -> list[Event]:
     return [Listing(SYMS), *(tick(s, 100.0 + i) for i, s in enumerate(SYMS))]
 
 
-async def start(aiohttp_client: AiohttpClient, **config: Any) -> Server:
-    return await Server.start(aiohttp_client, opening(), HubConfig(**config))
+async def start(aiohttp_client: AiohttpClient, **limits: Any) -> Server:
+    """A server with ``limits``: ``[server]`` keys, for the hub or the server."""
+    hub, server = split_server_table(limits)
+    return await Server.start(aiohttp_client, opening(), hub, server)
 
 
 async def assert_receives(srv: Server, ws: ClientWebSocketResponse) -> None:
@@ -167,14 +171,14 @@ def test_client_key_behind_trusted_proxies() -> None:
 )
 def test_bad_trusted_proxies_are_a_config_error(proxies: Any) -> None:
     with pytest.raises(ValueError, match=r"trusted_proxies|address or network"):
-        HubConfig(trusted_proxies=proxies)
+        ServerConfig(trusted_proxies=proxies)
 
 
 def test_trusted_proxies_from_toml_become_a_tuple() -> None:
-    cfg = HubConfig(trusted_proxies=["10.0.0.1", "192.168.0.0/16"])  # type: ignore[arg-type]
+    cfg = ServerConfig(trusted_proxies=["10.0.0.1", "192.168.0.0/16"])  # type: ignore[arg-type]
     assert cfg.trusted_proxies == ("10.0.0.1", "192.168.0.0/16")
     with pytest.raises(ValueError, match="max_connections"):
-        HubConfig(max_connections=-1)
+        ServerConfig(max_connections=-1)
     with pytest.raises(ValueError, match="max_symbols_per_connection"):
         HubConfig(max_symbols_per_connection=2.5)  # type: ignore[arg-type]
 
@@ -481,8 +485,6 @@ async def test_a_peer_that_sends_but_never_answers_pings_is_alive(
 
 
 def test_limit_flags_and_config_keys_reach_the_hub_config_and_the_feeds(tmp_path: Path) -> None:
-    from ticker.cli import _quarantine, _serve_settings, _sources, build_parser
-
     cfg = tmp_path / "ticker.toml"
     cfg.write_text(
         "quarantine_after = 7\n"
@@ -493,11 +495,12 @@ def test_limit_flags_and_config_keys_reach_the_hub_config_and_the_feeds(tmp_path
         ["serve", "--config", str(cfg), "--max-connections-per-ip", "6", "--control-rate", "3",
          "--trusted-proxy", "192.0.2.1", "--quarantine-window", "12"]
     )  # fmt: skip
-    _, _, _, hub = _serve_settings(args)
-    config = HubConfig(**hub)
-    assert (config.max_connections, config.max_connections_per_ip) == (50, 6), "flags win"
-    assert (config.rate, config.http_idle_s) == (3.0, 9.5)
-    assert config.trusted_proxies == ("192.0.2.1",)
-    assert _quarantine(args) == (7, 12.0)
-    (src,) = _sources(["sim"], None, _quarantine(args))
+    settings = serve_settings(parse_toml(cfg.read_bytes(), str(cfg)), flags_given(args), {})
+    server = settings.server
+    assert (server.max_connections, server.max_connections_per_ip) == (50, 6), "flags win"
+    assert (settings.hub.rate, server.http_idle_s) == (3.0, 9.5)
+    assert server.trusted_proxies == ("192.0.2.1",)
+    policy = settings.supervision
+    assert (policy.quarantine_after, policy.quarantine_window) == (7, 12.0)
+    (src,), _ = sources_from_specs(["sim"], policy)
     assert (src.quarantine_after, src.quarantine_window) == (7, 12.0)

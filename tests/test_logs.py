@@ -30,8 +30,9 @@ from tests.redisutil import RedisServer, free_port
 from tests.wsutil import RecordingTransport, until
 from ticker.bus.redis import RedisBus
 from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.config import HubConfig
 from ticker.core.events import Event
-from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.hub.broadcaster import Hub
 from ticker.ops.logs import (
     MASK,
     JsonFormatter,

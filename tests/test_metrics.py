@@ -33,10 +33,10 @@ from tests.conftest import MS, ServerProcess
 from tests.redisutil import RedisServer, free_port, redis_server  # noqa: F401 (a fixture)
 from tests.test_slow_consumer import BOUND, SYMS, Producer, stalled_client
 from tests.wsutil import Server, now_ms, recv, recv_type, tick, until
+from ticker.config import HubConfig, ServerConfig
 from ticker.core.conflate import Conflator
 from ticker.core.events import Listing, News, Tick
 from ticker.core.protocol import ERROR_CODES
-from ticker.hub.broadcaster import HubConfig
 from ticker.net.keys import BUS, HUB, RUNNERS
 from ticker.net.server import create_app
 from ticker.ops.metrics import LAG_BUCKETS, LoopMonitor
@@ -95,9 +95,12 @@ def wire_size(payload: bytes) -> int:
 
 
 async def start(
-    aiohttp_client: AiohttpClient, events: list[Any], config: HubConfig | None = None
+    aiohttp_client: AiohttpClient,
+    events: list[Any],
+    config: HubConfig | None = None,
+    server: ServerConfig | None = None,
 ) -> Server:
-    return await Server.start(aiohttp_client, events, config)
+    return await Server.start(aiohttp_client, events, config, server)
 
 
 # Pure parts
@@ -326,7 +329,9 @@ async def test_errors_are_counted_by_code(aiohttp_client: AiohttpClient) -> None
 
 
 async def test_frame_over_the_limit_counts_a_1009_close(aiohttp_client: AiohttpClient) -> None:
-    srv = await start(aiohttp_client, [Listing(("AAPL",))], HubConfig(max_frame_bytes=1024))
+    srv = await start(
+        aiohttp_client, [Listing(("AAPL",))], server=ServerConfig(max_frame_bytes=1024)
+    )
     ws, _ = await srv.connect()
     await ws.send_str("x" * 2048)
     msg = await ws.receive(timeout=2000 * MS)

@@ -16,8 +16,9 @@ from feeds.sim import SimFeed
 from feeds.simnews import SimNewsFeed
 from tests.conftest import MS
 from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.config import HubConfig
 from ticker.core.events import Event, News
-from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.hub.broadcaster import Hub
 from ticker.store.recorder import Recorder
 
 

@@ -18,8 +18,8 @@ from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS, ROOT
 from tests.wsutil import Frame, Server, now_ms, recv, recv_type, recv_until, tick, until
+from ticker.config import HubConfig
 from ticker.core.events import Listing, News
-from ticker.hub.broadcaster import HubConfig
 from ticker.net.server import create_app, plotly_js_path
 
 SYMS = ("AAPL", "MSFT", "GOOGL")

@@ -2,8 +2,9 @@
 
 The slow client is :class:`~tests.wsutil.RawWebSocket`: a plain socket with a small receive buffer
 that reads only when the test says so, so it truly stops draining TCP (no library reads ahead for
-it). The server's side of each WebSocket has a small SO_SNDBUF (``HubConfig.socket_send_buffer``),
-so a stalled reader shows up as unsent bytes in the server's transport within a frame or two.
+it). The server's side of each WebSocket has a small SO_SNDBUF
+(``ServerConfig.socket_send_buffer``), so a stalled reader shows up as unsent bytes in the server's
+transport within a frame or two.
 
 These tests exercise the buffer-bound mechanism (pause, catch-up snapshot, 1013) on its own, so
 they turn window-0 flow control off (``flow_hold_ms=0``), which would otherwise hold a stalled
@@ -24,8 +25,9 @@ from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS, ServerProcess
 from tests.wsutil import Frame, RawWebSocket, Server, now_ms, recv, until
+from ticker.config import HubConfig, ServerConfig
 from ticker.core.events import Listing, News, Tick
-from ticker.hub.broadcaster import Client, HubConfig
+from ticker.hub.broadcaster import Client
 
 SYMS = tuple(f"S{i:03d}" for i in range(50))
 RATE = 5000  # ticks per second
@@ -465,7 +467,9 @@ async def test_big_news_replay_is_paced_and_complete(aiohttp_client: AiohttpClie
 
 
 async def test_dead_peer_is_dropped_by_heartbeat(aiohttp_client: AiohttpClient) -> None:
-    srv = await Server.start(aiohttp_client, [Listing(("AAPL",))], HubConfig(heartbeat_s=0.2))
+    srv = await Server.start(
+        aiohttp_client, [Listing(("AAPL",))], server=ServerConfig(heartbeat_s=0.2)
+    )
     port = srv.client.port
     assert port is not None
     alive, _ = await srv.connect()

@@ -35,8 +35,9 @@ from pytest_aiohttp import AiohttpClient
 from tests.conftest import ServerProcess
 from tests.probes import established, fds, rss_kb
 from tests.wsutil import Server, recv, tick, until
+from ticker.config import HubConfig
 from ticker.core.events import Listing, News
-from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.hub.broadcaster import Hub
 
 SOAK_S = float(os.environ.get("TICKER_SOAK_S", "15"))
 WARMUP_S = 10.0

@@ -33,12 +33,12 @@ from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS
 from tests.wsutil import Frame, RawWebSocket, Server
+from ticker.config import HubConfig, ServerConfig
 from ticker.core.wsframe import FRAGMENT_COST
-from ticker.hub.broadcaster import HubConfig
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
-MAX = HubConfig().max_frame_bytes  # 64 KiB: a message over it is closed with 1009
+MAX = ServerConfig().max_frame_bytes  # 64 KiB: a message over it is closed with 1009
 FAST = HubConfig(rate=100_000.0, burst=100_000.0)  # for bulk and heavy fragmentation
 EOF_WITHIN = 1000 * MS  # the server closes TCP right after its close frame
 

@@ -24,8 +24,8 @@ from pytest_aiohttp import AiohttpClient
 
 from feeds.testing import FakeFeed
 from tests.conftest import MS
+from ticker.config import HubConfig, ServerConfig
 from ticker.core.events import Event, Tick
-from ticker.hub.broadcaster import HubConfig
 from ticker.net.server import HUB, RUNNERS, create_app
 
 __all__ = [
@@ -241,10 +241,12 @@ class Server:
         aiohttp_client: AiohttpClient,
         events: Sequence[Event] = (),
         config: HubConfig | None = None,
+        server: ServerConfig | None = None,
     ) -> Server:
-        """Serve ``create_app([FakeFeed(events)], config)`` and wait until ``events`` are in."""
+        """Serve ``create_app([FakeFeed(events)], config, server=server)`` and wait until
+        ``events`` are in."""
         feed = FakeFeed(events)
-        srv = cls(await aiohttp_client(create_app([feed], config)), feed)
+        srv = cls(await aiohttp_client(create_app([feed], config, server=server)), feed)
         await until(lambda: srv.runner.events >= len(events), what="initial events")
         return srv
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,7 +15,17 @@ from feeds.replay import ReplayFeed
 from feeds.sim import SimFeed
 from feeds.simnews import SimNewsFeed
 from feeds.testing import FeedCheckError, check_event, check_feed
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.events import (
+    Controllable,
+    Event,
+    HasHealth,
+    HasStallTimeout,
+    HasStatus,
+    Listing,
+    News,
+    Preloadable,
+    Tick,
+)
 
 # Built-in feeds
 
@@ -166,3 +177,99 @@ def test_check_event(event: Event, problem: str) -> None:
     problems = check_event(event)
     assert problems and problem in problems[0]
     assert check_event(Tick("A", 1.0, 1.7e12, 1.0, 0.9, 1.1, 5.0, 1.0)) == []
+
+
+# Capabilities (ticker.core.events): a feed that has one is held to its shape
+
+
+class Capable(Good):
+    """A feed with every optional capability, each of the declared shape."""
+
+    stall_timeout: ClassVar[float] = 30.0
+
+    def health(self) -> dict[str, Any]:
+        return {"messages": 3, "stale": []}
+
+    def status(self) -> str:
+        return "up"
+
+    def replay_status(self) -> dict[str, Any] | None:
+        return None
+
+    def replay_control(
+        self, action: str, *, to: float | None = None, speed: float | None = None
+    ) -> None:
+        pass
+
+    def load(self) -> Report:
+        return Report()
+
+
+class Report:
+    events = 3
+
+    def summary(self) -> str:
+        return "3 events"
+
+
+def test_the_capabilities_are_recognised_by_shape_and_declared_by_the_replay_feed() -> None:
+    feed: object = Capable()
+    for capability in (HasStallTimeout, HasHealth, HasStatus, Controllable, Preloadable):
+        assert isinstance(feed, capability), capability
+        assert not isinstance(Good(), capability), capability
+    for capability in (Controllable, HasStatus, Preloadable):
+        assert issubclass(ReplayFeed, capability), capability
+
+
+async def test_a_feed_with_every_capability_conforms() -> None:
+    assert len(await check_feed(Capable, {"n": "2"})) == 2
+
+
+class WrongShapes(Good):
+    stall_timeout = -1.0
+
+    async def health(self) -> dict[str, Any]:  # awaited by no one: the core calls it plainly
+        return {}
+
+    def status(self) -> int:
+        return 3
+
+    def replay_status(self) -> list[Any]:
+        return []
+
+    def replay_control(self, action: str) -> None:
+        pass
+
+    def load(self) -> int:
+        return 5
+
+
+class HealthRaises(Good):
+    def health(self) -> dict[str, Any]:
+        raise RuntimeError("no link yet")
+
+
+class StaleNotAList(Good):
+    def health(self) -> dict[str, Any]:
+        return {"stale": "AAPL"}
+
+
+async def test_check_feed_holds_a_claimed_capability_to_its_shape() -> None:
+    with pytest.raises(FeedCheckError) as err:
+        await check_feed(WrongShapes, within=0.2)
+    text = str(err.value)
+    for problem in (
+        "stall_timeout must be None or seconds",
+        "health() must be a plain `def`",
+        "status() must return a string, got 3",
+        "replay_status() must return a dict or None, got []",
+        "replay_control() has the wrong parameters",
+        "load() must return a report with `events`",
+    ):
+        assert problem in text, (problem, text)
+    for factory, problem in (
+        (HealthRaises, "health() raised RuntimeError: no link yet"),
+        (StaleNotAList, "health() must return a dict (its `stale`, if any, a list"),
+    ):
+        with pytest.raises(FeedCheckError, match=re.escape(problem)):
+            await check_feed(factory, within=0.2)

@@ -2,17 +2,17 @@
 
 ``MemoryBus`` (one process, the default) hands each event straight to the hub; ``RedisBus``
 (``ticker.bus.redis``) shares them between processes through Redis Streams. Both satisfy
-:class:`Bus`.
+:class:`Bus`; the Redis bus also has the optional :class:`Transactional` capability.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from ticker.core.events import Event
 
-__all__ = ["Bus", "MemoryBus"]
+__all__ = ["Bus", "MemoryBus", "Transactional"]
 
 
 class Bus(Protocol):
@@ -21,6 +21,20 @@ class Bus(Protocol):
     def publish(self, ev: Event) -> None: ...
 
     def health(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Transactional(Protocol):
+    """A bus that applies a batch of events from an external producer all or nothing, and numbers
+    its news items itself (``RedisBus``): the publish API posts through it.
+
+    Without it (``MemoryBus``) the publish API publishes event by event and the hub numbers news.
+    """
+
+    async def post(self, events: Sequence[Event]) -> list[int]:
+        """Write ``events`` at once; the ids given to the news items among them, in order.
+        Raises when nothing was written."""
+        ...
 
 
 class MemoryBus:

@@ -8,12 +8,14 @@ register through the same group.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from ticker.bus.supervisor import FeedSource
+from ticker.bus.supervisor import FeedSource, stall_timeout_of
+from ticker.config import Supervision
 from ticker.core.events import Feed, FeedFactory
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "parse_spec",
     "source_from_options",
     "source_from_spec",
+    "sources_from_specs",
 ]
 
 GROUP = "ticker.feeds"
@@ -111,7 +114,7 @@ def source_from_options(
 
     Args:
         stall_timeout: restart the feed after this many seconds without an event; default the
-            factory's ``stall_timeout`` attribute, if it has one (else never).
+            feed's own ``stall_timeout`` (``HasStallTimeout``), if it has one (else never).
 
     Raises:
         SpecError: unknown feed, unknown option or bad value.
@@ -128,7 +131,7 @@ def source_from_options(
         return first.pop() if first else factory(opts)
 
     if stall_timeout is None:
-        stall_timeout = getattr(factory, "stall_timeout", None)
+        stall_timeout = stall_timeout_of(first[0])
     return FeedSource(label or name, make, stall_timeout)
 
 
@@ -146,6 +149,47 @@ def deferred_source(
         return load(name, eps)(opts)
 
     return FeedSource(label or name, make)
+
+
+def sources_from_specs(
+    specs: Sequence[str],
+    supervision: Supervision | None = None,
+    eps: Mapping[str, EntryPoint] | None = None,
+) -> tuple[list[FeedSource], list[PluginError]]:
+    """Feed sources for ``specs`` (``--feed``), labelled ``name``, ``name#2``..., with the
+    supervision settings; and the plug-ins among them that fail to import.
+
+    Such a plug-in, when other feeds are fine, is kept as a source that retries its import with
+    backoff (shown in /healthz) while the others run: the caller reports it.
+
+    Raises:
+        SpecError: a bad spec, unknown feed or option; or every plug-in fails to import.
+    """
+    policy = supervision or Supervision()
+    sources: list[FeedSource] = []
+    broken: list[PluginError] = []
+    counts: dict[str, int] = {}
+    for spec in specs:
+        name, opts = parse_spec(spec)
+        counts[name] = counts.get(name, 0) + 1
+        label = name if counts[name] == 1 else f"{name}#{counts[name]}"
+        try:
+            src = source_from_options(name, opts, eps, label, stall_timeout=policy.stall_timeout)
+        except PluginError as exc:
+            broken.append(exc)
+            src = deferred_source(spec, eps, label)
+        sources.append(src)
+    if broken and len(broken) == len(sources):
+        raise broken[0]
+    sources = [
+        dataclasses.replace(
+            src,
+            quarantine_after=policy.quarantine_after,
+            quarantine_window=policy.quarantine_window,
+        )
+        for src in sources
+    ]
+    return sources, broken
 
 
 @dataclass(frozen=True, slots=True)

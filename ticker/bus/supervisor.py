@@ -5,6 +5,8 @@ and jitter, one that yields nothing for longer than its stall timeout is restart
 that finishes is marked ``finished`` (a replay that reached its end), and none can disturb another.
 A feed may say it is quiet on purpose with a ``status()`` method returning one of ``QUIET_STATES``
 (a paused or finished replay): that state shows in ``health()`` and silence is then not a stall.
+Such optional abilities are the capabilities of the feed API (ticker.core.events: ``HasStatus``,
+``HasHealth``, ``HasStallTimeout``), checked with ``isinstance``.
 
 Faults: every event is checked (:func:`ticker.core.validate.event_problem`); a bad one is dropped
 and counted, and a run of ``max_invalid_run`` bad events in a row is a failure. A feed that fails
@@ -19,39 +21,31 @@ missing dependency heals it. ``aclose()`` and a cancelled iterator get ``cleanup
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ticker.aio import cancel_and_wait, retrieve
-from ticker.core.events import Event, Feed
+from ticker.config import QUARANTINE_AFTER, QUARANTINE_WINDOW
+from ticker.core.events import QUIET_STATES, Event, Feed, HasHealth, HasStallTimeout, HasStatus
 from ticker.core.validate import event_problem
 
 __all__ = [
-    "QUARANTINE_AFTER",
-    "QUARANTINE_WINDOW",
-    "QUIET_STATES",
     "FeedGarbage",
     "FeedRunner",
     "FeedSource",
     "FeedStalled",
     "backoff_delay",
+    "run_feeds",
+    "stall_timeout_of",
 ]
 
 log = logging.getLogger("ticker.feeds")
-
-QUIET_STATES = frozenset({"loading", "paused", "finished"})
-"""What a feed's optional ``status()`` may return to be left alone while it yields nothing."""
-
-
-QUARANTINE_AFTER = 5
-"""Default: failures within :data:`QUARANTINE_WINDOW` seconds that quarantine a feed."""
-QUARANTINE_WINDOW = 60.0
-"""Default: the sliding window (seconds) failures are counted in."""
 
 
 class FeedStalled(Exception):
@@ -80,7 +74,12 @@ class FeedSource:
     @classmethod
     def of(cls, feed: Feed) -> FeedSource:
         """Wrap a ready feed instance (restarts call its ``events()`` again)."""
-        return cls(feed.name, lambda: feed, getattr(feed, "stall_timeout", None))
+        return cls(feed.name, lambda: feed, stall_timeout_of(feed))
+
+
+def stall_timeout_of(feed: Feed) -> float | None:
+    """The feed's own stall timeout (:class:`~ticker.core.events.HasStallTimeout`), else None."""
+    return feed.stall_timeout if isinstance(feed, HasStallTimeout) else None
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
@@ -353,11 +352,10 @@ class FeedRunner:
 
 def _detail(feed: Feed | None) -> dict[str, Any]:
     """What the feed says of itself (``health()``: link counters, gaps, ``stale`` symbols)."""
-    health = getattr(feed, "health", None)
-    if not callable(health):
+    if feed is None or not isinstance(feed, HasHealth):
         return {}
     try:
-        detail = health()
+        detail: Any = feed.health()  # a plug-in's, shape unchecked: it must not break /healthz
     except Exception as exc:
         return {"detail_error": f"{type(exc).__name__}: {exc}"[:200]}
     if not isinstance(detail, dict):
@@ -371,11 +369,44 @@ def _detail(feed: Feed | None) -> dict[str, Any]:
 
 def _quiet(feed: Feed) -> str | None:
     """The feed's own quiet state (``status()`` in :data:`QUIET_STATES`), if it reports one."""
-    status = getattr(feed, "status", None)
-    if not callable(status):
+    if not isinstance(feed, HasStatus):
         return None
     try:
-        state = status()
+        state = feed.status()
     except Exception:
         return None
     return state if state in QUIET_STATES else None
+
+
+async def run_feeds(
+    sources: Sequence[FeedSource],
+    publish: Callable[[Event], None],
+    *,
+    stop: asyncio.Event,
+    duration: float | None = None,
+) -> list[FeedRunner]:
+    """Run ``sources`` into ``publish`` until ``stop`` is set, ``duration`` seconds have passed or
+    every feed is done (finished or quarantined); then stop them (``ticker record``).
+
+    Returns:
+        the stopped runners, for the caller's summary.
+    """
+    runners = [FeedRunner(src, publish) for src in sources]
+    for r in runners:
+        r.start()
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + duration
+    try:
+        while not stop.is_set():
+            if deadline is not None and loop.time() >= deadline:
+                break
+            if all(r.health()["state"] in ("finished", "quarantined") for r in runners):
+                break
+            # Runner states change without an event to wait for: look a few times a second.
+            wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+    finally:
+        for r in runners:
+            await r.stop()
+    return runners

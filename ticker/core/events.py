@@ -1,4 +1,5 @@
-"""Event types that flow from feeds into the core.
+"""Event types that flow from feeds into the core, and the feed API: :class:`Feed` and the
+optional capabilities a feed may have.
 
 Pure; no I/O and no project imports. Feeds (ours and third parties') build these and nothing else.
 Times are Unix epoch **milliseconds** as floats (sub-millisecond precision), as on the wire.
@@ -8,9 +9,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Event", "Feed", "FeedFactory", "Listing", "News", "Tick"]
+__all__ = [
+    "QUIET_STATES",
+    "Controllable",
+    "Event",
+    "Feed",
+    "FeedFactory",
+    "HasHealth",
+    "HasStallTimeout",
+    "HasStatus",
+    "Listing",
+    "LoadSummary",
+    "News",
+    "Preloadable",
+    "Tick",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +110,79 @@ class Feed(Protocol):
 FeedFactory = Callable[[Mapping[str, str]], Feed]
 """What an entry point in group ``ticker.feeds`` names: options (``key=value`` strings) -> feed.
 Raise ``ValueError`` with a one-line message for an unknown or bad option."""
+
+
+# Optional capabilities. A feed has one when it has the attribute (not None): the core checks with
+# isinstance() against these runtime-checkable Protocols, mypy checks the shapes (declare them by
+# subclassing, as feeds.replay does, or just write the methods), and feeds.testing.check_feed
+# checks that a feed that has one has it with the right shape.
+
+QUIET_STATES = frozenset({"loading", "paused", "finished"})
+"""The states of :meth:`HasStatus.status` in which a feed is quiet on purpose."""
+
+
+@runtime_checkable
+class HasHealth(Protocol):
+    """A feed that reports on itself: ``/healthz`` shows ``health()`` as its ``detail``.
+
+    A list under ``"stale"`` (symbols whose source went quiet) is also shown as the feed's
+    ``stale``. Called on the event loop: keep it cheap. An exception is shown, not raised.
+    """
+
+    def health(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class HasStatus(Protocol):
+    """A feed that names its own state (e.g. ``up``, ``reconnecting``).
+
+    One of :data:`QUIET_STATES` means quiet on purpose (a paused or finished replay): it shows as
+    the feed's state in ``/healthz``, and silence is then not a stall.
+    """
+
+    def status(self) -> str: ...
+
+
+@runtime_checkable
+class HasStallTimeout(Protocol):
+    """A feed that says how long a silence means it is stuck: after ``stall_timeout`` seconds
+    without an event it is restarted (None or 0: never). Usually a class attribute;
+    ``--stall-timeout`` overrides it."""
+
+    @property
+    def stall_timeout(self) -> float | None: ...
+
+
+@runtime_checkable
+class Controllable(Protocol):
+    """A feed whose playback can be steered: ``GET``/``POST /api/replay`` (a replay)."""
+
+    def replay_status(self) -> dict[str, Any] | None:
+        """Its entry in ``GET /api/replay`` (``state``, ``speed``, ``clock``, ``start``,
+        ``end``); None while it cannot be steered yet (still loading)."""
+        ...
+
+    def replay_control(
+        self, action: str, *, to: float | None = None, speed: float | None = None
+    ) -> None:
+        """Apply ``pause``, ``resume``, ``seek`` (``to``, epoch ms) or ``speed`` (market s per
+        s; inf = max). Raises ``ValueError`` (a ``ReplayError``) for one it cannot apply."""
+        ...
+
+
+@runtime_checkable
+class LoadSummary(Protocol):
+    """What :meth:`Preloadable.load` returns: the number of events and a one-line summary."""
+
+    @property
+    def events(self) -> int: ...
+
+    def summary(self) -> str: ...
+
+
+@runtime_checkable
+class Preloadable(Protocol):
+    """A feed that can read its data before it is served (blocking): ``ticker replay`` loads
+    first, so unreadable data is a usage error and ``--check`` prints the summary."""
+
+    def load(self) -> LoadSummary: ...

@@ -26,16 +26,16 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from ticker import __version__
 from ticker.aio import cancel_and_wait
+from ticker.config import HubConfig
 from ticker.core.auth import entitled_only, split_entitled
 from ticker.core.book import Book, TickRing
 from ticker.core.conflate import Conflator, Subscription
 from ticker.core.events import Event, Listing, News, Tick
-from ticker.core.limits import TokenBucket, parse_networks
+from ticker.core.limits import TokenBucket
 from ticker.core.protocol import (
     Ack,
     Error,
@@ -60,7 +60,7 @@ from ticker.core.protocol import (
 )
 from ticker.core.wsframe import ws_ping_frame, ws_text_frame
 
-__all__ = ["Client", "Hub", "HubConfig", "Transport", "effective_window"]
+__all__ = ["Client", "Hub", "Transport", "effective_window"]
 
 log = logging.getLogger("ticker.broadcaster")
 
@@ -88,89 +88,6 @@ class Transport(Protocol):
 
 
 CloseFn = Callable[[int, str], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class HubConfig:
-    """Broadcaster settings (CLI flags and the ``[server]`` table of ``--config`` map onto these).
-
-    Attributes:
-        throttle_ms: default window for new connections.
-        max_throttle_ms: larger requested windows are clamped to this.
-        news_retain: news items kept for ``since`` replay and ``/api/news``.
-        max_symbols_per_request: a larger ``symbols``/``topics`` list is ``too_many_symbols``.
-        max_frame_bytes: inbound frames over this are closed with 1009.
-        pause_bytes: a connection with more unsent bytes than this (in our buffer, beyond what
-            the kernel took) is *paused*: no deltas or live news until they are sent; then it
-            gets one delta of what changed since its last frame and the news it missed.
-        flow_hold_ms: flow control of window-0 connections: after a frame the hub sends a ping
-            (one outstanding at a time). While its pong is missing for longer than this, the
-            client is still reading older frames, so it is *held*: what arrives meanwhile is
-            conflated, and sent once the pong is back as one delta of what changed. A client
-            that keeps up never notices. 0 disables flow control.
-        socket_send_buffer: SO_SNDBUF of each WebSocket (0 = the kernel's autotuning); small, so
-            a reader that falls behind shows up as unsent bytes within a frame or two.
-        max_buffer_bytes: the bound on a connection's unsent bytes while replaying news or
-            catching up (a replay continues once the buffer drains).
-        slow_close_after: seconds paused without draining before a consumer is closed with 1013.
-        rate: control messages per second per connection (token bucket refill).
-        burst: control messages a connection may send at once (bucket size).
-        heartbeat_s: after this many seconds with nothing received from a connection, the
-            server pings it; no pong (nor anything else) within half as long closes it, so a dead
-            peer is dropped within 1.6 x ``heartbeat_s`` of its last frame (ticker.net.wsconn).
-        history_ticks: ticks retained per symbol for ``/api/history`` bars.
-        max_connections: WebSocket connections in total (handshakes in flight included); over
-            it, the upgrade is refused with HTTP 503 and ``Retry-After``. 0: no limit.
-        max_connections_per_ip: WebSocket connections per client address (IPv6: per /64); over
-            it, HTTP 429 and ``Retry-After``. 0: no limit.
-        max_symbols_per_connection: symbols a connection's subscription may name: its symbols,
-            or while on ``"*"`` the ones it unsubscribed (``"*"`` itself counts 0). A request
-            that would go over is refused whole with ``too_many_symbols``. 0: no limit.
-        trusted_proxies: addresses or networks of reverse proxies whose ``X-Forwarded-For``
-            names the client for the per-address limit (empty: the peer address counts).
-        http_idle_s: an HTTP connection without a complete request for this long (from its
-            start, or since its last response) is closed: a slow or half-open handshake cannot
-            hold a socket for long (``ticker serve`` only). 0: never.
-    """
-
-    throttle_ms: float = 100.0
-    max_throttle_ms: float = 10_000.0
-    news_retain: int = 10_000
-    max_symbols_per_request: int = 1_000
-    max_frame_bytes: int = 64 * 1024
-    pause_bytes: int = 0
-    flow_hold_ms: float = 20.0
-    socket_send_buffer: int = 32 * 1024
-    max_buffer_bytes: int = 1024 * 1024
-    slow_close_after: float = 10.0
-    rate: float = 20.0
-    burst: float = 60.0
-    heartbeat_s: float = 20.0
-    history_ticks: int = 10_000
-    max_connections: int = 20_000
-    max_connections_per_ip: int = 1_000
-    max_symbols_per_connection: int = 2_000
-    http_idle_s: float = 30.0
-    trusted_proxies: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        # Settings come from TOML and flags: a wrong type or sign is a usage error at start-up,
-        # not a TypeError in the middle of serving.
-        proxies: Any = self.trusted_proxies  # TOML gives a list; anything else is an error
-        if isinstance(proxies, str) or not isinstance(proxies, list | tuple):
-            raise ValueError(f"trusted_proxies must be a list of addresses, got {proxies!r}")
-        parse_networks(proxies)  # raises ValueError naming a bad entry
-        object.__setattr__(self, "trusted_proxies", tuple(proxies))
-        for f in fields(self):
-            if f.name == "trusted_proxies":
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
-                raise ValueError(f"{f.name} must be a number >= 0, got {v!r}")
-            if type(f.default) is int and not isinstance(v, int):
-                raise ValueError(f"{f.name} must be an integer, got {v!r}")
-        if self.rate <= 0 or self.burst < 1:
-            raise ValueError(f"rate must be > 0 and burst >= 1, got {self.rate!r}, {self.burst!r}")
 
 
 def effective_window(ms: float, max_ms: float) -> int:

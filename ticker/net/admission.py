@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
+from ticker.config import ServerConfig
 from ticker.core.limits import ConnectionLimits, Network, client_key, parse_networks
-from ticker.hub.broadcaster import HubConfig
 
 __all__ = ["ADMISSION", "Admission", "Slot", "admit", "install"]
 
@@ -35,7 +35,7 @@ class Admission:
     logged_at: float = field(default=-1e9)
 
     @classmethod
-    def from_config(cls, config: HubConfig) -> Admission:
+    def from_config(cls, config: ServerConfig) -> Admission:
         return cls(
             ConnectionLimits(config.max_connections, config.max_connections_per_ip),
             parse_networks(config.trusted_proxies),
@@ -45,7 +45,7 @@ class Admission:
 ADMISSION = web.AppKey("admission", Admission)
 
 
-def install(app: web.Application, config: HubConfig) -> None:
+def install(app: web.Application, config: ServerConfig) -> None:
     """Set up the connection counts of ``app`` (from ``create_app``)."""
     app[ADMISSION] = Admission.from_config(config)
 

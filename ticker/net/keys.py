@@ -13,7 +13,8 @@ from aiohttp import web
 
 from ticker.bus.memory import Bus
 from ticker.bus.supervisor import FeedRunner, FeedSource
-from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.config import HubConfig, ServerConfig
+from ticker.hub.broadcaster import Hub
 from ticker.net.wsconn import Sockets
 from ticker.ops.metrics import Metrics
 
@@ -23,12 +24,13 @@ if TYPE_CHECKING:
 __all__ = [
     "BUS",
     "BUS_URL",
-    "CONFIG",
     "HUB",
+    "HUB_CONFIG",
     "METRICS",
     "RECORDER",
     "ROLE",
     "RUNNERS",
+    "SERVER_CONFIG",
     "SOCKETS",
     "SOURCES",
     "STARTED",
@@ -39,7 +41,8 @@ RUNNERS = web.AppKey("runners", list[FeedRunner])
 BUS = web.AppKey("bus", Bus)
 BUS_URL = web.AppKey("bus_url", str)
 ROLE = web.AppKey("role", str)
-CONFIG = web.AppKey("config", HubConfig)
+HUB_CONFIG = web.AppKey("hub_config", HubConfig)
+SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
 SOURCES = web.AppKey("sources", list[FeedSource])
 STARTED = web.AppKey("started", float)
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")

@@ -26,8 +26,9 @@ import msgspec
 import orjson
 from aiohttp import web
 
+from ticker.bus.memory import Transactional
 from ticker.core.events import Event, Listing, News, Tick
-from ticker.net.keys import BUS, CONFIG, HUB
+from ticker.net.keys import BUS, HUB, SERVER_CONFIG
 
 __all__ = [
     "MAX_NEWS",
@@ -219,7 +220,7 @@ async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
     )
     if request.content_length is not None and request.content_length > limit:
         return too_large
-    idle = request.app[CONFIG].http_idle_s
+    idle = request.app[SERVER_CONFIG].http_idle_s
     body = bytearray()
     try:
         async with asyncio.timeout(idle if idle > 0 else None):
@@ -285,10 +286,9 @@ async def _deliver(app: web.Application, events: list[Event]) -> list[int] | web
     new = tuple(s for s in symbols if s not in hub.book.known)
     if new:  # known at once, like a feed's declared symbols (and kept in Redis's symbol set)
         events = [Listing(new), *events]
-    post = getattr(bus, "post", None)
-    if post is not None:  # RedisBus: written in one transaction, ids assigned by Redis
+    if isinstance(bus, Transactional):  # RedisBus: written in one transaction, ids by Redis
         try:
-            ids: list[int] = await post(events)
+            ids = await bus.post(events)
         except Exception as exc:
             log.warning("publish: the bus refused %d events: %s", len(events), type(exc).__name__)
             return _json(

@@ -27,21 +27,23 @@ from aiohttp import web
 from ticker import __version__
 from ticker.bus.memory import Bus, MemoryBus
 from ticker.bus.supervisor import FeedRunner, FeedSource
+from ticker.config import HubConfig, ServerConfig
 from ticker.core.auth import AuthConfig, entitled_only, news_visible, permits
-from ticker.core.events import Event, Feed
+from ticker.core.events import Controllable, Event, Feed
 from ticker.core.wsframe import handshake_response
-from ticker.hub.broadcaster import Hub, HubConfig
+from ticker.hub.broadcaster import Hub
 from ticker.net.admission import ADMISSION, Slot, admit, install as install_admission
 from ticker.net.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard
 from ticker.net.keys import (
     BUS,
     BUS_URL,
-    CONFIG,
     HUB,
+    HUB_CONFIG,
     METRICS,
     RECORDER,
     ROLE,
     RUNNERS,
+    SERVER_CONFIG,
     SOCKETS,
     SOURCES,
     STARTED,
@@ -55,7 +57,7 @@ from ticker.replay.errors import ReplayError
 if TYPE_CHECKING:
     from ticker.store.recorder import Recorder
 
-__all__ = ["HUB", "RUNNERS", "WEB_DIR", "create_app", "plotly_js_path"]
+__all__ = ["HUB", "RUNNERS", "WEB_DIR", "create_app", "plotly_js_path", "serve", "tls_context"]
 
 log = logging.getLogger("ticker.server")
 
@@ -129,7 +131,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
 def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
     app = request.app
     hub = app[HUB]
-    cfg = app[CONFIG]
+    cfg = app[SERVER_CONFIG]
     # aiohttp validates the upgrade request and picks the subprotocol; the 101 is ours.
     ws = web.WebSocketResponse(protocols=WS_PROTOCOLS)
     ready = ws.can_prepare(request)
@@ -319,13 +321,16 @@ async def api_history(request: web.Request) -> web.Response:
     return _json({"symbol": sym, "interval": interval, **result.to_json()})
 
 
-def _replay_feeds(app: web.Application) -> list[tuple[str, Any, dict[str, Any]]]:
-    """(runner name, feed, status) of every running feed that is a loaded replay."""
-    out = []
+def _replay_feeds(app: web.Application) -> list[tuple[str, Controllable, dict[str, Any]]]:
+    """(runner name, feed, status) of every running feed that can be steered now (a loaded
+    replay: :class:`~ticker.core.events.Controllable`)."""
+    out: list[tuple[str, Controllable, dict[str, Any]]] = []
     for r in app[RUNNERS]:
-        status = getattr(r.feed, "replay_status", None)
-        if callable(status) and (st := status()) is not None:
-            out.append((r.name, r.feed, {**st, "name": r.name}))
+        feed = r.feed
+        if feed is None or not isinstance(feed, Controllable):
+            continue
+        if (st := feed.replay_status()) is not None:
+            out.append((r.name, feed, {**st, "name": r.name}))
     return out
 
 
@@ -377,7 +382,7 @@ async def plotly_js(request: web.Request) -> web.FileResponse:
 
 
 async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
-    hub = Hub(app[CONFIG])
+    hub = Hub(app[HUB_CONFIG])
     app[HUB] = hub
     sink = hub.publish
     recorder = app.get(RECORDER)
@@ -445,8 +450,9 @@ async def _close_sockets(app: web.Application) -> None:
 
 def create_app(
     feeds: Sequence[FeedSource | Feed] = (),
-    config: HubConfig | None = None,
+    hub: HubConfig | None = None,
     *,
+    server: ServerConfig | None = None,
     recorder: Recorder | None = None,
     bus: str = "memory://",
     role: str = "all",
@@ -456,7 +462,8 @@ def create_app(
 
     Args:
         feeds: feed sources (restartable) or ready feed instances.
-        config: broadcaster settings.
+        hub: the broadcaster's settings (ticker.config).
+        server: connection limits, socket and frame bounds, heartbeat (ticker.config).
         recorder: records every ingested event (``ticker serve --record``); started and closed
             with the feeds.
         bus: ``memory://`` (one process) or a ``redis://``/``rediss://`` URL (ticker.bus.redis).
@@ -479,9 +486,10 @@ def create_app(
     app[AUTH] = auth or AuthConfig()
     app[BUS_URL] = bus
     app[ROLE] = role
-    app[CONFIG] = config or HubConfig()
-    install_admission(app, app[CONFIG])
-    app[SOCKETS] = Sockets(app[CONFIG].heartbeat_s)
+    app[HUB_CONFIG] = hub or HubConfig()
+    app[SERVER_CONFIG] = server = server or ServerConfig()
+    install_admission(app, server)
+    app[SOCKETS] = Sockets(server.heartbeat_s)
     app[SOURCES] = [f if isinstance(f, FeedSource) else FeedSource.of(f) for f in feeds]
     app[STARTED] = time.time()
     if recorder is not None:
@@ -505,6 +513,21 @@ def create_app(
     return app
 
 
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server TLS context from a certificate chain and its private key (PEM files).
+
+    Raises:
+        ValueError: a file that cannot be read or is not a certificate or key (one line).
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        detail = exc.strerror or (exc.reason if isinstance(exc, ssl.SSLError) else None) or exc
+        raise ValueError(f"cannot load TLS certificate {cert} / key {key}: {detail}") from exc
+    return ctx
+
+
 async def serve(
     app: web.Application,
     host: str,
@@ -522,7 +545,7 @@ async def serve(
         access_log=None,
         # aiohttp's keep-alive timer also runs from the start of a connection: a request must
         # arrive whole within it (half-open and slow handshakes).
-        keepalive_timeout=app[CONFIG].http_idle_s,
+        keepalive_timeout=app[SERVER_CONFIG].http_idle_s,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, ssl_context=ssl_context)
