@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ticker import __version__
+from ticker.core.roles import ROLES
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--role",
-        choices=("all", "ingest", "edge"),
+        choices=ROLES,
         default=None,
         help="all (default): feeds and clients; ingest: run feeds, publish to the bus; "
         "edge: no feeds, serve clients from the bus",

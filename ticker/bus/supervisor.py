@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ticker.aio import cancel_and_wait, retrieve
+from ticker.core.backoff import backoff_delay
 from ticker.core.events import Event, Feed
 from ticker.core.validate import event_problem
 
@@ -39,7 +40,6 @@ __all__ = [
     "FeedRunner",
     "FeedSource",
     "FeedStalled",
-    "backoff_delay",
 ]
 
 log = logging.getLogger("ticker.feeds")
@@ -81,15 +81,6 @@ class FeedSource:
     def of(cls, feed: Feed) -> FeedSource:
         """Wrap a ready feed instance (restarts call its ``events()`` again)."""
         return cls(feed.name, lambda: feed, getattr(feed, "stall_timeout", None))
-
-
-def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [d/2, d], d = min(max, initial * 2**n).
-
-    Pure; no I/O.
-    """
-    d = min(maximum, initial * (2.0 ** max(0, attempt)))
-    return rng.uniform(d / 2.0, d)
 
 
 class FeedRunner:
