@@ -10,8 +10,8 @@ reconnects, which a restart (a new instance) would lose. The loop:
   ``subscribe_within`` seconds (Coinbase drops a client that has not subscribed within 5 s),
 * read frames; text goes to the codec, anything else is counted as garbage, never fatal,
 * after ``lifetime`` seconds reconnect on purpose (Binance closes connections at 24 h),
-* on any failure, wait ``backoff_delay`` (exponential, full jitter) and go again; the attempt count
-  resets once a connection has delivered data.
+* on any failure, wait ``backoff_delay`` (exponential, equal jitter: ticker.core.backoff) and go
+  again; the attempt count resets once a connection has delivered data.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from feeds.base import Event, Listing, Option, as_float
+from ticker.core.backoff import backoff_delay
 
 __all__ = [
     "Codec",
@@ -36,18 +37,12 @@ __all__ = [
     "SymbolClock",
     "WsConfig",
     "WsFeed",
-    "backoff_delay",
+    "backoff_delay",  # (ticker.core.backoff's, for the adapters built on this shell)
     "link_options",
     "stream",
 ]
 
 log = logging.getLogger("ticker.feeds.ws")
-
-
-def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
-    """Pure; no I/O. Exponential backoff with jitter: uniform in [d/2, d], d = initial * 2**n."""
-    d = min(maximum, initial * (2.0 ** max(0, min(attempt, 60))))
-    return rng.uniform(d / 2.0, d)
 
 
 def link_options(stale_default: str, what: str = "an update before a symbol") -> dict[str, Option]:

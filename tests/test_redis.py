@@ -24,7 +24,8 @@ from aiohttp import ClientWebSocketResponse
 from tests.conftest import MS, ROOT, ServerProcess
 from tests.redisutil import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.wsutil import Frame, recv, recv_type, recv_until
-from ticker.bus.redis import RedisBus, decode_event, encode_event, news_key, split_url
+from ticker.bus.redis import RedisBus, news_key, split_url
+from ticker.core.codec import decode_event, encode_event
 from ticker.core.events import Listing, News, Tick
 
 FEEDS = ("--feed", "sim:symbols=5,rate=200", "--feed", "simnews:rate=600")

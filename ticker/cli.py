@@ -46,6 +46,7 @@ from ticker.config import (
 )
 from ticker.core.auth import AuthError, mint_token
 from ticker.core.events import Feed, Preloadable
+from ticker.core.roles import ROLES
 from ticker.net.server import create_app, serve, tls_context
 from ticker.ops.logs import protect, setup_logging
 
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--role",
-        choices=("all", "ingest", "edge"),
+        choices=ROLES,
         help="all (default): feeds and clients; ingest: run feeds, publish to the bus; "
         "edge: no feeds, serve clients from the bus",
     )

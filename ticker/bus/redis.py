@@ -6,11 +6,13 @@ I/O shell around ``redis.asyncio``. Two sides, either or both per process (``--r
   buffer (feeds never await). A writer task drains it in pipelined batches: ``XADD`` with an
   approximate ``MAXLEN`` to ``{prefix}:ticks`` and ``{prefix}:news``, and one ``HSET`` per batch
   of the latest quote of each symbol that ticked to ``{prefix}:quotes`` (the snapshot a new edge
-  starts from). News ids are assigned inside Redis by a Lua script (``max(last + 1, now ms)``,
-  the same rule as the hub's), so every node sees the same, strictly increasing id, and the
-  stream holds news in id order even with several writers. With several ingest nodes, only the
-  holder of the ``{prefix}:lease`` key (``SET NX PX``, renewed) writes; the others keep their
-  local book up to date and take over within the lease time when the holder dies.
+  starts from); events are encoded by :mod:`ticker.core.codec`. News ids are assigned inside
+  Redis by a Lua script (:data:`NEWS_SCRIPT`: the rule of
+  :func:`ticker.core.news_id.next_news_id`, as the hub's), so every node sees the same, strictly
+  increasing id, and the stream holds news in id order even with several writers. With several
+  ingest nodes, only the holder of the ``{prefix}:lease`` key (``SET NX PX``, renewed) writes;
+  the others keep their local book up to date and take over within the lease time when the
+  holder dies.
 * **edge** (``role`` ``edge`` or ``all``): a reader task loads the symbol set, the quote hash
   and the retained news, then ``XREAD BLOCK``s on both streams in batches and hands each event
   to the local hub, news with its service id.
@@ -19,6 +21,9 @@ Redis down or restarted: nothing raises into feeds or clients. Both tasks retry 
 report ``retrying`` in :meth:`RedisBus.health`; the writer keeps buffering (ticks are bounded,
 news is kept) and rewrites the whole quote hash when it is back; the reader reloads the quote
 hash and calls ``on_resync`` so every client gets a fresh snapshot.
+
+Over 500 lines on purpose: one class, whose two sides share their connections, retry and failure
+reporting, counters and ``health()``; apart, each would reach into the other's state.
 """
 
 from __future__ import annotations
@@ -36,24 +41,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
 import redis.asyncio as aioredis
 
 from ticker.aio import retrieve
-from ticker.bus.supervisor import backoff_delay
+from ticker.core.backoff import backoff_delay
 from ticker.core.book import Book
+from ticker.core.codec import TICK, decode_event, encode_event
 from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.news_id import news_id_floor
+from ticker.core.roles import check_role, ingests, serves
 
-__all__ = ["ROLES", "RedisBus", "decode_event", "encode_event", "news_key", "split_url"]
+__all__ = ["NEWS_SCRIPT", "RedisBus", "news_key", "split_url"]
 
 log = logging.getLogger("ticker.redisbus")
 
-ROLES = ("all", "ingest", "edge")
-
-# KEYS: counter, news stream, the item's dedupe key. ARGV: floor id (now, ms), maxlen, payload,
-# dedupe ttl s. Returns the item's id: a new one, or the one it already has when the same item was
-# written before (a pipeline retried after failing partway, or a standby re-sending at takeover).
-_NEWS_LUA = """
+NEWS_SCRIPT = """
 local seen = redis.call('GET', KEYS[3])
 if seen then return tonumber(seen) end
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -63,6 +65,15 @@ redis.call('SET', KEYS[1], sid)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', sid, 'e', ARGV[3])
 redis.call('SET', KEYS[3], sid, 'EX', ARGV[4])
 return nid
+"""
+"""Lua: assign a news item its id and append it to the news stream, in one step inside Redis.
+
+KEYS: the id counter, the news stream, the item's dedupe key. ARGV: the floor id
+(:func:`~ticker.core.news_id.news_id_floor` of now), the stream's maxlen, the encoded item, the
+dedupe ttl in seconds. Returns the item's id: a new one by
+:func:`~ticker.core.news_id.next_news_id` (``max(last + 1, floor)``; tests/test_news_id.py checks
+the two agree), or the one it already has when the same item was written before (a pipeline
+retried after failing partway, or a standby re-sending at takeover).
 """
 
 # KEYS: lease. ARGV: owner, ttl ms. Renews only a lease we still hold.
@@ -80,43 +91,13 @@ return 0
 """
 
 
-# Pure encoding
-
-
-def encode_event(ev: Event) -> bytes:
-    """Pure; no I/O. One event as compact JSON for a stream entry or the quote hash."""
-    if type(ev) is Tick:
-        return orjson.dumps(
-            ["T", ev.symbol, ev.price, ev.ts, ev.size, ev.bid, ev.ask, ev.volume, ev.prev_close]
-        )
-    if type(ev) is News:
-        return orjson.dumps(["N", ev.headline, ev.ts, ev.source, ev.symbols, ev.url, ev.summary])
-    if type(ev) is Listing:
-        return orjson.dumps(["L", ev.symbols])
-    raise TypeError(f"not an event: {type(ev).__name__}")
+# Pure helpers
 
 
 def news_key(data: bytes) -> str:
     """Pure; no I/O. The identity of an encoded news item (its content, not its id): the same
     headline, time, source, symbols, url and summary from any node is the same item."""
     return hashlib.blake2b(data, digest_size=12).hexdigest()
-
-
-def decode_event(data: bytes, news_id: int = 0) -> Event:
-    """Pure; no I/O. The inverse of :func:`encode_event`; ``news_id`` becomes ``News.id``.
-
-    Raises:
-        ValueError: ``data`` is not an encoded event.
-    """
-    v = orjson.loads(data)
-    kind = v[0]
-    if kind == "T":
-        return Tick(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
-    if kind == "N":
-        return News(v[1], v[2], v[3], tuple(v[4]), v[5], v[6], news_id)
-    if kind == "L":
-        return Listing(tuple(v[1]))
-    raise ValueError(f"unknown event kind {kind!r}")
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -138,17 +119,9 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 def _quote_tick(q: dict[str, Any]) -> Tick:
-    """The latest state of a book quote as one tick (what a new edge starts from)."""
-    return Tick(
-        q["symbol"],
-        q["price"],
-        q["ts"],
-        q.get("size"),
-        q.get("bid"),
-        q.get("ask"),
-        q.get("volume"),
-        q.get("prev_close"),
-    )
+    """The latest state of a book quote as one tick (what a new edge starts from): the quote's
+    tick fields (its statistics are the edge's to compute)."""
+    return TICK.from_dict(q)
 
 
 def _entry_ms(eid: bytes) -> int:
@@ -197,11 +170,9 @@ class RedisBus:
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
     ) -> None:
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        self.role = check_role(role)
         self.url, self.prefix = split_url(url)
         self.sink = sink
-        self.role = role
         self.on_resync = on_resync
         self.ticks_maxlen = ticks_maxlen
         self.news_maxlen = news_maxlen
@@ -226,8 +197,8 @@ class RedisBus:
         self.k_lease = f"{p}:lease"
         self.k_seen = f"{p}:news_seen:"
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.ingest = role in ("all", "ingest")
-        self.edge = role in ("all", "edge")
+        self.ingest = ingests(role)
+        self.edge = serves(role)
         self.rng = random.Random()
         # Ingest side
         self.book = Book()
@@ -378,7 +349,7 @@ class RedisBus:
         if self._poster is None:
             self._poster = self._client()
         r = self._poster
-        news = r.register_script(_NEWS_LUA)
+        news = r.register_script(NEWS_SCRIPT)
         pipe = r.pipeline(transaction=True)
         scratch = Book()
         slots: list[int] = []
@@ -490,7 +461,7 @@ class RedisBus:
         results; an item Redis has seen keeps its id)."""
         await script(
             keys=[self.k_news_id, self.k_news, self.k_seen + news_key(data)],
-            args=[int(time.time() * 1000), self.news_maxlen, data, self.news_dedupe_s],
+            args=[news_id_floor(time.time()), self.news_maxlen, data, self.news_dedupe_s],
             client=pipe,
         )
 
@@ -506,7 +477,7 @@ class RedisBus:
 
     async def _write_loop(self) -> None:
         r = self._client()
-        news = r.register_script(_NEWS_LUA)
+        news = r.register_script(NEWS_SCRIPT)
         attempt = 0
         while True:
             if not self.leader or not (self._buf or self._full_sync):

@@ -32,6 +32,7 @@ from typing import Any
 
 from ticker.aio import cancel_and_wait, retrieve
 from ticker.config import QUARANTINE_AFTER, QUARANTINE_WINDOW
+from ticker.core.backoff import backoff_delay
 from ticker.core.events import QUIET_STATES, Event, Feed, HasHealth, HasStallTimeout, HasStatus
 from ticker.core.validate import event_problem
 
@@ -40,7 +41,6 @@ __all__ = [
     "FeedRunner",
     "FeedSource",
     "FeedStalled",
-    "backoff_delay",
     "run_feeds",
     "stall_timeout_of",
 ]
@@ -80,15 +80,6 @@ class FeedSource:
 def stall_timeout_of(feed: Feed) -> float | None:
     """The feed's own stall timeout (:class:`~ticker.core.events.HasStallTimeout`), else None."""
     return feed.stall_timeout if isinstance(feed, HasStallTimeout) else None
-
-
-def backoff_delay(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [d/2, d], d = min(max, initial * 2**n).
-
-    Pure; no I/O.
-    """
-    d = min(maximum, initial * (2.0 ** max(0, attempt)))
-    return rng.uniform(d / 2.0, d)
 
 
 class FeedRunner:

@@ -36,6 +36,7 @@ from ticker.core.book import Book, TickRing
 from ticker.core.conflate import Conflator, Subscription
 from ticker.core.events import Event, Listing, News, Tick
 from ticker.core.limits import TokenBucket
+from ticker.core.news_id import next_news_id
 from ticker.core.protocol import (
     Ack,
     Error,
@@ -276,9 +277,8 @@ class Hub:
     def _on_news(self, ev: News) -> None:
         self.stats["news_in"] += 1
         prev = self.news_last_id
-        # Ids increase across restarts too (they start from the wall clock in ms), so a client
-        # that resumes with `since` after a server restart never sees an id twice.
-        nid = ev.id if ev.id > prev else max(prev + 1, int(time.time() * 1000))
+        # An id given by the Redis bus is the service's; else the rule of ticker.core.news_id.
+        nid = ev.id if ev.id > prev else next_news_id(prev, time.time())
         self.news_last_id = nid
         item = NewsItem(nid, ev.ts, ev.headline, ev.source, ev.symbols, ev.url, ev.summary)
         # A copy: orjson's bytes keep its whole 4 KiB output buffer, and the ring holds

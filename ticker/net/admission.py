@@ -15,11 +15,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import orjson
 from aiohttp import web
 
 from ticker.config import ServerConfig
 from ticker.core.limits import ConnectionLimits, Network, client_key, parse_networks
+from ticker.net.responses import json_error
 
 __all__ = ["ADMISSION", "Admission", "Slot", "admit", "install"]
 
@@ -85,9 +85,9 @@ def admit(request: web.Request) -> web.Response | Slot:
             refusal.message,
             dict(adm.limits.refused),
         )
-    return web.Response(
-        body=orjson.dumps({"error": refusal.code, "message": refusal.message}),
-        status=refusal.status,
-        content_type="application/json",
+    return json_error(
+        refusal.status,
+        refusal.code,
+        refusal.message,
         headers={"Retry-After": str(refusal.retry_after)},
     )

@@ -33,7 +33,6 @@ import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
 from aiohttp import web
 
 from ticker.core.auth import (
@@ -48,6 +47,7 @@ from ticker.core.auth import (
     origin_allowed,
     verify_token,
 )
+from ticker.net.responses import json_error
 
 __all__ = [
     "AUTH",
@@ -79,13 +79,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _refuse(status: int, error: str, message: str) -> web.Response:
+    # A 401 names the scheme it wants (RFC 9110 11.6.1).
     headers = {"WWW-Authenticate": 'Bearer realm="ticker"'} if status == 401 else None
-    return web.Response(
-        body=orjson.dumps({"error": error, "message": message}),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
+    return json_error(status, error, message, headers=headers)
 
 
 def _host_checked(path: str) -> bool:

@@ -3,15 +3,15 @@
 ``POST /api/ticks``: a JSON array of ticks, or ``{"ticks": [...]}``, at most :data:`MAX_TICKS`.
 ``POST /api/news``: one news item (an object) or an array of at most :data:`MAX_NEWS`.
 
-Pure validation (:func:`parse_ticks`, :func:`parse_news`: msgspec, one pass over the bytes, about
-1 ms per 1,000 ticks) and a thin I/O shell (the handlers). A request is all or nothing: the whole
-body is validated before any event is applied, so a producer told ``400`` fixes its batch and sends
-it again, losing nothing and duplicating nothing. Accepted events take the app's bus path: in one
-process, ``MemoryBus.publish`` (the hub and the recorder); on Redis, :meth:`RedisBus.post` writes
-them in one transaction whatever the node's role (a posted event reaches one node only, unlike a
-feed's, which every ingest node sees). The admin token is checked by :mod:`ticker.net.guard` before
-these handlers run. Bodies are read by :func:`read_body` (``POST /api/replay`` too): a size limit,
-and ``http_idle_s`` for the whole body.
+Pure validation (:func:`parse_ticks`, :func:`parse_news`: msgspec, one pass over the bytes; the
+events are built by ticker.core.codec) and a thin I/O shell (the handlers). A request is all or
+nothing: the whole body is validated before any event is applied, so a producer told ``400`` fixes
+its batch and sends it again, losing nothing and duplicating nothing. Accepted events take the
+app's bus path: in one process, ``MemoryBus.publish`` (the hub and the recorder); on Redis,
+:meth:`RedisBus.post` writes them in one transaction whatever the node's role (a posted event
+reaches one node only, unlike a feed's, which every ingest node sees). The admin token is checked
+by :mod:`ticker.net.guard` before these handlers run. Bodies are read by :func:`read_body`
+(``POST /api/replay`` too): a size limit, and ``http_idle_s`` for the whole body.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ import asyncio
 import logging
 import re
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-import orjson
 from aiohttp import web
 
 from ticker.bus.memory import Transactional
+from ticker.core.codec import NEWS, TICK
 from ticker.core.events import Event, Listing, News, Tick
 from ticker.net.keys import BUS, HUB, SERVER_CONFIG
+from ticker.net.responses import json_error, json_response
 
 __all__ = [
     "MAX_NEWS",
@@ -56,7 +57,8 @@ MAX_NEWS_BYTES = 1024 * 1024
 _CHUNK = 1_000  # events applied between yields to the loop: other clients keep being served
 
 
-# Pure validation
+# Pure validation. The structs are the events' fields (ticker.core.events; tests/test_codec.py
+# checks they match) with what a producer may send: the constraints, and News without its id.
 
 Symbol = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:/^=+-]{1,32}$")]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -121,13 +123,11 @@ class PublishError(Exception):
         self.index = index
         self.field = field
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "error": self.code,
-            "message": self.message,
-            "index": self.index,
-            "field": self.field,
-        }
+    def to_response(self) -> web.Response:
+        """The 400 that refuses the body: ``{"error", "message", "index", "field"}``."""
+        return json_error(
+            400, self.code, self.message, extra={"index": self.index, "field": self.field}
+        )
 
 
 def _refused(exc: msgspec.DecodeError, too_many: str, single: bool = False) -> PublishError:
@@ -168,9 +168,9 @@ def parse_ticks(body: bytes) -> list[Tick]:
     except msgspec.DecodeError as exc:
         raise _refused(exc, f"too many ticks: at most {MAX_TICKS:,} per request") from None
     items = raw.ticks if isinstance(raw, _TickBatch) else raw
-    return [
-        Tick(t.symbol, t.price, t.ts, t.size, t.bid, t.ask, t.volume, t.prev_close) for t in items
-    ]
+    # (_TickIn's fields are a tick's, in its order: tests/test_codec.py)
+    astuple, build = msgspec.structs.astuple, TICK.build
+    return [build(list(astuple(t))) for t in items]
 
 
 def parse_news(body: bytes, now_ms: float) -> list[News]:
@@ -187,24 +187,16 @@ def parse_news(body: bytes, now_ms: float) -> list[News]:
             exc, f"too many items: at most {MAX_NEWS:,} per request", body.lstrip()[:1] == b"{"
         ) from None
     items = [raw] if isinstance(raw, _NewsIn) else raw
-    return [
-        News(
-            n.headline,
-            n.ts if n.ts is not None else now_ms,
-            n.source,
-            tuple(n.symbols),
-            n.url,
-            n.summary,
-        )
-        for n in items
-    ]
+    out: list[News] = []
+    for n in items:
+        fields = msgspec.structs.asdict(n)
+        if n.ts is None:
+            fields["ts"] = now_ms
+        out.append(NEWS.from_dict(fields))
+    return out
 
 
 # I/O shell
-
-
-def _json(data: Any, status: int) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
@@ -214,10 +206,7 @@ async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
 
     A client that goes away mid-body is one INFO line; the response returned then is never sent.
     """
-    too_large = _json(
-        {"error": "too_large", "message": f"request body over {limit:,} bytes"},
-        413,
-    )
+    too_large = json_error(413, "too_large", f"request body over {limit:,} bytes")
     if request.content_length is not None and request.content_length > limit:
         return too_large
     idle = request.app[SERVER_CONFIG].http_idle_s
@@ -239,11 +228,7 @@ async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
             request.content_length,
         )
         return await _give_up(
-            request,
-            _json(
-                {"error": "timeout", "message": f"request body not received within {idle:g} s"},
-                408,
-            ),
+            request, json_error(408, "timeout", f"request body not received within {idle:g} s")
         )
     except ConnectionError:
         log.info(
@@ -254,7 +239,7 @@ async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
             len(body),
             request.content_length,
         )
-        return _json({"error": "incomplete", "message": "the body ended early"}, 400)
+        return json_error(400, "incomplete", "the body ended early")
     return bytes(body)
 
 
@@ -271,10 +256,7 @@ async def _give_up(request: web.Request, resp: web.Response) -> web.Response:
 async def _read(request: web.Request, limit: int) -> bytes | web.Response:
     """The body (:func:`read_body`); 415 unless JSON."""
     if request.content_type != "application/json":
-        return _json(
-            {"error": "unsupported_media_type", "message": "send Content-Type: application/json"},
-            415,
-        )
+        return json_error(415, "unsupported_media_type", "send Content-Type: application/json")
     return await read_body(request, limit)
 
 
@@ -291,12 +273,8 @@ async def _deliver(app: web.Application, events: list[Event]) -> list[int] | web
             ids = await bus.post(events)
         except Exception as exc:
             log.warning("publish: the bus refused %d events: %s", len(events), type(exc).__name__)
-            return _json(
-                {
-                    "error": "unavailable",
-                    "message": "the bus is unavailable; nothing was applied, send it again",
-                },
-                503,
+            return json_error(
+                503, "unavailable", "the bus is unavailable; nothing was applied, send it again"
             )
         return ids
     ids = []
@@ -317,12 +295,12 @@ async def post_ticks(request: web.Request) -> web.Response:
     try:
         ticks = parse_ticks(body)
     except PublishError as exc:
-        return _json(exc.to_json(), 400)
+        return exc.to_response()
     events: list[Event] = list(ticks)
     done = await _deliver(request.app, events)
     if isinstance(done, web.Response):
         return done
-    return _json({"accepted": len(ticks)}, 202)
+    return json_response({"accepted": len(ticks)}, 202)
 
 
 async def post_news(request: web.Request) -> web.Response:
@@ -333,12 +311,12 @@ async def post_news(request: web.Request) -> web.Response:
     try:
         items = parse_news(body, time.time() * 1000.0)
     except PublishError as exc:
-        return _json(exc.to_json(), 400)
+        return exc.to_response()
     events: list[Event] = list(items)
     ids = await _deliver(request.app, events)
     if isinstance(ids, web.Response):
         return ids
-    return _json({"accepted": len(items), "ids": ids}, 202)
+    return json_response({"accepted": len(items), "ids": ids}, 202)
 
 
 def add_publish_routes(app: web.Application) -> None:

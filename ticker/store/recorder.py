@@ -1,11 +1,12 @@
 """Recording: every ingested event -> Parquet segments in a directory, rotated, crash-safe.
 
-I/O shell around :func:`events_to_table` (pure). The event loop only appends each event to a list
-(:meth:`Recorder.record`, one ``list.append``); every ``flush_interval`` (0.5 s) that list is handed
-to a writer thread, which converts it to Arrow and appends it to the open segment's *journal*, an
-Arrow IPC stream (``NAME.arrows``), flushed to the OS after every batch. When the segment reaches
-``rotate_bytes`` or ``rotate_seconds`` (and on close) the journal becomes ``NAME.parquet``: written
-to ``NAME.parquet.tmp``, fsynced, renamed into place, then the journal is deleted.
+I/O shell around :func:`events_to_table` (pure; the values come from ticker.core.codec). The event
+loop only appends each event to a list (:meth:`Recorder.record`, one ``list.append``); every
+``flush_interval`` (0.5 s) that list is handed to a writer thread, which converts it to Arrow and
+appends it to the open segment's *journal*, an Arrow IPC stream (``NAME.arrows``), flushed to the
+OS after every batch. When the segment reaches ``rotate_bytes`` or ``rotate_seconds`` (and on
+close) the journal becomes ``NAME.parquet``: written to ``NAME.parquet.tmp``, fsynced, renamed into
+place, then the journal is deleted.
 
 So a ``kill -9`` loses at most the events of the last half second (the batch not yet handed over),
 every ``.parquet`` file is complete (a rename is atomic), and the journal of the interrupted segment
@@ -29,31 +30,41 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.codec import FIELD_TYPES, ValueType, events_to_columns
+from ticker.core.events import Event
 
 __all__ = ["SCHEMA", "Recorder", "RecorderError", "events_to_table", "read_journal", "recover"]
 
 log = logging.getLogger("ticker.recorder")
 
-SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),  # "tick", "news" or "listing"
-        ("ts", pa.float64()),  # event time at the source, epoch ms
-        ("symbol", pa.string()),
-        ("price", pa.float64()),
-        ("size", pa.float64()),
-        ("bid", pa.float64()),
-        ("ask", pa.float64()),
-        ("volume", pa.float64()),
-        ("prev_close", pa.float64()),
-        ("headline", pa.string()),
-        ("source", pa.string()),
-        ("url", pa.string()),
-        ("summary", pa.string()),
-        ("symbols", pa.list_(pa.string())),  # news tags; a listing's symbols
-    ]
+# A recording's columns, in file order: the order is part of the format (a journal left by a
+# killed recorder is read back into this schema), so a new field is appended, never inserted.
+# Every field of every event kind has one (tests/test_codec.py).
+_COLUMNS = (
+    "kind",  # "tick", "news" or "listing"
+    "ts",  # event time at the source, epoch ms
+    "symbol",
+    "price",
+    "size",
+    "bid",
+    "ask",
+    "volume",
+    "prev_close",
+    "headline",
+    "source",
+    "url",
+    "summary",
+    "symbols",  # news tags; a listing's symbols
 )
-"""Columns of a recording. Ticks leave the news columns null and the other way round."""
+_ARROW: dict[ValueType, pa.DataType] = {
+    "str": pa.string(),
+    "float": pa.float64(),
+    "symbols": pa.list_(pa.string()),
+}
+
+SCHEMA = pa.schema([(c, _ARROW[FIELD_TYPES[c]] if c != "kind" else pa.string()) for c in _COLUMNS])
+"""Columns of a recording: each event field, typed by its value type (ticker.core.codec), and the
+kind. Ticks leave the news columns null and the other way round."""
 
 
 class RecorderError(Exception):
@@ -61,82 +72,15 @@ class RecorderError(Exception):
 
 
 def events_to_table(events: Sequence[Event]) -> pa.Table:
-    """Events -> an Arrow table in :data:`SCHEMA`, in the same order. Pure."""
-    kinds: list[str] = []
-    ts: list[float | None] = []
-    symbol: list[str | None] = []
-    price: list[float | None] = []
-    size: list[float | None] = []
-    bid: list[float | None] = []
-    ask: list[float | None] = []
-    volume: list[float | None] = []
-    prev_close: list[float | None] = []
-    headline: list[str | None] = []
-    source: list[str | None] = []
-    url: list[str | None] = []
-    summary: list[str | None] = []
-    symbols: list[list[str] | None] = []
-    for ev in events:
-        if type(ev) is Tick:
-            kinds.append("tick")
-            ts.append(ev.ts)
-            symbol.append(ev.symbol)
-            price.append(ev.price)
-            size.append(ev.size)
-            bid.append(ev.bid)
-            ask.append(ev.ask)
-            volume.append(ev.volume)
-            prev_close.append(ev.prev_close)
-            headline.append(None)
-            source.append(None)
-            url.append(None)
-            summary.append(None)
-            symbols.append(None)
-            continue
-        size.append(None)
-        bid.append(None)
-        ask.append(None)
-        volume.append(None)
-        prev_close.append(None)
-        symbol.append(None)
-        price.append(None)
-        if type(ev) is News:
-            kinds.append("news")
-            ts.append(ev.ts)
-            headline.append(ev.headline)
-            source.append(ev.source)
-            url.append(ev.url)
-            summary.append(ev.summary)
-            symbols.append(list(ev.symbols))
-        elif type(ev) is Listing:
-            kinds.append("listing")
-            ts.append(None)
-            headline.append(None)
-            source.append(None)
-            url.append(None)
-            summary.append(None)
-            symbols.append(list(ev.symbols))
-        else:
-            raise TypeError(f"not an event: {type(ev).__name__}")
-    return pa.table(
-        [
-            kinds,
-            ts,
-            symbol,
-            price,
-            size,
-            bid,
-            ask,
-            volume,
-            prev_close,
-            headline,
-            source,
-            url,
-            summary,
-            symbols,
-        ],
-        schema=SCHEMA,
-    )
+    """Events -> an Arrow table in :data:`SCHEMA`, in the same order. Pure.
+
+    Rows read back with :func:`ticker.core.codec.event_from_dict` are the events again, less
+    ``News.id`` (the service's, not the item's: a replay assigns new ones).
+
+    Raises:
+        TypeError: one of ``events`` is not an event.
+    """
+    return pa.table(events_to_columns(events, SCHEMA.names), schema=SCHEMA)
 
 
 def read_journal(path: Path) -> pa.Table:
