@@ -152,19 +152,22 @@ class AlpacaCodec:
         self.on_fatal = on_fatal
         market = [s for s in symbols if s != "*"] if channels != ("news",) else []
         self.clock = SymbolClock(tuple(market))
-        self.counters: dict[str, int] = {
-            "trades": 0,
-            "quotes": 0,
-            "bars": 0,
-            "news": 0,
-            "news_updates": 0,
-            "crossed_quotes": 0,
-            "ignored": 0,
-            "garbage": 0,
-            "errors": 0,
-            "auth_failures": 0,
-            "subscription_acks": 0,
-        }
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "trades",
+                "quotes",
+                "bars",
+                "news",
+                "news_updates",
+                "crossed_quotes",
+                "ignored",
+                "garbage",
+                "errors",
+                "auth_failures",
+                "subscription_acks",
+            ),
+            0,
+        )
         self.authenticated = False
         self.fatal_code: int | None = None
         self.subscribed: dict[str, list[str]] = {}

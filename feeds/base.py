@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ticker.core.events import Event, Feed, FeedFactory, Listing, News, Tick
 
@@ -39,34 +39,34 @@ class Option:
     parse: Callable[[str], Any] = str
 
 
-def as_int(lo: int, hi: int) -> Callable[[str], int]:
-    """Parser for an integer in [lo, hi]."""
+T = TypeVar("T", int, float)
 
-    def parse(s: str) -> int:
+
+def _ranged(
+    convert: Callable[[str], T], what: str, lo: T, hi: T, show: Callable[[T], str] = str
+) -> Callable[[str], T]:
+    """Parser for a value ``convert`` makes of a string, in [lo, hi]."""
+
+    def parse(s: str) -> T:
         try:
-            v = int(s)
+            v = convert(s)
         except ValueError:
-            raise ValueError(f"{s!r} is not an integer") from None
+            raise ValueError(f"{s!r} is not {what}") from None
         if not lo <= v <= hi:
-            raise ValueError(f"{v} is out of range {lo}..{hi}")
+            raise ValueError(f"{show(v)} is out of range {show(lo)}..{show(hi)}")
         return v
 
     return parse
+
+
+def as_int(lo: int, hi: int) -> Callable[[str], int]:
+    """Parser for an integer in [lo, hi]."""
+    return _ranged(int, "an integer", lo, hi)
 
 
 def as_float(lo: float, hi: float) -> Callable[[str], float]:
     """Parser for a number in [lo, hi]."""
-
-    def parse(s: str) -> float:
-        try:
-            v = float(s)
-        except ValueError:
-            raise ValueError(f"{s!r} is not a number") from None
-        if not lo <= v <= hi:
-            raise ValueError(f"{v:g} is out of range {lo:g}..{hi:g}")
-        return v
-
-    return parse
+    return _ranged(float, "a number", lo, hi, "{:g}".format)
 
 
 def parse_options(spec: Mapping[str, Option], given: Mapping[str, str]) -> dict[str, Any]:

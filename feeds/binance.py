@@ -84,15 +84,9 @@ class BinanceCodec:
         self.symbols = symbols
         self.streams = streams
         self.clock = SymbolClock(tuple(s.upper() for s in symbols))
-        self.counters: dict[str, int] = {
-            "ticks": 0,
-            "garbage": 0,
-            "ignored": 0,
-            "gaps": 0,
-            "missed_trades": 0,
-            "out_of_order": 0,
-            "errors": 0,
-        }
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("ticks", "garbage", "ignored", "gaps", "missed_trades", "out_of_order", "errors"), 0
+        )
         self.last_problem: str | None = None
         self._trade_id: dict[str, int] = {}
         self._book_u: dict[str, int] = {}

@@ -73,16 +73,19 @@ class CoinbaseCodec:
     def __init__(self, products: list[str]) -> None:
         self.products = products
         self.clock = SymbolClock(tuple(products))
-        self.counters: dict[str, int] = {
-            "ticks": 0,
-            "garbage": 0,
-            "ignored": 0,
-            "gaps": 0,
-            "missed_trades": 0,
-            "out_of_order": 0,
-            "duplicates": 0,
-            "errors": 0,
-        }
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "ticks",
+                "garbage",
+                "ignored",
+                "gaps",
+                "missed_trades",
+                "out_of_order",
+                "duplicates",
+                "errors",
+            ),
+            0,
+        )
         self.last_problem: str | None = None
         self._seq: dict[str, int] = {}
         self._trade: dict[str, int] = {}  # highest trade id seen per product

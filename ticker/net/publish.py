@@ -20,6 +20,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import msgspec
@@ -287,36 +288,38 @@ async def _deliver(app: web.Application, events: list[Event]) -> list[int] | web
     return ids
 
 
-async def post_ticks(request: web.Request) -> web.Response:
-    """``POST /api/ticks``: 202 ``{"accepted": n}``."""
-    body = await _read(request, MAX_TICKS_BYTES)
+async def _publish(
+    request: web.Request, limit: int, parse: Callable[[bytes], Sequence[Event]]
+) -> tuple[int, list[int]] | web.Response:
+    """Read, validate and deliver one publish request: (events accepted, news ids)."""
+    body = await _read(request, limit)
     if isinstance(body, web.Response):
         return body
     try:
-        ticks = parse_ticks(body)
+        events = parse(body)
     except PublishError as exc:
         return exc.to_response()
-    events: list[Event] = list(ticks)
-    done = await _deliver(request.app, events)
+    ids = await _deliver(request.app, list(events))
+    if isinstance(ids, web.Response):
+        return ids
+    return len(events), ids
+
+
+async def post_ticks(request: web.Request) -> web.Response:
+    """``POST /api/ticks``: 202 ``{"accepted": n}``."""
+    done = await _publish(request, MAX_TICKS_BYTES, parse_ticks)
     if isinstance(done, web.Response):
         return done
-    return json_response({"accepted": len(ticks)}, 202)
+    return json_response({"accepted": done[0]}, 202)
 
 
 async def post_news(request: web.Request) -> web.Response:
     """``POST /api/news``: 202 ``{"accepted": n, "ids": [...]}``."""
-    body = await _read(request, MAX_NEWS_BYTES)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        items = parse_news(body, time.time() * 1000.0)
-    except PublishError as exc:
-        return exc.to_response()
-    events: list[Event] = list(items)
-    ids = await _deliver(request.app, events)
-    if isinstance(ids, web.Response):
-        return ids
-    return json_response({"accepted": len(items), "ids": ids}, 202)
+    now = time.time() * 1000.0
+    done = await _publish(request, MAX_NEWS_BYTES, lambda body: parse_news(body, now))
+    if isinstance(done, web.Response):
+        return done
+    return json_response({"accepted": done[0], "ids": done[1]}, 202)
 
 
 def add_publish_routes(app: web.Application) -> None:
