@@ -20,6 +20,7 @@ from tests.test_slow_consumer import SYMS, Producer, Reader, apply, healthz, hub
 from tests.wsutil import Frame, RawWebSocket, Server, now_ms, recv, until
 from ticker.core.events import Listing
 from ticker.hub.broadcaster import HubConfig
+from ticker.hub.flow import FlowState
 
 
 async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
@@ -43,7 +44,7 @@ async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
     assert frames[0]["type"] == "snapshot"
 
     # It stops reading (and so never answers the ping behind its last frame): held.
-    await until(lambda: bool(c.missed) and c.marker is not None, what="held")
+    await until(lambda: c.flow.state is FlowState.HELD, what="held")
     assert (await healthz(srv))["held"] == 1
     sizes = []
     for _ in range(40):
@@ -58,7 +59,7 @@ async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
     caught = srv.hub.stats["catchup_deltas"]
     while srv.hub.stats["catchup_deltas"] == caught:
         frames.append(await raw.recv_json())
-    target = c.seq
+    target = c.flow.seq
     while frames[-1].get("seq", 0) < target:
         frames.append(await raw.recv_json())
     up = frames[-1]
@@ -77,7 +78,7 @@ async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
     state: dict[str, dict[str, Any]] = {}
     for f in frames:
         apply(state, f)
-    await until(lambda: not c.missed, what="caught up")
+    await until(lambda: not c.flow.missed, what="caught up")
     assert state == srv.hub.book.quotes
     raw.close()
     await reader.stop()

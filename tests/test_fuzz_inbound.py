@@ -104,7 +104,7 @@ class Session:
 
     async def aclose(self) -> None:
         await self.hub.stop()
-        await asyncio.gather(*self.hub._tasks)
+        await asyncio.gather(*self.hub.closer.tasks)
         self.hub.disconnect(self.client)
 
 

@@ -49,6 +49,10 @@ PURE = [
     "ticker.core",
     "ticker.core.wsframe",
     "feeds.base",
+    "ticker.hub.flow",
+    "ticker.hub.news",
+    "ticker.hub.session",
+    "ticker.hub.windows",
 ]
 
 

@@ -807,7 +807,7 @@ async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
     # Another client in the same windows, so the windows' state is shared and moves on.
     await srv.subscribed(["*"], throttle_ms=50)
     ws, hello = await srv.connect()
-    (client,) = [c for c in srv.hub.clients if c.session == hello["session"]]
+    (client,) = [c for c in srv.hub.clients if c.session.id == hello["session"]]
     frames: list[Frame] = []
 
     async def read() -> None:
@@ -846,7 +846,7 @@ async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
     await until(lambda: any(f["type"] == "pong" for f in frames), what="every op served")
     seqs: list[int] = []
     book = srv.hub.book.quotes
-    want = [s for s in client.sub.resolve(srv.hub.book.known) if s in book]
+    want = [s for s in client.session.sub.resolve(srv.hub.book.known) if s in book]
     if not star:
         assert set(want) == subscribed & set(book)
     state: dict[str, dict[str, Any]] = {}

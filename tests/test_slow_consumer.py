@@ -26,6 +26,7 @@ from tests.conftest import MS, ServerProcess
 from tests.wsutil import Frame, RawWebSocket, Server, now_ms, recv, until
 from ticker.core.events import Listing, News, Tick
 from ticker.hub.broadcaster import Client, HubConfig
+from ticker.hub.flow import FlowState
 
 SYMS = tuple(f"S{i:03d}" for i in range(50))
 RATE = 5000  # ticks per second
@@ -113,11 +114,11 @@ def staleness(at: float, frame: Frame) -> float:
 
 def paused(c: Client) -> bool:
     """Whether the hub has paused ``c`` (a slow consumer)."""
-    return c.behind_since is not None
+    return c.flow.state is FlowState.PAUSED
 
 
 def hub_client(srv: Server, session: str) -> Client:
-    (c,) = [c for c in srv.hub.clients if c.session == session]
+    (c,) = [c for c in srv.hub.clients if c.session.id == session]
     return c
 
 
@@ -231,7 +232,7 @@ async def test_slow_reader_is_bounded_others_unaffected_then_caught_up(
     caught = srv.hub.stats["catchup_deltas"]
     while srv.hub.stats["catchup_deltas"] == caught:
         frames.append(await raw.recv_json())
-    target = c.seq  # the catch-up delta's seq
+    target = c.flow.seq  # the catch-up delta's seq
     while not frames or frames[-1].get("seq", 0) < target:
         frames.append(await raw.recv_json())
     backlog = raw.bytes_read - read_before
