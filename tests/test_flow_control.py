@@ -16,8 +16,8 @@ import orjson
 from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS
-from tests.test_slow_consumer import SYMS, Producer, Reader, apply, healthz, hub_client
-from tests.wsutil import Frame, RawWebSocket, Server, now_ms, recv, until
+from tests.test_slow_consumer import SYMS, Producer, Reader, healthz, hub_client
+from tests.wsutil import Frame, RawWebSocket, Server, apply_frame, now_ms, recv, until
 from ticker.core.events import Listing
 from ticker.hub.broadcaster import HubConfig
 from ticker.hub.flow import FlowState
@@ -77,7 +77,7 @@ async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     state: dict[str, dict[str, Any]] = {}
     for f in frames:
-        apply(state, f)
+        apply_frame(state, f)
     await until(lambda: not c.flow.missed, what="caught up")
     assert state == srv.hub.book.quotes
     raw.close()
@@ -89,7 +89,7 @@ async def test_a_slow_reader_gets_fewer_fresher_frames(aiohttp_client: AiohttpCl
     srv = await Server.start(aiohttp_client, [Listing(SYMS)])
     ws, snap = await srv.subscribed(["*"], throttle_ms=0)
     state: dict[str, dict[str, Any]] = {}
-    apply(state, snap)
+    apply_frame(state, snap)
     producer = Producer(srv)
     producer.start()
     lags = []
@@ -101,7 +101,7 @@ async def test_a_slow_reader_gets_fewer_fresher_frames(aiohttp_client: AiohttpCl
         assert msg.type is aiohttp.WSMsgType.TEXT
         f = orjson.loads(msg.data)
         kinds[f["type"]] = kinds.get(f["type"], 0) + 1
-        apply(state, f)
+        apply_frame(state, f)
         lags.append(now_ms() - max(q["ts"] for q in f["quotes"].values()))
         await asyncio.sleep(0.03)  # slow work per frame
     await producer.stop()
@@ -117,7 +117,7 @@ async def test_a_slow_reader_gets_fewer_fresher_frames(aiohttp_client: AiohttpCl
             msg = await ws.receive(timeout=0.3)
         except TimeoutError:
             break
-        apply(state, orjson.loads(msg.data))
+        apply_frame(state, orjson.loads(msg.data))
     assert state == srv.hub.book.quotes
     await ws.close()
 

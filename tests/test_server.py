@@ -17,7 +17,17 @@ from aiohttp import ClientWebSocketResponse, WSMsgType
 from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS, ROOT
-from tests.wsutil import Frame, Server, now_ms, recv, recv_type, recv_until, tick, until
+from tests.wsutil import (
+    Frame,
+    Server,
+    apply_frame,
+    now_ms,
+    recv,
+    recv_type,
+    recv_until,
+    tick,
+    until,
+)
 from ticker.core.events import Listing, News
 from ticker.hub.broadcaster import HubConfig
 from ticker.net.server import create_app, plotly_js_path
@@ -783,18 +793,6 @@ async def test_static_does_not_follow_symlinks_out_of_web_dir(
 
 
 # consistency under a random mix of ops while ticks flow
-
-
-def apply_frame(state: dict[str, dict[str, Any]], f: Frame) -> None:
-    """What a client does with a snapshot or a delta."""
-    if f["type"] == "snapshot":
-        for sym, q in f["quotes"].items():
-            state[sym] = dict(q)
-    elif f["type"] == "delta":
-        for sym, d in f["quotes"].items():
-            state.setdefault(sym, {}).update(
-                {k: v for k, v in d.items() if k not in ("w_high", "w_low", "w_count")}
-            )
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 from ticker import __version__
 from ticker.aio import cancel_and_wait
 from ticker.core.book import Book, TickRing
-from ticker.core.conflate import Subscription
 from ticker.core.events import Event, Listing, News, Tick
 from ticker.core.limits import parse_networks
 from ticker.core.protocol import (
@@ -52,7 +51,6 @@ from ticker.hub.session import (
     Session,
     SessionRules,
     Snapshot,
-    effective_window,
 )
 from ticker.hub.windows import Client, CloseFn, Transport, Window, Windows
 
@@ -63,8 +61,6 @@ __all__ = [
     "Client",
     "Hub",
     "HubConfig",
-    "Transport",
-    "effective_window",
 ]
 
 
@@ -162,17 +158,6 @@ def _rules(cls: type[R], config: HubConfig) -> R:
     return cls(**{f.name: getattr(config, f.name) for f in fields(cls) if f.init})
 
 
-def _covered(sub: Subscription, fragments: dict[str, bytes]) -> list[str]:
-    """The symbols of ``fragments`` that ``sub`` covers, in ``fragments``' order."""
-    if sub.every:
-        excluded = sub.symbols
-        return [s for s in fragments if s not in excluded]
-    if len(sub.symbols) < len(fragments):
-        return [s for s in sub.symbols if s in fragments]
-    included = sub.symbols
-    return [s for s in fragments if s in included]
-
-
 class Hub:
     """Latest state, news ring and every connection; feeds publish into it, clients read from it.
 
@@ -228,7 +213,7 @@ class Hub:
         if ring is None:
             ring = self.history[symbol] = TickRing(self.config.history_ticks)
         ring.append(tick.ts, price, tick.size or 0.0)
-        for window in self.windows:
+        for window in self.windows.by_ms.values():
             window.conflator.offer(symbol, price)
             if window.handle is None:
                 self._schedule(window)
@@ -287,8 +272,8 @@ class Hub:
         nbytes = 0
         # (The loop below runs for every connection of the window: locals only, no allocation
         # but the frame itself.)
-        for sub, group in window.groups.items():
-            symbols = _covered(sub, fragments)
+        for group in window.groups.values():
+            symbols = group.covered(fragments)
             if not symbols:
                 continue
             tail = delta_tail(sent_at, [fragments[s] for s in symbols])
@@ -303,9 +288,9 @@ class Hub:
                 if step is WRITE:
                     frame = ws_text_frame(delta_payload(flow.seq, tail))
                     transport.write(frame)
-                elif step is WRITE_MARKED:
+                elif step is WRITE_MARKED:  # (the marker ping in the same write: one segment)
                     frame = ws_text_frame(delta_payload(flow.seq, tail))
-                    transport.write(frame + ws_ping_frame(flow.marker or b""))  # one segment
+                    transport.write(frame + ws_ping_frame(flow.marker or b""))
                 else:
                     if step is PAUSE:
                         self.delivery.paused(client)
@@ -333,11 +318,15 @@ class Hub:
         elif step is CATCH_UP and not c.closing:
             self.delivery.catch_up(c)
 
+    def housekeep(self) -> None:
+        """Catch up paused connections whose buffer drained; close slow consumers (1013)."""
+        self.delivery.housekeep(self.loop.time(), self.windows.members(0))
+        self.closer.log_summary()
+
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(0.2)
-            self.delivery.housekeep(self.loop.time(), self.windows.members(0))
-            self.closer.log_summary()
+            self.housekeep()
 
     # Inbound (the answers are Session's)
 

@@ -56,8 +56,8 @@ class NewsRing:
         nid = ev.id if ev.id > prev else max(prev + 1, int(wall_ms))
         self.last_id = nid
         item = NewsItem(nid, ev.ts, ev.headline, ev.source, ev.symbols, ev.url, ev.summary)
-        # A copy: orjson's bytes keep its whole 4 KiB output buffer, and the ring holds
-        # `retain` of them (40 MB instead of 4 for 10,000).
+        # A copy: orjson's bytes keep its whole 4 KiB output buffer, which the ring would hold
+        # `retain` times over.
         payload = memoryview(encode(item)).tobytes()
         entry = Retained(nid, ev.symbols, payload, item)
         self.items.append(entry)

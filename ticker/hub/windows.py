@@ -78,6 +78,19 @@ class Group:
         self.sub = sub
         self.members: dict[Client, None] = {}
 
+    def covered(self, changed: Collection[str]) -> list[str]:
+        """The symbols of ``changed`` that its subscription covers."""
+        sub = self.sub
+        # Scan the smaller side: a watchlist of five in a window where fifty symbols changed
+        # looks up five, and "*" looks up its few exclusions.
+        if sub.every:
+            excluded = sub.symbols
+            return [s for s in changed if s not in excluded]
+        if len(sub.symbols) < len(changed):
+            return [s for s in sub.symbols if s in changed]
+        included = sub.symbols
+        return [s for s in changed if s in included]
+
 
 class Window:
     """One throttle window: its Conflator, its flush timer, its groups and encoding caches."""
