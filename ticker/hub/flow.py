@@ -21,6 +21,15 @@ A connection is in one of three states (:class:`FlowState`):
     has drained it is caught up: a snapshot of what it must get whole, one delta of what changed,
     then the news it missed. Paused for ``slow_close_after`` seconds, it is closed (1013).
 
+Transitions, and the method that makes each::
+
+    LIVE   -> HELD     on_flush: the marker is older than the hold
+    LIVE   -> PAUSED   on_flush, on_news: unsent > pause_bytes;
+    HELD   -> PAUSED   snapshot, on_replay: unsent > max_buffer_bytes
+    HELD   -> LIVE     pong (of the marker), then catch_up
+    PAUSED -> LIVE     on_flush or check_paused finds the buffer drained, then catch_up
+    PAUSED -> closed   check_paused: paused past slow_close_after (any state: marker_overdue)
+
 A caught-up client's copy is as of flush ``synced`` of its window, so
 ``Conflator.changes_since(missed, synced)`` is exactly what it lacks. ``seq`` is numbered here:
 every snapshot and delta written to the connection takes the next one.
@@ -167,7 +176,7 @@ class Flow:
         self.marker: bytes | None = None
         self.marker_at = -1e9
         self.markers = 0  # markers sent so far (each marker's payload is unique)
-        self.unmarked = MARK_FRAMES - 1  # frames since the last marker (the first: marked)
+        self.unmarked = MARK_FRAMES - 1  # frames since the last marker (a fast start: marked)
         self.last_frame = -1e9  # when the last delta was written
 
     # Sending
