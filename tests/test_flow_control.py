@@ -16,10 +16,11 @@ import orjson
 from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS
-from tests.test_slow_consumer import SYMS, Producer, Reader, apply, healthz, hub_client
-from tests.wsutil import Frame, RawWebSocket, Server, now_ms, recv, until
+from tests.test_slow_consumer import SYMS, Producer, Reader, healthz, hub_client
+from tests.wsutil import Frame, RawWebSocket, Server, apply_frame, now_ms, recv, until
 from ticker.config import HubConfig
 from ticker.core.events import Listing
+from ticker.hub.flow import FlowState
 
 
 async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
@@ -43,7 +44,7 @@ async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
     assert frames[0]["type"] == "snapshot"
 
     # It stops reading (and so never answers the ping behind its last frame): held.
-    await until(lambda: bool(c.missed) and c.marker is not None, what="held")
+    await until(lambda: c.flow.state is FlowState.HELD, what="held")
     assert (await healthz(srv))["held"] == 1
     sizes = []
     for _ in range(40):
@@ -58,7 +59,7 @@ async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
     caught = srv.hub.stats["catchup_deltas"]
     while srv.hub.stats["catchup_deltas"] == caught:
         frames.append(await raw.recv_json())
-    target = c.seq
+    target = c.flow.seq
     while frames[-1].get("seq", 0) < target:
         frames.append(await raw.recv_json())
     up = frames[-1]
@@ -76,8 +77,8 @@ async def test_stalled_reader_is_held_then_caught_up_with_one_delta(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     state: dict[str, dict[str, Any]] = {}
     for f in frames:
-        apply(state, f)
-    await until(lambda: not c.missed, what="caught up")
+        apply_frame(state, f)
+    await until(lambda: not c.flow.missed, what="caught up")
     assert state == srv.hub.book.quotes
     raw.close()
     await reader.stop()
@@ -88,7 +89,7 @@ async def test_a_slow_reader_gets_fewer_fresher_frames(aiohttp_client: AiohttpCl
     srv = await Server.start(aiohttp_client, [Listing(SYMS)])
     ws, snap = await srv.subscribed(["*"], throttle_ms=0)
     state: dict[str, dict[str, Any]] = {}
-    apply(state, snap)
+    apply_frame(state, snap)
     producer = Producer(srv)
     producer.start()
     lags = []
@@ -100,7 +101,7 @@ async def test_a_slow_reader_gets_fewer_fresher_frames(aiohttp_client: AiohttpCl
         assert msg.type is aiohttp.WSMsgType.TEXT
         f = orjson.loads(msg.data)
         kinds[f["type"]] = kinds.get(f["type"], 0) + 1
-        apply(state, f)
+        apply_frame(state, f)
         lags.append(now_ms() - max(q["ts"] for q in f["quotes"].values()))
         await asyncio.sleep(0.03)  # slow work per frame
     await producer.stop()
@@ -116,7 +117,7 @@ async def test_a_slow_reader_gets_fewer_fresher_frames(aiohttp_client: AiohttpCl
             msg = await ws.receive(timeout=0.3)
         except TimeoutError:
             break
-        apply(state, orjson.loads(msg.data))
+        apply_frame(state, orjson.loads(msg.data))
     assert state == srv.hub.book.quotes
     await ws.close()
 

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.conftest import ServerProcess
+from tests.hubsim import server_frames
 from tests.wsutil import RecordingTransport
 from ticker.config import HubConfig
 from ticker.core.events import Listing, News, Tick
@@ -39,22 +40,6 @@ from ticker.hub.broadcaster import Client, Hub
 SYMS = ("AAPL", "MSFT", "GOOGL")
 TYPES = {"hello", "snapshot", "delta", "news", "pong", "error", "ack"}
 OPS = ("subscribe", "unsubscribe", "news", "throttle", "resync", "ping")
-
-
-def server_frames(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(opcode, payload) of each unmasked server frame in ``data``; asserts they are whole."""
-    i = 0
-    while i < len(data):
-        b0, b1 = data[i], data[i + 1]
-        assert b0 & 0x80 and not b1 & 0x80, "final, unmasked frames"
-        n, i = b1 & 0x7F, i + 2
-        if n == 126:
-            n, i = int.from_bytes(data[i : i + 2], "big"), i + 2
-        elif n == 127:
-            n, i = int.from_bytes(data[i : i + 8], "big"), i + 8
-        assert i + n <= len(data), "a whole frame"
-        yield b0 & 0x0F, bytes(data[i : i + n])
-        i += n
 
 
 def decoded(data: bytes) -> list[dict[str, Any]]:
@@ -105,7 +90,7 @@ class Session:
 
     async def aclose(self) -> None:
         await self.hub.stop()
-        await asyncio.gather(*self.hub._tasks)
+        await asyncio.gather(*self.hub.closer.tasks)
         self.hub.disconnect(self.client)
 
 

@@ -55,6 +55,10 @@ PURE = [
     "ticker.core.wsframe",
     "ticker.config",
     "feeds.base",
+    "ticker.hub.flow",
+    "ticker.hub.news",
+    "ticker.hub.session",
+    "ticker.hub.windows",
 ]
 
 

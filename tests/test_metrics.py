@@ -410,7 +410,7 @@ async def test_slow_consumers_pause_resync_and_close_1013(
     # The close is logged once, with who and why as fields.
     (closed,) = [r for r in caplog.records if r.name == "ticker.broadcaster"]
     assert closed.levelno == logging.INFO and "slow consumer" in closed.getMessage()
-    assert (closed.session, closed.code) == (stuck_c.session, 1013)  # type: ignore[attr-defined]
+    assert (closed.session, closed.code) == (stuck_c.session.id, 1013)  # type: ignore[attr-defined]
     await producer.stop()
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):

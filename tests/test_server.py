@@ -17,7 +17,17 @@ from aiohttp import ClientWebSocketResponse, WSMsgType
 from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS, ROOT
-from tests.wsutil import Frame, Server, now_ms, recv, recv_type, recv_until, tick, until
+from tests.wsutil import (
+    Frame,
+    Server,
+    apply_frame,
+    now_ms,
+    recv,
+    recv_type,
+    recv_until,
+    tick,
+    until,
+)
 from ticker.config import HubConfig
 from ticker.core.events import Listing, News
 from ticker.net.server import create_app, plotly_js_path
@@ -785,18 +795,6 @@ async def test_static_does_not_follow_symlinks_out_of_web_dir(
 # consistency under a random mix of ops while ticks flow
 
 
-def apply_frame(state: dict[str, dict[str, Any]], f: Frame) -> None:
-    """What a client does with a snapshot or a delta."""
-    if f["type"] == "snapshot":
-        for sym, q in f["quotes"].items():
-            state[sym] = dict(q)
-    elif f["type"] == "delta":
-        for sym, d in f["quotes"].items():
-            state.setdefault(sym, {}).update(
-                {k: v for k, v in d.items() if k not in ("w_high", "w_low", "w_count")}
-            )
-
-
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
     aiohttp_client: AiohttpClient, seed: int
@@ -807,7 +805,7 @@ async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
     # Another client in the same windows, so the windows' state is shared and moves on.
     await srv.subscribed(["*"], throttle_ms=50)
     ws, hello = await srv.connect()
-    (client,) = [c for c in srv.hub.clients if c.session == hello["session"]]
+    (client,) = [c for c in srv.hub.clients if c.session.id == hello["session"]]
     frames: list[Frame] = []
 
     async def read() -> None:
@@ -846,7 +844,7 @@ async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
     await until(lambda: any(f["type"] == "pong" for f in frames), what="every op served")
     seqs: list[int] = []
     book = srv.hub.book.quotes
-    want = [s for s in client.sub.resolve(srv.hub.book.known) if s in book]
+    want = [s for s in client.session.sub.resolve(srv.hub.book.known) if s in book]
     if not star:
         assert set(want) == subscribed & set(book)
     state: dict[str, dict[str, Any]] = {}

@@ -24,10 +24,11 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import MS, ServerProcess
-from tests.wsutil import Frame, RawWebSocket, Server, now_ms, recv, until
+from tests.wsutil import Frame, RawWebSocket, Server, apply_frame, now_ms, recv, until
 from ticker.config import HubConfig, ServerConfig
 from ticker.core.events import Listing, News, Tick
 from ticker.hub.broadcaster import Client
+from ticker.hub.flow import FlowState
 
 SYMS = tuple(f"S{i:03d}" for i in range(50))
 RATE = 5000  # ticks per second
@@ -115,24 +116,12 @@ def staleness(at: float, frame: Frame) -> float:
 
 def paused(c: Client) -> bool:
     """Whether the hub has paused ``c`` (a slow consumer)."""
-    return c.behind_since is not None
+    return c.flow.state is FlowState.PAUSED
 
 
 def hub_client(srv: Server, session: str) -> Client:
-    (c,) = [c for c in srv.hub.clients if c.session == session]
+    (c,) = [c for c in srv.hub.clients if c.session.id == session]
     return c
-
-
-def apply(state: dict[str, dict[str, Any]], frame: Frame) -> None:
-    """What a client does with snapshot/delta frames."""
-    if frame["type"] == "snapshot":
-        for sym, q in frame["quotes"].items():
-            state[sym] = dict(q)
-    elif frame["type"] == "delta":
-        for sym, d in frame["quotes"].items():
-            state.setdefault(sym, {}).update(
-                {k: v for k, v in d.items() if k not in ("w_high", "w_low", "w_count")}
-            )
 
 
 async def stalled_client(
@@ -233,7 +222,7 @@ async def test_slow_reader_is_bounded_others_unaffected_then_caught_up(
     caught = srv.hub.stats["catchup_deltas"]
     while srv.hub.stats["catchup_deltas"] == caught:
         frames.append(await raw.recv_json())
-    target = c.seq  # the catch-up delta's seq
+    target = c.flow.seq  # the catch-up delta's seq
     while not frames or frames[-1].get("seq", 0) < target:
         frames.append(await raw.recv_json())
     backlog = raw.bytes_read - read_before
@@ -259,7 +248,7 @@ async def test_slow_reader_is_bounded_others_unaffected_then_caught_up(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     state: dict[str, dict[str, Any]] = {}
     for f in frames:
-        apply(state, f)
+        apply_frame(state, f)
     assert state == srv.hub.book.quotes
     # No news lost or repeated: replayed in order after the catch-up.
     news = [f for f in frames if f["type"] == "news"]

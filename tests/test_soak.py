@@ -254,7 +254,7 @@ async def test_a_closed_connection_leaves_nothing_behind_in_the_hub(
     await until(lambda: not srv.hub.clients, what="all disconnected")
     h = srv.hub.health()
     assert (h["windows_ms"], h["groups"], h["slow_consumers"]) == ([], 0, 0), h
-    assert not srv.hub._news_clients and not srv.hub._behind
+    assert not srv.hub._news_clients and not srv.hub.delivery.behind
     await asyncio.sleep(0.1)
     gc.collect()
     assert [r for r in refs if r() is not None] == [], "a closed connection is still referenced"

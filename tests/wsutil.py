@@ -33,6 +33,7 @@ __all__ = [
     "RawWebSocket",
     "RecordingTransport",
     "Server",
+    "apply_frame",
     "now_ms",
     "recv",
     "recv_type",
@@ -214,6 +215,18 @@ async def until(pred: Callable[[], bool], within: float = 3000 * MS, what: str =
     while not pred():
         assert loop.time() < deadline, f"timed out waiting for {what or pred}"
         await asyncio.sleep(0.002)
+
+
+def apply_frame(state: dict[str, dict[str, Any]], frame: Frame) -> None:
+    """What a client does with a snapshot or delta: its copy of the quotes."""
+    if frame["type"] == "snapshot":
+        for sym, q in frame["quotes"].items():
+            state[sym] = dict(q)
+    elif frame["type"] == "delta":
+        for sym, d in frame["quotes"].items():
+            state.setdefault(sym, {}).update(
+                {k: v for k, v in d.items() if k not in ("w_high", "w_low", "w_count")}
+            )
 
 
 def now_ms() -> float:

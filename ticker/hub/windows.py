@@ -1,0 +1,233 @@
+"""Connections and where they sit: throttle windows, and groups within a window.
+
+Pure; no I/O (a window holds its flush timer's handle; the hub runs the timers and the writes).
+
+A *window* is one throttle interval (ms) with its own :class:`~ticker.core.conflate.Conflator`;
+a *group* is the connections of a window with equal subscriptions, which therefore get the very
+same delta bytes (only ``seq`` differs). A window exists while a connection sits in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from typing import Any, Protocol
+
+from ticker.core.book import Book
+from ticker.core.conflate import Conflator, Subscription
+from ticker.core.protocol import quote_fragments
+from ticker.hub.flow import Flow, FlowRules
+from ticker.hub.session import Session
+
+__all__ = ["Client", "CloseFn", "Group", "Handle", "Transport", "Window", "Windows"]
+
+
+class Transport(Protocol):
+    """What the hub needs of a connection's transport (an ``asyncio.WriteTransport``)."""
+
+    def write(self, data: bytes) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+    def abort(self) -> None: ...
+
+
+class Handle(Protocol):
+    """A scheduled call (``asyncio.Handle``)."""
+
+    def cancel(self) -> None: ...
+
+
+CloseFn = Callable[[int, str], Awaitable[Any]]
+
+
+class Client:
+    """One WebSocket connection as the hub holds it: its transport, its requests
+    (:class:`~ticker.hub.session.Session`), its flow control (:class:`~ticker.hub.flow.Flow`)
+    and its seat (window and group)."""
+
+    __slots__ = (
+        "__weakref__",
+        "close",
+        "closing",
+        "flow",
+        "group",
+        "remote",
+        "session",
+        "transport",
+        "window",
+    )
+
+    def __init__(
+        self, transport: Transport, close: CloseFn, remote: str, session: Session, flow: Flow
+    ) -> None:
+        self.transport = transport
+        self.close = close  # sends a close frame and waits for the peer's
+        self.remote = remote
+        self.session = session
+        self.flow = flow
+        self.window: Window | None = None
+        self.group: Group | None = None
+        self.closing = False
+
+
+class Group:
+    """Connections that share a window and a subscription, hence the same delta bytes."""
+
+    __slots__ = ("members", "sub")
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.members: dict[Client, None] = {}
+
+    def covered(self, changed: Collection[str]) -> list[str]:
+        """The symbols of ``changed`` that its subscription covers."""
+        sub = self.sub
+        # Scan the smaller side: a watchlist of five in a window where fifty symbols changed
+        # looks up five, and "*" looks up its few exclusions.
+        if sub.every:
+            excluded = sub.symbols
+            return [s for s in changed if s not in excluded]
+        if len(sub.symbols) < len(changed):
+            return [s for s in sub.symbols if s in changed]
+        included = sub.symbols
+        return [s for s in changed if s in included]
+
+
+class Window:
+    """One throttle window: its Conflator, its flush timer, its groups and encoding caches."""
+
+    __slots__ = ("clients", "conflator", "frag_cache", "groups", "handle", "ms", "since_cache")
+
+    def __init__(self, ms: int, conflator: Conflator) -> None:
+        self.ms = ms
+        self.conflator = conflator
+        # symbol -> encoded full quote as last flushed (snapshots reuse it until the next drain)
+        self.frag_cache: dict[str, bytes] = {}
+        # (symbol, flush) -> encoded fields changed since that flush (catch-ups), until the next
+        # drain: held clients that stopped at the same flush share one encoding.
+        self.since_cache: dict[tuple[str, int], bytes] = {}
+        self.groups: dict[Subscription, Group] = {}
+        self.handle: Handle | None = None
+        self.clients = 0
+
+    def drained(self, changed: Collection[str]) -> None:
+        """Drop what the caches hold of before a drain that ``changed`` these symbols."""
+        cache = self.frag_cache
+        for symbol in changed:
+            cache.pop(symbol, None)
+        self.since_cache.clear()
+
+    def fragments(self, symbols: Collection[str]) -> list[bytes]:
+        """Encoded full quotes of ``symbols`` as last flushed (those flushed at least once)."""
+        cache = self.frag_cache
+        sent = self.conflator.sent
+        parts = []
+        for s in symbols:
+            f = cache.get(s)
+            if f is None:
+                q = sent.get(s)
+                if q is None:
+                    continue
+                f = cache[s] = quote_fragments({s: q})[s]
+            parts.append(f)
+        return parts
+
+    def changes_since(self, symbols: Collection[str], flush: int) -> list[bytes]:
+        """Encoded per-symbol changes since ``flush`` (``Conflator.changes_since``)."""
+        cache = self.since_cache
+        out = []
+        for s in symbols:
+            key = (s, flush)
+            f = cache.get(key)
+            if f is None:
+                d = self.conflator.changes_since((s,), flush)
+                f = cache[key] = quote_fragments(d)[s] if d else b""
+            if f:
+                out.append(f)
+        return out
+
+
+class Windows:
+    """The active windows (by ms) and the seat of every connection in them.
+
+    Args:
+        book: the book (a new window's conflator starts from its quotes).
+        rules: flow-control bounds (which windows clock their connections with markers).
+    """
+
+    __slots__ = ("book", "by_ms", "retired", "rules")
+
+    def __init__(self, book: Book, rules: FlowRules) -> None:
+        self.book = book
+        self.rules = rules
+        self.by_ms: dict[int, Window] = {}
+        # Per window (ms): [ticks, updates] of its conflators that are gone (for /metrics).
+        self.retired: dict[int, list[int]] = {}
+
+    def __iter__(self) -> Iterator[Window]:
+        return iter(self.by_ms.values())
+
+    def seat(self, c: Client, ms: int, sub: Subscription) -> None:
+        """Put ``c`` in the group for (window ``ms``, ``sub``), creating either when needed."""
+        if (
+            c.window is not None
+            and c.window.ms == ms
+            and c.group is not None
+            and c.group.sub == sub
+        ):
+            return
+        same = c.window if c.window is not None and c.window.ms == ms else None
+        if same is not None:
+            # Only the group changes: hold the window while leaving its group. Were it dropped
+            # (its last client) and made afresh from the book, the ticks still pending in it
+            # would never reach this client, which keeps its other symbols without a snapshot.
+            same.clients += 1
+        else:
+            c.flow.moved(self.rules.clocks(ms), sub.includes)
+        self.leave(c)
+        if same is not None:
+            same.clients -= 1
+        window = self.by_ms.get(ms)
+        if window is None:
+            window = self.by_ms[ms] = Window(ms, Conflator(ms / 1000.0, self.book.quotes))
+        window.clients += 1
+        group = window.groups.get(sub)
+        if group is None:
+            group = window.groups[sub] = Group(sub)
+        group.members[c] = None
+        c.window = window
+        c.group = group
+
+    def leave(self, c: Client) -> None:
+        """Take ``c`` out of its group and window (a window left empty is dropped)."""
+        window, group = c.window, c.group
+        if group is not None and window is not None:
+            group.members.pop(c, None)
+            if not group.members:
+                del window.groups[group.sub]
+        if window is not None:
+            window.clients -= 1
+            if window.clients == 0:
+                if window.handle is not None:
+                    window.handle.cancel()
+                totals = self.retired.setdefault(window.ms, [0, 0])
+                totals[0] += window.conflator.ticks
+                totals[1] += window.conflator.updates
+                del self.by_ms[window.ms]
+        c.window = None
+        c.group = None
+
+    def members(self, ms: int) -> list[Client]:
+        """The connections in window ``ms`` now."""
+        window = self.by_ms.get(ms)
+        if window is None:
+            return []
+        return [c for g in window.groups.values() for c in g.members]
+
+    def stats(self) -> dict[int, tuple[int, int, int]]:
+        """Per window (ms): (connections now, ticks flushed, symbol updates sent), cumulative
+        over every time the window existed."""
+        out = {ms: (0, t, u) for ms, (t, u) in self.retired.items()}
+        for w in self.by_ms.values():
+            _, t, u = out.get(w.ms, (0, 0, 0))
+            out[w.ms] = (w.clients, t + w.conflator.ticks, u + w.conflator.updates)
+        return out
