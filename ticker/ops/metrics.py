@@ -266,45 +266,47 @@ class MetricsCollector:
             errors.add_metric([code], by_error.get(code, 0))
         yield errors
 
-        conns = GaugeMetricFamily(
-            "ticker_window_connections", "connections per throttle window (ms)", labels=["window"]
-        )
-        ticks = CounterMetricFamily(
-            "ticker_window_ticks", "ticks flushed per throttle window (ms)", labels=["window"]
-        )
-        updates = CounterMetricFamily(
-            "ticker_updates",
-            "symbol updates sent per throttle window (ms): computed once, shared by its clients",
-            labels=["window"],
-        )
-        conflated = CounterMetricFamily(
-            "ticker_updates_conflated",
-            "ticks absorbed into a later update (latest value wins), per throttle window (ms)",
-            labels=["window"],
-        )
+        # (window ms) -> (connections, ticks, updates): one family per column, and the ticks
+        # conflated away.
+        families = [
+            (
+                GaugeMetricFamily,
+                "ticker_window_connections",
+                "connections per throttle window (ms)",
+            ),
+            (CounterMetricFamily, "ticker_window_ticks", "ticks flushed per throttle window (ms)"),
+            (
+                CounterMetricFamily,
+                "ticker_updates",
+                "symbol updates sent per throttle window (ms): computed once, shared by its "
+                "clients",
+            ),
+            (
+                CounterMetricFamily,
+                "ticker_updates_conflated",
+                "ticks absorbed into a later update (latest value wins), per throttle window (ms)",
+            ),
+        ]
+        out = [kind(name, doc, labels=["window"]) for kind, name, doc in families]
         for ms, (n, t, u) in sorted(hub.window_stats().items()):
-            label = [str(ms)]
-            conns.add_metric(label, n)
-            ticks.add_metric(label, t)
-            updates.add_metric(label, u)
-            conflated.add_metric(label, t - u)
-        yield from (conns, ticks, updates, conflated)
+            for family, value in zip(out, (n, t, u, t - u), strict=True):
+                family.add_metric([str(ms)], value)
+        yield from out
 
     def _feeds(self, now: float) -> Iterator[Metric]:
-        events = CounterMetricFamily(
-            "ticker_feed_events", "events received from each feed", labels=["feed"]
-        )
-        errors = CounterMetricFamily(
-            "ticker_feed_errors", "times each feed failed (then restarted)", labels=["feed"]
-        )
-        restarts = CounterMetricFamily(
-            "ticker_feed_restarts", "restarts of each feed after a failure", labels=["feed"]
-        )
-        stalls = CounterMetricFamily(
-            "ticker_feed_stalls",
-            "times each feed was silent past its stall timeout",
-            labels=["feed"],
-        )
+        counters = [
+            (CounterMetricFamily(name, doc, labels=["feed"]), attr)
+            for name, doc, attr in (
+                ("ticker_feed_events", "events received from each feed", "events"),
+                ("ticker_feed_errors", "times each feed failed (then restarted)", "errors"),
+                ("ticker_feed_restarts", "restarts of each feed after a failure", "restarts"),
+                (
+                    "ticker_feed_stalls",
+                    "times each feed was silent past its stall timeout",
+                    "stalls",
+                ),
+            )
+        ]
         state = GaugeMetricFamily(
             "ticker_feed_state", "1 for each feed's current state", labels=["feed", "state"]
         )
@@ -320,10 +322,8 @@ class MetricsCollector:
         )
         for r in self.runners:
             label = [r.name]
-            events.add_metric(label, r.events)
-            errors.add_metric(label, r.errors)
-            restarts.add_metric(label, r.restarts)
-            stalls.add_metric(label, r.stalls)
+            for family, attr in counters:
+                family.add_metric(label, getattr(r, attr))
             current = r.health()["state"]
             for s in (*FEED_STATES, *(() if current in FEED_STATES else (current,))):
                 state.add_metric([r.name, s], 1.0 if s == current else 0.0)
@@ -332,7 +332,7 @@ class MetricsCollector:
                 lag.add_metric(label, now - ev.ts / 1000.0)
             if r.last_event_at is not None:
                 age.add_metric(label, now - r.last_event_at)
-        yield from (events, errors, restarts, stalls, state, lag, age)
+        yield from (*(family for family, _ in counters), state, lag, age)
 
     def _bus(self) -> Iterator[Metric]:
         h: dict[str, Any] = self.bus.health()
