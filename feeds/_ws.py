@@ -33,6 +33,7 @@ from ticker.core.backoff import backoff_delay
 
 __all__ = [
     "Codec",
+    "CountsGarbage",
     "LinkStats",
     "SymbolClock",
     "WsConfig",
@@ -67,6 +68,19 @@ class Codec(Protocol):
     def handle(self, text: str, now_ms: float) -> list[Event]: ...
 
     def garbage(self, what: str) -> None: ...
+
+
+class CountsGarbage:
+    """A codec's count of frames that are not what the upstream documents: ``counters["garbage"]``,
+    ``last_problem`` (cut to 200 characters) and a debug line."""
+
+    counters: dict[str, int]
+    last_problem: str | None
+
+    def garbage(self, what: str) -> None:
+        self.counters["garbage"] += 1
+        self.last_problem = what[:200]
+        log.debug("%s: garbage frame: %s", type(self).__name__, self.last_problem)
 
 
 NOT_JSON: Any = object()

@@ -26,7 +26,16 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, ClassVar
 
-from feeds._ws import NOT_JSON, LinkStats, SymbolClock, WsConfig, WsFeed, link_options, load_frame
+from feeds._ws import (
+    NOT_JSON,
+    CountsGarbage,
+    LinkStats,
+    SymbolClock,
+    WsConfig,
+    WsFeed,
+    link_options,
+    load_frame,
+)
 from feeds.base import (
     Event,
     Option,
@@ -77,7 +86,7 @@ def parse_streams(value: str) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-class BinanceCodec:
+class BinanceCodec(CountsGarbage):
     """Pure; no I/O. Binance combined-stream frames -> ticks, with counters and update ids."""
 
     def __init__(self, symbols: list[str], streams: list[str]) -> None:
@@ -116,11 +125,6 @@ class BinanceCodec:
         return out
 
     # Incoming
-
-    def garbage(self, what: str) -> None:
-        self.counters["garbage"] += 1
-        self.last_problem = what[:200]
-        log.debug("binance: garbage frame: %s", what[:200])
 
     def handle(self, text: str, now_ms: float) -> list[Event]:
         """One text frame -> events. Never raises."""

@@ -28,7 +28,16 @@ from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
-from feeds._ws import NOT_JSON, LinkStats, SymbolClock, WsConfig, WsFeed, link_options, load_frame
+from feeds._ws import (
+    NOT_JSON,
+    CountsGarbage,
+    LinkStats,
+    SymbolClock,
+    WsConfig,
+    WsFeed,
+    link_options,
+    load_frame,
+)
 from feeds.base import Event, Option, Tick, finite_number, help_of, parse_options, positive_number
 
 __all__ = ["CoinbaseCodec", "CoinbaseFeed", "parse_iso_ms", "parse_products"]
@@ -65,7 +74,7 @@ def parse_iso_ms(value: Any) -> float | None:
     return dt.timestamp() * 1000.0
 
 
-class CoinbaseCodec:
+class CoinbaseCodec(CountsGarbage):
     """Pure; no I/O. Coinbase Exchange feed messages -> ticks, with sequence/trade-id tracking."""
 
     CHANNELS = ("ticker", "matches", "heartbeat")
@@ -94,11 +103,6 @@ class CoinbaseCodec:
     def subscribe_messages(self) -> list[str]:
         msg = {"type": "subscribe", "product_ids": self.products, "channels": list(self.CHANNELS)}
         return [json.dumps(msg)]
-
-    def garbage(self, what: str) -> None:
-        self.counters["garbage"] += 1
-        self.last_problem = what[:200]
-        log.debug("coinbase: garbage frame: %s", what[:200])
 
     def handle(self, text: str, now_ms: float) -> list[Event]:
         """One text frame -> events. Never raises."""

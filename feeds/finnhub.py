@@ -18,7 +18,16 @@ from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import quote
 
-from feeds._ws import NOT_JSON, LinkStats, SymbolClock, WsConfig, WsFeed, link_options, load_frame
+from feeds._ws import (
+    NOT_JSON,
+    CountsGarbage,
+    LinkStats,
+    SymbolClock,
+    WsConfig,
+    WsFeed,
+    link_options,
+    load_frame,
+)
 from feeds.base import Event, Option, Tick, finite_number, help_of, parse_options
 
 __all__ = ["FinnhubCodec", "FinnhubFeed"]
@@ -36,7 +45,7 @@ def _symbols(value: str) -> list[str]:
     return syms
 
 
-class FinnhubCodec:
+class FinnhubCodec(CountsGarbage):
     """Pure; no I/O. Finnhub frames -> ticks."""
 
     def __init__(self, symbols: list[str]) -> None:
@@ -47,10 +56,6 @@ class FinnhubCodec:
 
     def subscribe_messages(self) -> list[str]:
         return [json.dumps({"type": "subscribe", "symbol": s}) for s in self.symbols]
-
-    def garbage(self, what: str) -> None:
-        self.counters["garbage"] += 1
-        self.last_problem = what[:200]
 
     def handle(self, text: str, now_ms: float) -> list[Event]:
         """One text frame -> events. Never raises."""
