@@ -63,7 +63,7 @@ AUTH = web.AppKey("auth", AuthConfig)
 GRANT = web.RequestKey("grant", Grant)
 
 WS_PROTOCOLS = ("ticker.v1",)
-"""Subprotocols the server selects when offered (``ticker.v1``: PROTOCOL.md, version 1)."""
+"""Subprotocols the server selects when offered (``ticker.v1``: docs/protocol.md, version 1)."""
 
 BEARER_PROTOCOL = "bearer."
 
