@@ -22,13 +22,13 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
-from feeds.base import Event, Listing, Option, as_float
+from feeds.base import Event, Listing, Option, as_float, help_of, parse_options
 from ticker.core.backoff import backoff_delay
 
 __all__ = [
@@ -262,9 +262,22 @@ class _Reporting(Codec, Protocol):
 class WsFeed:
     """I/O shell shared by the WebSocket adapters: runs :func:`stream` over the adapter's codec.
 
-    A subclass sets ``name``, ``codec`` (with ``clock``, ``counters``, ``last_problem``),
-    ``config``, ``link``, ``stale_after`` and ``_closed`` in its constructor.
+    A subclass declares its ``OPTIONS`` (its ``options`` help follows from them) and sets
+    ``name``, ``codec`` (with ``clock``, ``counters``, ``last_problem``), ``config``, ``link``,
+    ``stale_after`` and ``_closed`` in its constructor.
     """
+
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+    options: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.options = help_of(cls.OPTIONS)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str] | None) -> dict[str, Any]:
+        """The adapter's options, parsed and checked (``ValueError`` naming a bad one)."""
+        return parse_options(cls.OPTIONS, options or {})
 
     name: str
     codec: _Reporting

@@ -42,8 +42,6 @@ from feeds.base import (
     Tick,
     as_float,
     finite_number,
-    help_of,
-    parse_options,
     positive_number,
 )
 
@@ -263,12 +261,11 @@ class BinanceFeed(WsFeed):
     """Binance spot trades, best bid/ask and 24 h tickers over one combined-stream connection."""
 
     description: ClassVar[str] = "Binance spot (public): aggTrade/trade, bookTicker, 24hrTicker"
-    options: ClassVar[dict[str, str]] = help_of(_OPTIONS)
-
+    OPTIONS = _OPTIONS
     codec: BinanceCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
-        opts = parse_options(_OPTIONS, options or {})
+        opts = self.parse(options)
         if len(opts["symbols"]) * len(opts["streams"]) > MAX_STREAMS:
             raise ValueError(f"symbols x streams exceeds Binance's {MAX_STREAMS} per connection")
         self.name = "binance"

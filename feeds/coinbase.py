@@ -38,7 +38,7 @@ from feeds._ws import (
     link_options,
     load_frame,
 )
-from feeds.base import Event, Option, Tick, finite_number, help_of, parse_options, positive_number
+from feeds.base import Event, Option, Tick, finite_number, positive_number
 
 __all__ = ["CoinbaseCodec", "CoinbaseFeed", "parse_iso_ms", "parse_products"]
 
@@ -205,12 +205,11 @@ class CoinbaseFeed(WsFeed):
     """Coinbase Exchange trades with best bid/ask (ticker + matches channels)."""
 
     description: ClassVar[str] = "Coinbase Exchange (public): ticker and matches channels"
-    options: ClassVar[dict[str, str]] = help_of(_OPTIONS)
-
+    OPTIONS = _OPTIONS
     codec: CoinbaseCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
-        opts = parse_options(_OPTIONS, options or {})
+        opts = self.parse(options)
         self.name = "coinbase"
         self.codec = CoinbaseCodec(opts["products"])
         # Heartbeats arrive every second per product, so 30 s of silence is a dead link.

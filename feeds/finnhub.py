@@ -28,7 +28,7 @@ from feeds._ws import (
     link_options,
     load_frame,
 )
-from feeds.base import Event, Option, Tick, finite_number, help_of, parse_options
+from feeds.base import Event, Option, Tick, finite_number
 
 __all__ = ["FinnhubCodec", "FinnhubFeed"]
 
@@ -104,12 +104,11 @@ class FinnhubFeed(WsFeed):
     """Finnhub trades; the API key comes from an environment variable."""
 
     description: ClassVar[str] = "Finnhub trades (API key from $FINNHUB_API_KEY)"
-    options: ClassVar[dict[str, str]] = help_of(_OPTIONS)
-
+    OPTIONS = _OPTIONS
     codec: FinnhubCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
-        opts = parse_options(_OPTIONS, options or {})
+        opts = self.parse(options)
         key = os.environ.get(opts["key_env"], "")
         if not key:
             raise ValueError(f"set the Finnhub API key in ${opts['key_env']}")
