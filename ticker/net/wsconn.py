@@ -7,8 +7,8 @@ answers ``101`` itself and hands the socket to a :class:`WsConnection` (``transp
 and aiohttp lets go of it (:func:`detach`). From then on nothing of aiohttp's per-request machinery
 lives for the connection: no request, response, reader queue, parser or handler task. Frames are
 parsed in ``data_received`` and handed to the hub at once, with no task switch per message (a pong
-that clocks flow control costs a parse and a call). Per connection that saves about 12 KB of heap
-and a task (README, Benchmarks: W3's 5,000 connections take 61 MB instead of 142 MB).
+that clocks flow control costs a parse and a call). That is most of what a connection costs in
+aiohttp (README, Benchmarks).
 
 Heartbeat: one timer for all connections (:class:`Sockets`), not one per connection. A
 connection silent for ``heartbeat_s`` is pinged; silent ``heartbeat_s / 2`` longer, it is
