@@ -242,26 +242,25 @@ class BinanceCodec(CountsGarbage):
         return self._emit(tick, now_ms)
 
 
-_OPTIONS: dict[str, Option] = {
-    "symbols": Option("Binance symbols, +-separated", "btcusdt+ethusdt", parse_symbols),
-    "streams": Option(
-        "streams per symbol: aggTrade, trade, bookTicker, ticker (+-separated)",
-        "aggTrade+bookTicker+ticker",
-        parse_streams,
-    ),
-    "url": Option("combined-stream endpoint", "wss://stream.binance.com:9443/stream", str),
-    "lifetime": Option(
-        "seconds before a planned reconnect (Binance closes at 24 h)", "84600", as_float(1, 86_000)
-    ),
-    **link_options("60", "an update before a symbol"),
-}
-
-
 class BinanceFeed(WsFeed):
     """Binance spot trades, best bid/ask and 24 h tickers over one combined-stream connection."""
 
     description: ClassVar[str] = "Binance spot (public): aggTrade/trade, bookTicker, 24hrTicker"
-    OPTIONS = _OPTIONS
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "symbols": Option("Binance symbols, +-separated", "btcusdt+ethusdt", parse_symbols),
+        "streams": Option(
+            "streams per symbol: aggTrade, trade, bookTicker, ticker (+-separated)",
+            "aggTrade+bookTicker+ticker",
+            parse_streams,
+        ),
+        "url": Option("combined-stream endpoint", "wss://stream.binance.com:9443/stream", str),
+        "lifetime": Option(
+            "seconds before a planned reconnect (Binance closes at 24 h)",
+            "84600",
+            as_float(1, 86_000),
+        ),
+        **link_options("60", "an update before a symbol"),
+    }
     codec: BinanceCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:

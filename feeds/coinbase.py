@@ -194,18 +194,15 @@ class CoinbaseCodec(CountsGarbage):
         return [tick]
 
 
-_OPTIONS: dict[str, Option] = {
-    "products": Option("Coinbase product ids, +-separated", "BTC-USD+ETH-USD", parse_products),
-    "url": Option("Exchange websocket feed", "wss://ws-feed.exchange.coinbase.com", str),
-    **link_options("60", "an update before a product"),
-}
-
-
 class CoinbaseFeed(WsFeed):
     """Coinbase Exchange trades with best bid/ask (ticker + matches channels)."""
 
     description: ClassVar[str] = "Coinbase Exchange (public): ticker and matches channels"
-    OPTIONS = _OPTIONS
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "products": Option("Coinbase product ids, +-separated", "BTC-USD+ETH-USD", parse_products),
+        "url": Option("Exchange websocket feed", "wss://ws-feed.exchange.coinbase.com", str),
+        **link_options("60", "an update before a product"),
+    }
     codec: CoinbaseCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:

@@ -92,19 +92,18 @@ class FinnhubCodec(CountsGarbage):
         return out
 
 
-_OPTIONS: dict[str, Option] = {
-    "symbols": Option("Finnhub symbols, +-separated (AAPL, BINANCE:BTCUSDT)", "AAPL", _symbols),
-    "url": Option("WebSocket endpoint (the key is added as ?token=)", "wss://ws.finnhub.io", str),
-    "key_env": Option("environment variable holding the API key", "FINNHUB_API_KEY", str),
-    **link_options("300", "a trade before a symbol"),
-}
-
-
 class FinnhubFeed(WsFeed):
     """Finnhub trades; the API key comes from an environment variable."""
 
     description: ClassVar[str] = "Finnhub trades (API key from $FINNHUB_API_KEY)"
-    OPTIONS = _OPTIONS
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "symbols": Option("Finnhub symbols, +-separated (AAPL, BINANCE:BTCUSDT)", "AAPL", _symbols),
+        "url": Option(
+            "WebSocket endpoint (the key is added as ?token=)", "wss://ws.finnhub.io", str
+        ),
+        "key_env": Option("environment variable holding the API key", "FINNHUB_API_KEY", str),
+        **link_options("300", "a trade before a symbol"),
+    }
     codec: FinnhubCodec
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
