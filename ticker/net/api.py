@@ -20,7 +20,7 @@ from ticker.net.admission import ADMISSION
 from ticker.net.guard import grant_of
 from ticker.net.keys import BUS, HUB, METRICS, RECORDER, RUNNERS, STARTED
 from ticker.net.publish import read_body
-from ticker.net.responses import json_error, json_response as _json
+from ticker.net.responses import bad_request, json_error, json_response as _json
 from ticker.replay.control import parse_command
 from ticker.replay.errors import ReplayError
 
@@ -28,10 +28,6 @@ __all__ = ["MAX_BODY", "add_api_routes"]
 
 MAX_BODY = 1024 * 1024
 """Largest request body but the publish API's (its own limits: ticker.net.publish)."""
-
-
-def _bad(message: str) -> web.Response:
-    return json_error(400, "bad_request", message)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -107,7 +103,7 @@ async def api_news(request: web.Request) -> web.Response:
         since = _int_param(request, "since", None, 0)
         limit = _int_param(request, "limit", 100, 0, 10_000)
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     assert limit is not None
     entitled = grant_of(request).symbols
     if entitled is None:
@@ -144,19 +140,19 @@ async def api_history(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     symbol = request.query.get("symbol", "")
     if not symbol:
-        return _bad("'symbol' is required")
+        return bad_request("'symbol' is required")
     interval = request.query.get("interval", "1s")
     try:
         interval_ms = parse_interval(interval)
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     raw_limit = request.query.get("limit") or str(HISTORY_DEFAULT_LIMIT)
     try:
         limit = min(int(raw_limit), HISTORY_MAX_LIMIT)
     except ValueError:
-        return _bad("'limit' must be an integer")
+        return bad_request("'limit' must be an integer")
     if limit < 1:
-        return _bad("'limit' must be >= 1")
+        return bad_request("'limit' must be >= 1")
     known = hub.book.known
     sym = symbol if symbol in known else symbol.upper()
     if sym not in known:
@@ -197,21 +193,21 @@ async def api_replay(request: web.Request) -> web.Response:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return _bad("body is not JSON")
+            return bad_request("body is not JSON")
         try:
             cmd = parse_command(body)
         except ReplayError as exc:
-            return _bad(str(exc))
+            return bad_request(str(exc))
         targets = [(n, f) for n, f, _ in _replay_feeds(app) if cmd.feed in (None, n)]
         if not targets:
-            return _bad(
+            return bad_request(
                 f"no replay feed named {cmd.feed!r}" if cmd.feed else "no replay feed is running"
             )
         for _, feed in targets:
             try:
                 feed.replay_control(cmd.action, to=cmd.to, speed=cmd.speed)
             except ReplayError as exc:
-                return _bad(str(exc))
+                return bad_request(str(exc))
     return _json({"feeds": [st for _, _, st in _replay_feeds(app)]})
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["json_error", "json_response"]
+__all__ = ["bad_request", "json_error", "json_response"]
 
 
 def json_response(
@@ -46,3 +46,8 @@ def json_error(
     if extra:
         body.update(extra)
     return json_response(body, status, headers=headers)
+
+
+def bad_request(message: str) -> web.Response:
+    """A 400 ``bad_request`` error saying ``message``."""
+    return json_error(400, "bad_request", message)

@@ -49,7 +49,7 @@ from ticker.net.keys import (
     STARTED,
 )
 from ticker.net.publish import add_publish_routes
-from ticker.net.responses import json_error
+from ticker.net.responses import bad_request, json_error
 from ticker.net.wsconn import Sockets, WsConnection, detach
 from ticker.ops.metrics import Metrics
 
@@ -70,10 +70,6 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 
 
-def _bad(message: str) -> web.Response:
-    return json_error(400, "bad_request", message)
-
-
 # WebSocket
 
 
@@ -90,9 +86,9 @@ def _handshake_refusal(request: web.Request) -> web.Response | None:
             headers={"Sec-WebSocket-Version": "13"},
         )
     if request.method != "GET":
-        return _bad(f"a WebSocket upgrade is a GET, not {request.method}")
+        return bad_request(f"a WebSocket upgrade is a GET, not {request.method}")
     if request.version < (1, 1):
-        return _bad("a WebSocket upgrade needs HTTP/1.1")
+        return bad_request("a WebSocket upgrade needs HTTP/1.1")
     return None
 
 
@@ -123,7 +119,7 @@ def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
     key = request.headers.get("Sec-WebSocket-Key", "")
     if not ready.ok:
         slot.release()
-        return _bad("not a valid WebSocket upgrade request")
+        return bad_request("not a valid WebSocket upgrade request")
     transport = request.transport
     if transport is None or transport.is_closing():  # the peer went away meanwhile
         slot.release()
