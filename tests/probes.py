@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["established", "fds", "rss_kb", "tcp_state"]
@@ -23,30 +24,36 @@ def rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def established(port: int) -> int:
-    """Established TCP sockets whose local port is ``port`` (the server's side)."""
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == TCP_ESTABLISHED:
-                    n += 1
-    return n
-
-
 TCP_ESTABLISHED = "01"
 
 
-def tcp_state(local_port: int, remote_port: int) -> str | None:
-    """The state (hex, as in ``/proc/net/tcp``: ``01`` established, ``04`` FIN-WAIT-1, ...) of the
-    socket from ``local_port`` to ``remote_port`` on this machine; None when there is none."""
+def _sockets() -> Iterator[tuple[int, int, str]]:
+    """(local port, remote port, state) of every TCP socket on this machine (``/proc/net/tcp*``;
+    the state in hex: ``01`` established, ``04`` FIN-WAIT-1, ...)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError):
             for line in Path(table).read_text().splitlines()[1:]:
                 cols = line.split()
-                local = int(cols[1].rsplit(":", 1)[1], 16)
-                remote = int(cols[2].rsplit(":", 1)[1], 16)
-                if local == local_port and remote == remote_port:
-                    return cols[3]
-    return None
+                yield (
+                    int(cols[1].rsplit(":", 1)[1], 16),
+                    int(cols[2].rsplit(":", 1)[1], 16),
+                    cols[3],
+                )
+
+
+def established(port: int) -> int:
+    """Established TCP sockets whose local port is ``port`` (the server's side)."""
+    return sum(1 for local, _, state in _sockets() if local == port and state == TCP_ESTABLISHED)
+
+
+def tcp_state(local_port: int, remote_port: int) -> str | None:
+    """The state of the socket from ``local_port`` to ``remote_port`` on this machine; None when
+    there is none."""
+    return next(
+        (
+            state
+            for local, remote, state in _sockets()
+            if (local, remote) == (local_port, remote_port)
+        ),
+        None,
+    )
