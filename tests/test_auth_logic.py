@@ -366,14 +366,14 @@ def test_forged_and_malformed_tokens_are_refused_without_echoing_them() -> None:
             assert token not in str(err.value)
 
 
-def _signed(payload: bytes) -> str:
+def signed_token(payload: bytes, secret: str = SECRET) -> str:
     """An HS256 token over ``payload`` as given (numbers no JSON encoder would write)."""
 
     def b64(data: bytes) -> bytes:
         return base64.urlsafe_b64encode(data).rstrip(b"=")
 
     signing = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(payload)
-    sig = hmac.new(SECRET.encode(), signing, hashlib.sha256).digest()
+    sig = hmac.new(secret.encode(), signing, hashlib.sha256).digest()
     return (signing + b"." + b64(sig)).decode()
 
 
@@ -396,13 +396,13 @@ def _signed(payload: bytes) -> str:
 )
 def test_absurd_claims_are_an_auth_error(payload: bytes) -> None:
     with pytest.raises(AuthError):
-        verify_token(_signed(payload), SECRET, now=NOW)
+        verify_token(signed_token(payload), SECRET, now=NOW)
 
 
 def test_exp_up_to_the_year_9999() -> None:
-    assert verify_token(_signed(b'{"exp": 253402300799}'), SECRET, now=NOW).expires == MAX_EXP
+    assert verify_token(signed_token(b'{"exp": 253402300799}'), SECRET, now=NOW).expires == MAX_EXP
     with pytest.raises(AuthError, match="year 9999"):
-        verify_token(_signed(b'{"exp": 253402300800}'), SECRET, now=NOW)
+        verify_token(signed_token(b'{"exp": 253402300800}'), SECRET, now=NOW)
     with pytest.raises(AuthError, match="year 9999"):
         mint_token(SECRET, now=NOW, ttl=1e300)
 

@@ -11,9 +11,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import socket
 import time
 from collections.abc import Iterator
@@ -25,6 +22,7 @@ import orjson
 import pytest
 
 from tests.conftest import MS, ServerProcess
+from tests.test_auth_logic import signed_token
 
 SECRET = "http-rules-secret-" + "s" * 32
 ADMIN = "http-rules-admin-" + "a" * 16
@@ -306,17 +304,6 @@ def test_head_and_http10_upgrades_are_refused(plain: ServerProcess) -> None:
 # Tokens with absurd claims
 
 
-def _signed(payload: bytes) -> str:
-    """An HS256 token over ``payload`` as given (JSON no encoder would write)."""
-
-    def b64(data: bytes) -> bytes:
-        return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(payload)
-    sig = hmac.new(SECRET.encode(), signing, hashlib.sha256).digest()
-    return (signing + b"." + b64(sig)).decode()
-
-
 ABSURD = [
     b'{"exp": 1' + b"0" * 400 + b"}",
     b'{"exp": -1' + b"0" * 400 + b"}",
@@ -337,7 +324,7 @@ def test_a_token_with_an_absurd_exp_is_a_401(secured: ServerProcess) -> None:
     host = f"127.0.0.1:{port}"
     assert upgrade(port, host).status == 101, "no token: served (tokens are optional here)"
     for payload in ABSURD:
-        token = _signed(payload)
+        token = signed_token(payload, SECRET)
         ws = upgrade(port, host, target=f"/ws?token={token}")
         assert ws.status == 401, (payload[:40], ws.raw[:200])
         assert ws.json()["error"] == "unauthorized"
