@@ -365,7 +365,4 @@ class BarBook:
 
     def trade(self, symbol: str, ts: float, price: float, size: float) -> None:
         """Apply one trade of ``symbol``."""
-        b = self.symbols.get(symbol)
-        if b is None:
-            b = self.of(symbol)
-        b.trade(ts, price, size)
+        self.of(symbol).trade(ts, price, size)
