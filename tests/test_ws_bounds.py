@@ -28,55 +28,11 @@ import pytest
 from tests.conftest import MS, ServerProcess
 from tests.hostile import frame
 from tests.probes import established, rss_kb
-from tests.wsutil import RawWebSocket, recv, recv_type, until
+from tests.wsutil import NormalClient, RawWebSocket, recv, until
 from ticker.net.wsconn import CLOSE_TIMEOUT
 
 SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN"]
 FEED = f"sim:symbols={'+'.join(SYMBOLS)},rate=200,seed=1,burst=1"
-
-
-class NormalClient:
-    """A client at a 50 ms window that records its worst gap between deltas."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, seq: int) -> None:
-        self.ws = ws
-        self.seq = seq
-        self.worst = 0.0
-        self.deltas = 0
-        self.task = asyncio.get_running_loop().create_task(self._read())
-
-    @classmethod
-    async def connect(cls, session: aiohttp.ClientSession, url: str) -> NormalClient:
-        ws = await session.ws_connect(url)
-        assert (await recv(ws))["type"] == "hello"
-        await ws.send_json({"op": "throttle", "ms": 50, "id": "t"})
-        assert (await recv(ws))["ms"] == 50
-        await ws.send_json({"op": "subscribe", "symbols": SYMBOLS})
-        return cls(ws, (await recv_type(ws, "snapshot"))["seq"])
-
-    async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while True:
-            f = await recv(self.ws, within=3000 * MS)
-            if f["type"] in ("delta", "snapshot"):
-                assert f["seq"] == self.seq + 1, "no seq gap"
-                self.seq = f["seq"]
-            if f["type"] == "delta":
-                now = loop.time()
-                self.worst = max(self.worst, now - last)
-                last = now
-                self.deltas += 1
-
-    async def stop(self) -> float:
-        """Stop reading; the worst gap seen (raises what the reader raised)."""
-        if self.task.done():
-            self.task.result()
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.ws.close()
-        return self.worst
 
 
 async def healthz(session: aiohttp.ClientSession, srv: ServerProcess) -> dict[str, Any]:
@@ -133,7 +89,7 @@ async def test_a_fragment_flood_is_bounded_and_leaves_nothing_behind(
     pid, host, port = srv.proc.pid, "127.0.0.1", srv.port
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
-        normal = await NormalClient.connect(session, srv.ws_url)
+        normal = await NormalClient.connect(session, srv.ws_url, SYMBOLS)
         await flood_round(host, port)  # warm-up: the allocator's high-water mark
         await asyncio.sleep(1.0)
         baseline_rss = rss_kb(pid)
@@ -148,6 +104,7 @@ async def test_a_fragment_flood_is_bounded_and_leaves_nothing_behind(
         await asyncio.sleep(0.5)
 
         worst = await normal.stop()
+        await normal.ws.close()
         assert worst <= 1.0, f"the normal client waited {worst:.2f}s for a delta"
         assert normal.deltas >= 10
         # Every flood was closed with 1009 (a reset when the close frame was lost under the
@@ -197,7 +154,7 @@ async def test_a_closed_connection_that_stops_reading_is_dropped_and_frees_its_s
     host, port = "127.0.0.1", srv.port
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-        normal = await NormalClient.connect(session, srv.ws_url)
+        normal = await NormalClient.connect(session, srv.ws_url, SYMBOLS)
         lasts = [
             frame(0x8, (1000).to_bytes(2, "big")),  # a clean close
             frame(0x8, (1001).to_bytes(2, "big") + b"bye"),
@@ -224,4 +181,5 @@ async def test_a_closed_connection_that_stops_reading_is_dropped_and_frees_its_s
         for ws in hostile:
             ws.close()
         worst = await normal.stop()
+        await normal.ws.close()
         assert worst <= 1.0, f"the normal client waited {worst:.2f}s for a delta"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import struct
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp import ClientSession, ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from pytest_aiohttp import AiohttpClient
@@ -30,6 +31,7 @@ from ticker.net.server import HUB, RUNNERS, create_app
 
 __all__ = [
     "Frame",
+    "NormalClient",
     "RawWebSocket",
     "RecordingTransport",
     "Server",
@@ -237,6 +239,53 @@ def now_ms() -> float:
 def tick(symbol: str, price: float, **kw: Any) -> Tick:
     """A tick stamped now."""
     return Tick(symbol, price, now_ms(), **kw)
+
+
+class NormalClient:
+    """A client at a 50 ms window on ``symbols`` that records its worst gap between deltas and
+    fails on a ``seq`` gap, while the test does something else (the hostile-client tests)."""
+
+    def __init__(self, ws: ClientWebSocketResponse, seq: int) -> None:
+        self.ws = ws
+        self.seq = seq
+        self.worst = 0.0
+        self.deltas = 0
+        self.task = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def connect(
+        cls, session: ClientSession, url: str, symbols: Sequence[str]
+    ) -> NormalClient:
+        ws = await session.ws_connect(url)
+        assert (await recv(ws))["type"] == "hello"
+        await ws.send_json({"op": "throttle", "ms": 50, "id": "t"})
+        assert (await recv(ws))["ms"] == 50
+        await ws.send_json({"op": "subscribe", "symbols": list(symbols)})
+        return cls(ws, (await recv_type(ws, "snapshot"))["seq"])
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            f = await recv(self.ws, within=2000 * MS)
+            if f["type"] in ("delta", "snapshot"):
+                assert f["seq"] == self.seq + 1, "no seq gap"
+                self.seq = f["seq"]
+            if f["type"] == "delta":
+                now = loop.time()
+                self.worst = max(self.worst, now - last)
+                last = now
+                self.deltas += 1
+
+    async def stop(self) -> float:
+        """Stop reading (raising what the reader raised); the worst gap seen. The socket stays
+        open."""
+        if self.task.done():
+            self.task.result()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        return self.worst
 
 
 class Server:
