@@ -10,10 +10,10 @@ from hypothesis import given, settings, strategies as st
 from ticker.core.bars import (
     DEFAULT_RETAIN,
     INTERVALS,
-    Bar,
     BarBook,
     BarRing,
     IntervalError,
+    Row,
     SymbolBars,
     interval_ms,
 )
@@ -22,7 +22,7 @@ RETAIN = {w: 100_000 for w in INTERVALS.values()}
 T0 = 1_700_000_000_000.0  # a Tuesday, 22:13:20 UTC
 
 
-def pandas_bars(trades: list[tuple[float, float, float]], width: int) -> list[Bar]:
+def pandas_bars(trades: list[tuple[float, float, float]], width: int) -> list[Row]:
     """What pandas makes of the same trades: one bar per non-empty bucket, oldest first."""
     df = pd.DataFrame(trades, columns=["ts", "price", "size"])
     df.index = pd.to_datetime(df["ts"], unit="ms")
@@ -40,7 +40,7 @@ def pandas_bars(trades: list[tuple[float, float, float]], width: int) -> list[Ba
     ]
 
 
-def close(a: list[Bar], b: list[Bar]) -> bool:
+def close(a: list[Row], b: list[Row]) -> bool:
     return len(a) == len(b) and all(
         all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in zip(p, q, strict=True))
         for p, q in zip(a, b, strict=True)
@@ -202,3 +202,58 @@ def test_book_retention_is_validated_and_defaults_cover_the_promise() -> None:
     book = BarBook()
     book.trade("AAPL", T0, 1.0, 2.0)
     assert book.of("AAPL").bars(1_000, 5) == [(T0, 1.0, 1.0, 1.0, 1.0, 2.0)]
+
+
+@settings(max_examples=120, deadline=None)
+@given(trades_st, st.integers(0, 200), st.integers(0, 3 * 86_400))
+def test_rewind_equals_never_having_seen_the_later_trades(
+    raw: list[tuple[int, float, float]], cut: int, seconds: int
+) -> None:
+    """A rewind to any whole second forgets exactly what came at or after it: every interval
+    then equals the bars of the earlier trades alone, and later trades build on them as if
+    nothing had been forgotten."""
+    trades = timed(raw)
+    t = T0 - T0 % 1000 + seconds * 1000.0
+    sb = SymbolBars(RETAIN)
+    for ts, price, size in trades:
+        sb.trade(ts, price, size)
+    sb.rewind(t)
+    before = [tr for tr in trades if tr[0] < t]
+    for name, width in INTERVALS.items():
+        want = pandas_bars(before, width) if before else []
+        assert close(sb.bars(width, 100_000), want), name
+    # Playing on from the cut: the same bars as one pass over everything before and after it.
+    after = [tr for tr in trades if tr[0] >= t][:cut]
+    for ts, price, size in after:
+        sb.trade(ts, price, size)
+    if before or after:
+        for name, width in INTERVALS.items():
+            assert close(sb.bars(width, 100_000), pandas_bars(before + after, width)), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(trades_st, st.sampled_from(list(INTERVALS.values())), st.integers(0, 130))
+def test_since_is_the_tail_of_the_history(
+    raw: list[tuple[int, float, float]], width: int, k: int
+) -> None:
+    trades = timed(raw)
+    sb = SymbolBars(RETAIN)
+    for ts, price, size in trades:
+        sb.trade(ts, price, size)
+    every = sb.bars(width, 100_000)
+    t = every[min(k, len(every) - 1)][0]
+    tail = [b for b in every if b[0] >= t]
+    assert sb.since(width, t, 100_000) == tail
+    assert sb.since(width, t, len(tail)) == tail
+    if tail:
+        assert sb.since(width, t, len(tail) - 1) is None  # too many: send history instead
+
+
+def test_a_trade_in_a_second_already_final_is_late() -> None:
+    sb = SymbolBars(RETAIN)
+    sb.trade(T0, 10.0, 1.0)
+    sb.trade(T0 + 1_000, 11.0, 1.0)
+    sb.rewind(T0 + 1_000)  # the bar of T0 is final, nothing forms
+    sb.trade(T0 + 500, 99.0, 1.0)
+    assert sb.late == 1
+    assert sb.bars(1_000, 10) == [(T0, 10.0, 10.0, 10.0, 10.0, 1.0)]

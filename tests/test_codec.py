@@ -27,7 +27,7 @@ from ticker.core.codec import (
     events_to_columns,
     kind_of,
 )
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
 from ticker.net import publish
 from ticker.net.publish import parse_news, parse_ticks
 from ticker.store.recorder import SCHEMA, events_to_table
@@ -71,6 +71,8 @@ any_events: st.SearchStrategy[Event] = (
     )
     | st.builds(News, strings, finite, strings, tuples, st.none() | strings, st.none() | strings)
     | st.builds(Listing, tuples)
+    | st.builds(Bar, strings, finite, strings, finite, finite, finite, finite, finite)
+    | st.builds(Reset, tuples, finite)
 )
 news_ids = st.integers(0, 2**53)
 
@@ -87,10 +89,13 @@ def test_kinds_are_the_event_dataclasses_less_the_news_id() -> None:
         ("tick", "T", Tick),
         ("news", "N", News),
         ("listing", "L", Listing),
+        ("bar", "B", Bar),
+        ("reset", "R", Reset),
     ]
     for k in KINDS:
         assert k.fields == tuple(f.name for f in dataclasses.fields(k.cls) if f.name != "id")
-    tick, item, listing = KINDS
+    tick, item, listing, bar, reset = KINDS
+    assert bar.defaults == {"volume": 0.0} and reset.defaults == {}
     assert (tick, item) == (TICK, NEWS)
     assert set(tick.defaults) == {"size", "bid", "ask", "volume", "prev_close"}
     assert item.defaults == {"symbols": (), "url": None, "summary": None}

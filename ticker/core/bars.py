@@ -21,16 +21,16 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
     "DEFAULT_RETAIN",
     "INTERVALS",
-    "Bar",
     "BarBook",
     "BarRing",
     "IntervalError",
+    "Row",
     "SymbolBars",
     "interval_ms",
 ]
@@ -61,8 +61,8 @@ DEFAULT_RETAIN: dict[str, int] = {
 }
 """Closed bars kept per symbol and interval (the forming bar comes on top)."""
 
-Bar = tuple[float, float, float, float, float, float]
-"""``(t, open, high, low, close, volume)``."""
+Row = tuple[float, float, float, float, float, float]
+"""One bar as ``(t, open, high, low, close, volume)`` (the wire's ``[t,o,h,l,c,v]``)."""
 
 _WIDTHS = tuple(INTERVALS.values())
 _FIELDS = 6
@@ -101,7 +101,7 @@ class BarRing:
     def __len__(self) -> int:
         return len(self._data) // _FIELDS
 
-    def append(self, bar: Bar | list[float]) -> None:
+    def append(self, bar: Row | list[float]) -> None:
         data = self._data
         if len(data) < self.capacity * _FIELDS:
             data.extend(bar)
@@ -110,7 +110,7 @@ class BarRing:
         data[i : i + _FIELDS] = array("d", bar)
         self._head = (self._head + 1) % self.capacity
 
-    def _at(self, k: int) -> Bar:
+    def _at(self, k: int) -> Row:
         """The ``k``-th bar, oldest first."""
         i = ((self._head + k) % self.capacity) * _FIELDS
         d = self._data
@@ -124,13 +124,25 @@ class BarRing:
         n = len(self)
         return self._t(n - 1) if n else None
 
-    def before(self, t: float | None, limit: int) -> list[Bar]:
+    def before(self, t: float | None, limit: int) -> list[Row]:
         """At most ``limit`` newest bars starting before ``t`` (all when None), oldest first."""
         n = len(self)
         end = n if t is None else bisect_left(_TimeView(self), t)
         return [self._at(k) for k in range(max(0, end - limit), end)]
 
-    def __iter__(self) -> Iterator[Bar]:
+    def since(self, t: float) -> list[Row]:
+        """Every bar starting at or after ``t``, oldest first."""
+        return [self._at(k) for k in range(bisect_left(_TimeView(self), t), len(self))]
+
+    def drop_from(self, t: float) -> None:
+        """Forget every bar starting at or after ``t`` (a rewind)."""
+        keep = self.before(t, len(self))
+        if len(keep) != len(self):
+            self.clear()
+            for bar in keep:
+                self.append(bar)
+
+    def __iter__(self) -> Iterator[Row]:
         return (self._at(k) for k in range(len(self)))
 
     def clear(self) -> None:
@@ -153,7 +165,7 @@ class _TimeView:
         return self.ring._t(k)
 
 
-def _merge(into: list[float], bar: Bar | list[float]) -> None:
+def _merge(into: list[float], bar: Row | list[float]) -> None:
     """Fold a later ``bar`` of the same bucket into ``into`` (its open stays)."""
     if bar[2] > into[2]:
         into[2] = bar[2]
@@ -210,10 +222,15 @@ class SymbolBars:
                 return
             self._rings[0].append(f)
             self._fold(1, f)
+        else:
+            last = self._rings[0].last_t()
+            if last is not None and t <= last:  # that second is final already
+                self.late += 1
+                return
         self._roll(t)
         self._forming = [t, price, price, price, price, size]
 
-    def bar(self, bar: Bar, width: int) -> None:
+    def bar(self, bar: Row, width: int) -> None:
         """Apply one final bar of ``width`` ms (a bar file's row, a vendor's minute bar).
 
         Raises:
@@ -241,7 +258,7 @@ class SymbolBars:
         ring.append(final)
         self._fold(level + 1, list(final))
 
-    def _fold(self, level: int, bar: Bar | list[float]) -> None:
+    def _fold(self, level: int, bar: Row | list[float]) -> None:
         """A closed bar of ``level - 1`` goes into ``level``'s partial bar."""
         if level == len(_WIDTHS):
             return
@@ -273,8 +290,57 @@ class SymbolBars:
             if p is not None and p[0] < t - t % _WIDTHS[level]:
                 self._finish(level)
 
+    def rewind(self, t: float) -> None:
+        """Forget the data at or after market time ``t`` (a replay seeking): the finest level's
+        bars starting at or after ``t``, and every coarser bar that is not wholly before ``t``;
+        a coarser bucket that holds ``t`` is rebuilt from the finer bars before ``t``. Exact when
+        ``t`` is a multiple of the intervals (a UTC midnight: what the replay sends); otherwise
+        the finest bar holding ``t`` is kept or dropped whole by its start."""
+        finest = self.finest
+        if finest is None:
+            return
+        f = self._forming
+        self._forming = None
+        if f is not None and f[0] < t:  # wholly before t: closed now, as a later trade would
+            self._rings[0].append(f)
+            self._fold(1, f)
+        self._rings[finest].drop_from(t)
+        for level in range(finest + 1, len(_WIDTHS)):
+            width = _WIDTHS[level]
+            bucket = t - t % width
+            self._rings[level].drop_from(bucket)
+            p = self._partial[level]
+            if p is not None and p[0] < bucket:
+                continue  # wholly before t (and nothing later was folded in)
+            merged: list[float] | None = None
+            for bar in self._rings[level - 1].since(bucket):
+                if merged is None:
+                    merged = [bucket, bar[1], bar[2], bar[3], bar[4], bar[5]]
+                else:
+                    _merge(merged, bar)
+            self._partial[level] = merged
+
+    def since(self, width: int, t: float, limit: int) -> list[Row] | None:
+        """The bars of ``width`` ms starting at or after ``t`` (final ones, then the forming one),
+        oldest first; None when there are more than ``limit`` (send a fresh history instead)."""
+        level = _WIDTHS.index(width)
+        if self.finest is None or level < self.finest:
+            return []
+        closed = self._rings[level].since(t)
+        if len(closed) > limit:
+            return None
+        tail: list[Row] = []
+        p = self._partial[level]
+        forming = self._forming_at(level)
+        if p is not None and (forming is None or forming[0] != p[0]) and p[0] >= t:
+            tail.append((p[0], p[1], p[2], p[3], p[4], p[5]))
+        if forming is not None and forming[0] >= t:
+            tail.append(forming)
+        out = closed + tail
+        return None if len(out) > limit else out
+
     def clear(self) -> None:
-        """Forget every bar (a replay seeking back)."""
+        """Forget every bar."""
         for ring in self._rings:
             ring.clear()
         self._partial = [None] * len(_WIDTHS)
@@ -283,14 +349,14 @@ class SymbolBars:
 
     # Reading
 
-    def forming(self, width: int) -> Bar | None:
+    def forming(self, width: int) -> Row | None:
         """The bar of ``width`` ms still forming (its last trade may not be its last), if any."""
         level = _WIDTHS.index(width)
         if self.finest is None or level < self.finest:
             return None
         return self._forming_at(level)
 
-    def _forming_at(self, level: int) -> Bar | None:
+    def _forming_at(self, level: int) -> Row | None:
         if level == self.finest:
             f = self._forming
             return None if f is None else (f[0], f[1], f[2], f[3], f[4], f[5])
@@ -306,7 +372,7 @@ class SymbolBars:
             _merge(out, below)
         return (out[0], out[1], out[2], out[3], out[4], out[5])
 
-    def bars(self, width: int, limit: int, before: float | None = None) -> list[Bar]:
+    def bars(self, width: int, limit: int, before: float | None = None) -> list[Row]:
         """At most ``limit`` bars of ``width`` ms starting before ``before`` (every bar when
         None), oldest first; without ``before`` the last one may still be forming.
 
@@ -319,7 +385,7 @@ class SymbolBars:
                 f"this symbol's data has {_name(_WIDTHS[self.finest])} bars: "
                 f"{_name(width)} bars cannot be made from it"
             )
-        tail: list[Bar] = []
+        tail: list[Row] = []
         p = self._partial[level]
         forming = self._forming_at(level) if self.finest is not None else None
         # A partial bar of an earlier bucket than the forming one is final already.
@@ -366,3 +432,14 @@ class BarBook:
     def trade(self, symbol: str, ts: float, price: float, size: float) -> None:
         """Apply one trade of ``symbol``."""
         self.of(symbol).trade(ts, price, size)
+
+    def rewind(self, symbols: Iterable[str], t: float) -> None:
+        """Forget what ``symbols`` did at or after ``t`` (:meth:`SymbolBars.rewind`)."""
+        for s in symbols:
+            b = self.symbols.get(s)
+            if b is not None:
+                b.rewind(t)
+
+    def capacity_bytes(self) -> int:
+        """Memory one symbol's bars take at full retention (48 bytes a bar)."""
+        return sum(self._widths.values()) * _FIELDS * 8

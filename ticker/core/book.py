@@ -11,9 +11,13 @@ from array import array
 from collections.abc import Iterator
 from typing import Any
 
-from ticker.core.events import Tick
+from ticker.core.events import Bar, Tick
 
-__all__ = ["QUOTE_FIELDS", "Book", "Quote", "TickRing"]
+__all__ = ["DAY_MS", "QUOTE_FIELDS", "Book", "Quote", "TickRing"]
+
+DAY_MS = 86_400_000.0
+"""A market day in the book: a UTC day (the ``1d`` bar)."""
+_NEVER = -float("inf")
 
 Quote = dict[str, Any]
 """A quote as sent on the wire: ``symbol``, ``price``, ``ts`` and the optional fields below."""
@@ -38,16 +42,20 @@ QUOTE_FIELDS = (
 class Book:
     """Latest quote per symbol, plus the set of known symbols.
 
-    ``open``/``high``/``low`` are the session's, starting at the first tick the book sees;
-    ``change``/``change_pct`` are against ``prev_close`` when a feed gave one.
+    ``open``/``high``/``low``/``volume`` are the market day's (a UTC day of the events' own
+    time, as the ``1d`` bar): the first event of a later day starts them again, and the last
+    price of the day before becomes ``prev_close`` unless the feed gives one. ``change``/
+    ``change_pct`` are against ``prev_close``.
     """
 
-    __slots__ = ("known", "quotes")
+    __slots__ = ("_day_end", "known", "quotes")
 
     def __init__(self) -> None:
         self.quotes: dict[str, Quote] = {}
         # dict as an ordered set: the order symbols became known in.
         self.known: dict[str, None] = {}
+        # Per symbol: where its current market day ends (ms); _NEVER after a restart.
+        self._day_end: dict[str, float] = {}
 
     # Public API
 
@@ -62,26 +70,19 @@ class Book:
         """Fold one tick into its symbol's quote and return that (live, mutable) quote."""
         sym = tick.symbol
         price = tick.price
+        ts = tick.ts
         q = self.quotes.get(sym)
         if q is None:
-            if sym not in self.known:
-                self.known[sym] = None
-            q = {
-                "symbol": sym,
-                "price": price,
-                "ts": tick.ts,
-                "open": price,
-                "high": price,
-                "low": price,
-            }
-            self.quotes[sym] = q
+            q = self._new(sym, ts, price, price, price)
+        elif ts >= self._day_end[sym]:
+            self._new_day(q, ts, price, price, price)
         else:
-            q["price"] = price
-            q["ts"] = tick.ts
             if price > q["high"]:
                 q["high"] = price
             elif price < q["low"]:
                 q["low"] = price
+        q["price"] = price
+        q["ts"] = ts
         if tick.bid is not None:
             q["bid"] = tick.bid
         if tick.ask is not None:
@@ -95,12 +96,66 @@ class Book:
             q["volume"] = q.get("volume", 0) + size
         if tick.prev_close is not None:
             q["prev_close"] = tick.prev_close
+        self._change(q, price)
+        return q
+
+    def apply_bar(self, bar: Bar) -> Quote:
+        """Fold one final bar into its symbol's quote: ``price`` is its close, ``ts`` its open
+        time; the day's ``open``/``high``/``low``/``volume`` take it in."""
+        sym = bar.symbol
+        ts = bar.ts
+        q = self.quotes.get(sym)
+        if q is None:
+            q = self._new(sym, ts, bar.open, bar.high, bar.low)
+            q["volume"] = bar.volume
+        elif ts >= self._day_end[sym]:
+            self._new_day(q, ts, bar.open, bar.high, bar.low)
+            q["volume"] = bar.volume
+        else:
+            if bar.high > q["high"]:
+                q["high"] = bar.high
+            if bar.low < q["low"]:
+                q["low"] = bar.low
+            q["volume"] = q.get("volume", 0) + bar.volume
+        q["price"] = bar.close
+        q["ts"] = ts
+        self._change(q, bar.close)
+        return q
+
+    def restart(self, symbols: tuple[str, ...] | list[str]) -> None:
+        """The next event of each of ``symbols`` starts its day afresh (a replay seeked: what
+        the quote holds may be from another day, even a later one)."""
+        for s in symbols:
+            if s in self._day_end:
+                self._day_end[s] = _NEVER
+
+    def _new(self, sym: str, ts: float, open_: float, high: float, low: float) -> Quote:
+        if sym not in self.known:
+            self.known[sym] = None
+        q: Quote = {"symbol": sym, "price": open_, "ts": ts}
+        q.update(open=open_, high=high, low=low)
+        self.quotes[sym] = q
+        self._day_end[sym] = ts - ts % DAY_MS + DAY_MS
+        return q
+
+    def _new_day(self, q: Quote, ts: float, open_: float, high: float, low: float) -> None:
+        sym = q["symbol"]
+        if self._day_end[sym] != _NEVER:  # (after a restart the last price is not "before")
+            q["prev_close"] = q["price"]
+        self._day_end[sym] = ts - ts % DAY_MS + DAY_MS
+        q["open"] = open_
+        q["high"] = high
+        q["low"] = low
+        if "volume" in q:
+            q["volume"] = 0.0
+
+    @staticmethod
+    def _change(q: Quote, price: float) -> None:
         pc = q.get("prev_close")
         if pc:
             change = price - pc
             q["change"] = round(change, 6)
             q["change_pct"] = round(change * 100.0 / pc, 4)
-        return q
 
     def snapshot(self, symbols: list[str] | None = None) -> dict[str, Quote]:
         """Copies of the quotes of ``symbols`` (all when None) that have had a tick."""

@@ -1,4 +1,4 @@
-"""Event codec: Tick, News and Listing <-> plain values (a dict of fields, compact JSON bytes).
+"""Event codec: every event kind <-> plain values (a dict of fields, compact JSON bytes).
 
 Pure; no I/O. The one place that knows each event kind's name, its fields (names, order, value
 types) and how a value converts outside Python (a tuple of symbols is a list). Everything here is
@@ -26,13 +26,15 @@ from typing import Any, Generic, Literal, TypeVar
 
 import orjson
 
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
 
 __all__ = [
+    "BAR",
     "FIELD_TYPES",
     "KINDS",
     "LISTING",
     "NEWS",
+    "RESET",
     "TICK",
     "AnyKind",
     "Kind",
@@ -51,7 +53,7 @@ ValueType = Literal["str", "float", "symbols"]
 # Annotation (as written in events.py) -> value type. Optional fields are the same type or None.
 _VALUE_TYPES: dict[str, ValueType] = {"str": "str", "float": "float", "tuple[str, ...]": "symbols"}
 
-E = TypeVar("E", Tick, News, Listing)
+E = TypeVar("E", Tick, News, Listing, Bar, Reset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +61,9 @@ class Kind(Generic[E]):
     """One event kind in its plain forms.
 
     Attributes:
-        name: ``tick``, ``news`` or ``listing`` (the ``kind`` of a dict, the recorder's column).
-        tag: the first item of the compact form (``T``, ``N``, ``L``).
+        name: ``tick``, ``news``, ``listing``, ``bar`` or ``reset`` (the ``kind`` of a dict,
+            the recorder's column).
+        tag: the first item of the compact form (``T``, ``N``, ``L``, ``B``, ``R``).
         cls: the event class.
         fields: its fields in constructor order, without ``News.id``.
         types: each field's value type.
@@ -134,9 +137,11 @@ def _value_type(event: type, f: dataclasses.Field[Any]) -> ValueType:
 TICK = Kind.of("tick", "T", Tick)
 NEWS = Kind.of("news", "N", News)
 LISTING = Kind.of("listing", "L", Listing)
-AnyKind = Kind[Tick] | Kind[News] | Kind[Listing]
+BAR = Kind.of("bar", "B", Bar)
+RESET = Kind.of("reset", "R", Reset)
+AnyKind = Kind[Tick] | Kind[News] | Kind[Listing] | Kind[Bar] | Kind[Reset]
 """A kind of any event."""
-KINDS: tuple[AnyKind, ...] = (TICK, NEWS, LISTING)
+KINDS: tuple[AnyKind, ...] = (TICK, NEWS, LISTING, BAR, RESET)
 """Every event kind (:data:`ticker.core.events.Event`)."""
 
 _BY_CLASS: dict[type, AnyKind] = {k.cls: k for k in KINDS}
@@ -171,7 +176,8 @@ def kind_of(ev: Event) -> AnyKind:
 
 
 # Compact bytes: ["T", symbol, price, ts, size, bid, ask, volume, prev_close], ["N", headline, ts,
-# source, [symbols], url, summary], ["L", [symbols]]. Stored in Redis and read by every version a
+# source, [symbols], url, summary], ["L", [symbols]], ["B", symbol, ts, interval, open, high, low,
+# close, volume], ["R", [symbols], ts]. Stored in Redis and read by every version a
 # deployment runs side by side, so a new field is only ever appended (and optional): an older
 # reader ignores it, a newer one reading an older entry gives it its default.
 
@@ -238,7 +244,7 @@ def event_from_dict(d: Mapping[str, Any], *, kind: str | None = None, news_id: i
 
     Args:
         d: the fields, and ``kind`` unless given.
-        kind: ``tick``, ``news`` or ``listing``; default ``d["kind"]``.
+        kind: ``tick``, ``news``, ``listing``, ``bar`` or ``reset``; default ``d["kind"]``.
         news_id: becomes ``News.id``.
 
     Raises:

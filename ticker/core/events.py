@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "QUIET_STATES",
+    "Bar",
     "Controllable",
     "Event",
     "Feed",
@@ -24,6 +25,7 @@ __all__ = [
     "LoadSummary",
     "News",
     "Preloadable",
+    "Reset",
     "Tick",
 ]
 
@@ -87,7 +89,50 @@ class Listing:
     symbols: tuple[str, ...]
 
 
-Event = Tick | News | Listing
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One final OHLCV bar of one symbol: a replayed bar file's row, a vendor's minute bar.
+
+    The core builds every coarser interval from it (and no finer one), and it updates the quote:
+    ``price`` becomes ``close``; the day's ``open``/``high``/``low``/``volume`` take it in.
+
+    Args:
+        symbol: ticker symbol.
+        ts: the bar's open time, epoch ms in the market clock (a multiple of the interval).
+        interval: its width, one of ``1s 5s 15s 1m 5m 15m 1h 1d`` (:mod:`ticker.core.bars`).
+        open: first trade price in the bar.
+        high: highest trade price (>= open, close, low).
+        low: lowest trade price.
+        close: last trade price.
+        volume: traded volume within the bar.
+    """
+
+    symbol: str
+    ts: float
+    interval: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """A feed's market clock jumped (a replay seek): forget what ``symbols`` did at or after
+    ``ts`` (their bars from then on; their day statistics restart with the next event). The
+    events that follow rebuild it.
+
+    Args:
+        symbols: the symbols whose state restarts.
+        ts: epoch ms in the market clock, a UTC midnight when sent by the replay.
+    """
+
+    symbols: tuple[str, ...]
+    ts: float
+
+
+Event = Tick | News | Listing | Bar | Reset
 
 
 @runtime_checkable

@@ -15,10 +15,16 @@ from typing import Any, TypeGuard
 
 import orjson
 
+from ticker.core.bars import INTERVALS, IntervalError, interval_ms
+
 __all__ = [
+    "BARS_LIMIT",
     "ERROR_CODES",
     "PROTOCOL_VERSION",
     "Ack",
+    "BarHistory",
+    "BarUpdate",
+    "BarsRequest",
     "ClientMessage",
     "Delta",
     "Error",
@@ -35,6 +41,7 @@ __all__ = [
     "Snapshot",
     "Subscribe",
     "Throttle",
+    "Unbars",
     "Unsubscribe",
     "decode",
     "delta_payload",
@@ -56,8 +63,12 @@ ERROR_CODES = frozenset(
         "rate_limited",
         "too_many_symbols",
         "unauthorized",
+        "bad_interval",
     }
 )
+
+BARS_LIMIT = (1, 5000, 500)
+"""A ``bars`` request's ``limit``: lowest, highest, default."""
 
 RequestId = int | str | None
 """The optional ``id`` a client puts on a request; echoed in ``ack`` and ``error``."""
@@ -161,7 +172,36 @@ class Ack:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
-ServerMessage = Hello | Snapshot | Delta | NewsItem | Pong | Error | Ack
+@dataclass(frozen=True, slots=True)
+class BarHistory:
+    """Message type: bars. A symbol's bars of one interval, oldest first, ``[t,o,h,l,c,v]`` each
+    (``t`` = open time, epoch ms, market clock); the last one may still be forming. Replaces
+    whatever the client held for (symbol, interval).
+
+    ``{"type":"bars","symbol":"AAPL","interval":"1m","bars":[[1732639980000,189.2,189.4,189.1,
+    189.3,5200]]}``
+    """
+
+    symbol: str
+    interval: str
+    bars: tuple[tuple[float, float, float, float, float, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BarUpdate:
+    """Message type: bar. One bar of a live ``bars`` stream, new or changed (the forming one, or
+    the final values of one that just closed); replaces the client's bar with the same ``t``.
+
+    ``{"type":"bar","symbol":"AAPL","interval":"1m","bar":[1732640040000,189.3,189.35,189.3,
+    189.33,300]}``
+    """
+
+    symbol: str
+    interval: str
+    bar: tuple[float, float, float, float, float, float]
+
+
+ServerMessage = Hello | Snapshot | Delta | NewsItem | Pong | Error | Ack | BarHistory | BarUpdate
 
 
 # Client -> server
@@ -223,7 +263,35 @@ class Ping:
     t: float | None = None
 
 
-Request = Subscribe | Unsubscribe | NewsRequest | Throttle | Resync | Ping
+@dataclass(frozen=True, slots=True)
+class BarsRequest:
+    """Op bars: a symbol's bars of one interval, then (``live``) every change to them.
+
+    ``{"op":"bars","symbol":"AAPL","interval":"1m","limit":500,"id":7}``; ``before`` (ms)
+    pages older history (no live stream follows).
+    """
+
+    symbol: str
+    interval: str
+    limit: int = BARS_LIMIT[2]
+    before: float | None = None
+    live: bool = True
+    id: RequestId = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unbars:
+    """Op unbars: stop a live ``bars`` stream.
+
+    ``{"op":"unbars","symbol":"AAPL","interval":"1m"}``
+    """
+
+    symbol: str
+    interval: str
+    id: RequestId = None
+
+
+Request = Subscribe | Unsubscribe | NewsRequest | Throttle | Resync | Ping | BarsRequest | Unbars
 ClientMessage = Request
 
 
@@ -250,6 +318,8 @@ _SERVER_TYPES: dict[type, str] = {
     Pong: "pong",
     Error: "error",
     Ack: "ack",
+    BarHistory: "bars",
+    BarUpdate: "bar",
 }
 _CLIENT_OPS: dict[type, str] = {
     Subscribe: "subscribe",
@@ -258,6 +328,8 @@ _CLIENT_OPS: dict[type, str] = {
     Throttle: "throttle",
     Resync: "resync",
     Ping: "ping",
+    BarsRequest: "bars",
+    Unbars: "unbars",
 }
 
 
@@ -277,7 +349,7 @@ def _as_dict(msg: ServerMessage | Request) -> dict[str, Any]:
     out = {key: name}
     for f in msg.__slots__:
         v = getattr(msg, f)
-        if v is None and f in ("id", "url", "summary", "symbols", "since", "t"):
+        if v is None and f in ("id", "url", "summary", "symbols", "since", "t", "before"):
             continue
         out[f] = list(v) if isinstance(v, tuple) else v
     return out
@@ -322,6 +394,12 @@ def decode(data: bytes | str) -> ServerMessage | Request:
         if t == "ack":
             rid = obj.pop("id", None)
             return Ack(rid, obj)
+        if t == "bars":
+            obj["bars"] = tuple(tuple(b) for b in obj["bars"])
+            return BarHistory(**obj)
+        if t == "bar":
+            obj["bar"] = tuple(obj["bar"])
+            return BarUpdate(**obj)
         raise ValueError(f"unknown message type {t!r}")
     result = parse_request(data, max_symbols=None)
     if isinstance(result, ProtocolError):
@@ -330,6 +408,8 @@ def decode(data: bytes | str) -> ServerMessage | Request:
 
 
 # Request parsing (client -> server), with the error codes of docs/protocol.md
+
+_INTERVAL_LIST = ", ".join(INTERVALS)
 
 
 def _is_number(v: Any) -> TypeGuard[int | float]:
@@ -398,11 +478,40 @@ def parse_request(data: bytes | str, *, max_symbols: int | None = 1000) -> Reque
         if t is not None and not _is_number(t):
             return ProtocolError("bad_request", "'t' must be a number", rid)
         return Ping(t)
+    if op in ("bars", "unbars"):
+        return _bars(op, obj, rid)
     return ProtocolError(
         "unknown_op",
-        f"unknown op {op[:40]!r}; ops: subscribe, unsubscribe, news, throttle, resync, ping",
+        f"unknown op {op[:40]!r}; ops: {', '.join(_CLIENT_OPS.values())}",
         rid,
     )
+
+
+def _bars(op: str, obj: dict[str, Any], rid: RequestId) -> BarsRequest | Unbars | ProtocolError:
+    symbol = obj.get("symbol")
+    if not isinstance(symbol, str) or not symbol:
+        return ProtocolError("bad_request", "'symbol' must be a non-empty string", rid)
+    name = obj.get("interval")
+    if not isinstance(name, str):
+        return ProtocolError("bad_interval", f"'interval' must be one of {_INTERVAL_LIST}", rid)
+    try:
+        width = interval_ms(name)
+    except IntervalError as exc:
+        return ProtocolError("bad_interval", str(exc), rid)
+    interval = next(k for k, v in INTERVALS.items() if v == width)  # (1min -> 1m)
+    if op == "unbars":
+        return Unbars(symbol, interval, rid)
+    low, high, default = BARS_LIMIT
+    limit = obj.get("limit", default)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not low <= limit <= high:
+        return ProtocolError("bad_request", f"'limit' must be an integer {low}-{high}", rid)
+    before = obj.get("before")
+    if before is not None and (not _is_number(before) or not math.isfinite(before)):
+        return ProtocolError("bad_request", "'before' must be a time in epoch ms", rid)
+    live = obj.get("live", True)
+    if not isinstance(live, bool):
+        return ProtocolError("bad_request", "'live' must be true or false", rid)
+    return BarsRequest(symbol, interval, limit, before, live and before is None, rid)
 
 
 # Hot-path encoding: per-symbol fragments, per-connection seq spliced in front

@@ -5,7 +5,9 @@ drops (and counts) the ones with a problem, so a buggy adapter can neither crash
 client something it cannot parse. The check is what the core *relies on*, not what makes a good
 feed (``feeds.testing.check_event`` is the stricter conformance check for adapter authors):
 
-- exactly ``Tick``, ``News`` or ``Listing`` (the hub dispatches on the type);
+- exactly ``Tick``, ``News``, ``Listing``, ``Bar`` or ``Reset`` (the hub dispatches on the type);
+- a bar's interval is one of :data:`ticker.core.bars.INTERVALS`, its prices are > 0 with
+  ``low <= open, close <= high``, and its ``ts`` is a multiple of its interval;
 - numbers are ``float`` or ``int`` exactly (no ``bool``, ``Decimal`` or ``numpy.float64``, which
   the JSON encoder refuses mid-flush), finite, and within range: ``price``, ``bid``, ``ask``,
   ``prev_close`` > 0; ``size``, ``volume``, ``ts`` >= 0;
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import math
 
-from ticker.core.events import Listing, News, Tick
+from ticker.core.bars import INTERVALS
+from ticker.core.events import Bar, Listing, News, Reset, Tick
 
 __all__ = ["MAX_SYMBOL_LEN", "event_problem"]
 
@@ -145,6 +148,26 @@ def _news_problem(n: News) -> str | None:
     return None
 
 
+def _bar_problem(b: Bar) -> str | None:
+    if not _symbol(b.symbol):
+        return f"bar symbol must be a non-empty string (<= {MAX_SYMBOL_LEN} chars)"
+    width = INTERVALS.get(b.interval) if type(b.interval) is str else None
+    if width is None:
+        valid = ", ".join(INTERVALS)
+        return f"bar {b.symbol}: interval must be one of {valid}, got {_show(b.interval)}"
+    if not (_number(b.ts) and b.ts >= 0 and b.ts % width == 0):
+        return f"bar {b.symbol}: ts must be a multiple of {b.interval} in ms, got {_show(b.ts)}"
+    for name in ("open", "high", "low", "close"):
+        v = getattr(b, name)
+        if not (_number(v) and v > 0):
+            return f"bar {b.symbol}: {name} must be a finite number > 0, got {_show(v)}"
+    if not (b.low <= min(b.open, b.close) and max(b.open, b.close) <= b.high):
+        return f"bar {b.symbol}: needs low <= open, close <= high"
+    if not (_number(b.volume) and b.volume >= 0):
+        return f"bar {b.symbol}: volume must be a finite number >= 0, got {_show(b.volume)}"
+    return None
+
+
 def event_problem(ev: object) -> str | None:
     """Why ``ev`` must not reach the hub, or None when it may. Never raises.
 
@@ -166,6 +189,11 @@ def event_problem(ev: object) -> str | None:
                 if _symbols(ev.symbols)  # type: ignore[attr-defined]
                 else "listing symbols must be a tuple of non-empty strings"
             )
+        elif t is Bar:
+            problem = _bar_problem(ev)  # type: ignore[arg-type]
+        elif t is Reset:
+            ok = _symbols(ev.symbols) and _number(ev.ts)  # type: ignore[attr-defined]
+            problem = None if ok else "reset needs a tuple of symbols and a finite ts"
         else:
             problem = f"not an event: {t.__module__}.{t.__qualname__}"
     except Exception as exc:  # e.g. a Tick made with object.__new__, its fields unset

@@ -41,7 +41,7 @@ log = logging.getLogger("ticker.recorder")
 # killed recorder is read back into this schema), so a new field is appended, never inserted.
 # Every field of every event kind has one (tests/test_codec.py).
 _COLUMNS = (
-    "kind",  # "tick", "news" or "listing"
+    "kind",  # "tick", "news", "listing", "bar" or "reset"
     "ts",  # event time at the source, epoch ms
     "symbol",
     "price",
@@ -54,7 +54,12 @@ _COLUMNS = (
     "source",
     "url",
     "summary",
-    "symbols",  # news tags; a listing's symbols
+    "symbols",  # news tags; a listing's or a reset's symbols
+    "interval",  # a bar's (its ts is its open time, its volume the bar's own)
+    "open",
+    "high",
+    "low",
+    "close",
 )
 _ARROW: dict[ValueType, pa.DataType] = {
     "str": pa.string(),
