@@ -39,6 +39,8 @@ const client = new Client({
     panel.chart.addNews(item);
     schedule();
   },
+  bars: (m) => panel.onBars(m),
+  bar: (m) => panel.onBar(m),
   error: onError,
   resumed: () => replay.check(),
 });
@@ -62,6 +64,8 @@ const panel = new ChartPanel({
   selected: () => watch.selected,
   recentNews: (sym, limit) => news.recent(sym, limit),
   schedule,
+  request: (msg) => client.request(msg),
+  send: (msg) => client.send(msg),
 });
 const status = new StatusBar({
   client,
@@ -96,28 +100,27 @@ function onHello(m) {
     status.syncWindow();
     panel.open();
     watch.sparklines.backfill(watch.symbols);
-  } else if (watch.selected) {
-    // Resume: fill what the chart missed while we were away (history merges, no duplicates).
-    panel.loadHistory();
+  } else {
+    // A new connection has no bars stream: ask again (the fresh `bars` replaces the chart's).
+    panel.reconnect();
   }
 }
 
+// Quotes feed the watchlist (rows, sparklines) and the chart's header; the chart itself draws
+// the server's bars.
 function onSnapshot(symbols) {
-  for (const sym of symbols) {
-    const q = market.book.get(sym);
-    watch.snapshotQuote(sym, q);
-    panel.snapshotQuote(sym, q);
-  }
+  for (const sym of symbols) watch.snapshotQuote(sym, market.book.get(sym));
   schedule();
 }
 
 function onDelta(updates) {
   status.noteUpdates(now(), updates);
-  for (const u of updates) if (watch.deltaUpdate(u)) panel.deltaUpdate(u);
+  for (const u of updates) watch.deltaUpdate(u);
   schedule();
 }
 
 function onError(m) {
+  if (panel.onError(m)) return;
   if (m.code === "unknown_symbol" && Array.isArray(m.symbols)) watch.markUnknown(m.symbols);
   else if (m.code === "rate_limited") status.note("rate limited");
 }

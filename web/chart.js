@@ -1,31 +1,21 @@
-// The price chart: one plotly graph div, fed by chartpanel.js, drawn at most once per animation
-// frame (frame.js).
-// Candles: Plotly.react of the bars near the live edge (the forming bar changes in place).
-// Line: Plotly.extendTraces of the new points (bounded by maxPoints), react only when reset.
+// The price chart: one plotly graph div, drawn at most once per animation frame (frame.js), of the
+// bars the server streams (docs/protocol.md "Bars"; chartpanel.js asks for them, logic/bars.js
+// holds them). Candles, or a line of the closes with the bars' high/low as a band. Only the bars in
+// view (plus half a view either side) go to plotly, merged into coarser candles when there are
+// too many. The time axis is UTC, the market clock of the bars.
 
-import { niceStep, stickyRange } from "./logic/axis.js";
-import { escapeHtml, plotTime, wrapHtml } from "./logic/format.js";
-import {
-  BarSeries,
-  DEFAULT_MAX_POINTS,
-  INTERVALS,
-  LineSeries,
-  coarsenBars,
-  decimateLine,
-  lowerBound,
-  nearestY,
-  visibleRange,
-} from "./logic/series.js";
+import { stickyRange, timeFormats } from "./logic/axis.js";
+import { BarStore, INTERVALS } from "./logic/bars.js";
+import { escapeHtml, wrapHtml } from "./logic/format.js";
+import { DEFAULT_MAX_POINTS, coarsenBars, lowerBound, nearestY, visibleRange } from "./logic/series.js";
 
 const FOLLOW_BARS = 120; // bars in view while following the live edge
 const MAX_DRAWN_BARS = 400; // more than this in view: drawn as coarser candles
-const MAX_DRAWN_POINTS = 800; // more line points than this: decimated by time
 const MAX_MARKERS = 100;
 const COST_FACTOR = 4; // at most one draw per 4 draw-costs: <= ~25% of the main thread
 const MAX_GAP_MS = 250; // however slow a draw, the chart still moves 4 times a second
-const TZ = new Date().getTimezoneOffset();
 
-/** Plotly's date-axis range value (a "YYYY-MM-DD HH:MM:SS.sss" string or ms) -> plot ms. */
+/** Plotly's date-axis range value (a "YYYY-MM-DD HH:MM:SS.sss" UTC string, or ms) -> epoch ms. */
 function rangeMs(v) {
   if (typeof v === "number") return v;
   return Date.parse(String(v).replace(" ", "T") + (String(v).length <= 10 ? "T00:00:00Z" : "Z"));
@@ -43,83 +33,69 @@ export class PriceChart {
     this.symbol = null;
     this.interval = "1s";
     this.mode = "candles";
-    this.series = null;
+    this.bars = null; // logic/bars.js BarStore of (symbol, interval)
     this.news = []; // {ts, headline, source}
     this.theme = null;
     this.following = true;
-    this.loading = false;
-    this.buffer = [];
+    this.loading = false; // waiting for the `bars` answer
     this.dirty = false;
-    this.plotted = false; // the graph holds this.series' traces (extendTraces is safe)
-    this.needsFull = true;
+    this.needsFull = true; // draw at once (not after the min gap): a new view, not an update
     this.revision = 0;
     this.renders = 0;
-    this.ready = false;
     this.listening = false;
     this.lastRender = -Infinity;
-    this.decimated = false;
     this.cost = null; // moving average of a draw's cost (ms)
+    this.yRange = null;
+    this.volRange = null;
+    this.drawnBars = 0;
+    this.coarsen = 1;
   }
 
   get key() {
     return `${this.symbol}|${this.interval}|${this.mode}`;
   }
 
-  get intervalMs() {
-    return this.mode === "line" ? INTERVALS["1s"] : INTERVALS[this.interval];
-  }
-
-  /** Start a new chart (symbol, interval or mode changed): empty series, waiting for backfill. */
-  open(symbol, interval, mode) {
+  /** A new chart (symbol or interval changed): no bars until the server's `bars` answer. */
+  open(symbol, interval, mode = this.mode) {
     this.symbol = symbol;
     this.interval = interval;
     this.mode = mode;
-    this.series =
-      mode === "line" ? new LineSeries(this.maxPoints) : new BarSeries(INTERVALS[interval], this.maxPoints);
+    this.bars = new BarStore(INTERVALS[interval], this.maxPoints);
+    this.loading = true;
     this.news = [];
+    this.reset();
+  }
+
+  /** Candles or line: the same bars, drawn another way. */
+  setMode(mode) {
+    if (mode === this.mode) return;
+    this.mode = mode;
+    this.reset();
+  }
+
+  reset() {
     this.following = true;
     this.yRange = null;
     this.volRange = null;
     this.onFollow(true);
-    this.beginBackfill();
-    this.plotted = false;
     this.needsFull = true;
     this.dirty = true;
   }
 
-  /** Live updates are buffered until the backfill arrives (history holds them already). */
-  beginBackfill() {
-    this.loading = true;
-    this.buffer = [];
-  }
-
-  /** Merge `/api/history` (body of the response) and replay buffered updates newer than it. */
-  backfill(body) {
-    const s = this.series;
-    if (s && body && body.bars) {
-      if (this.mode === "line") s.merge(body.bars, body.interval_ms);
-      else s.merge(body.bars, body.last_ts);
-    }
-    this.endBackfill(body && Number.isFinite(body.last_ts) ? body.last_ts : -Infinity);
-  }
-
-  endBackfill(lastTs = -Infinity) {
-    const buf = this.buffer;
+  /** A `bars` message of this chart: it replaces every bar held (a first answer, a seek, a reconnect). */
+  setBars(rows) {
+    if (!this.bars) return;
+    this.bars.replace(rows);
     this.loading = false;
-    this.buffer = [];
-    for (const u of buf) if (u[0] > lastTs) this.update(u[0], u[1], u[2]);
+    this.yRange = null;
+    this.volRange = null;
     this.needsFull = true;
     this.dirty = true;
   }
 
-  /** One live update of the charted symbol. */
-  update(ts, price, opts) {
-    if (!this.series) return;
-    if (this.loading) {
-      if (this.buffer.length < this.maxPoints) this.buffer.push([ts, price, opts]);
-      return;
-    }
-    this.series.add(ts, price, opts);
+  /** A `bar` message of this chart: the same `t` replaced, a later one appended. */
+  applyBar(row) {
+    if (!this.bars || this.bars.apply(row) === "skip") return;
     this.dirty = true;
   }
 
@@ -151,7 +127,7 @@ export class PriceChart {
 
   // Drawing ------------------------------------------------------------------------------------
 
-  layout(xRange, yRange, volRange) {
+  layout(view, xRange, yRange, volRange) {
     const th = this.theme;
     const candles = this.mode === "candles";
     const axis = {
@@ -172,7 +148,7 @@ export class PriceChart {
       dragmode: "pan",
       hovermode: "x",
       hoverlabel: { bgcolor: th.panel2, bordercolor: th.line, font: { color: th.text, size: 11 } },
-      xaxis: withRange(this.xAxis(axis), xRange),
+      xaxis: withRange(this.xAxis(axis, view), xRange),
       yaxis: withRange(
         { ...axis, side: "right", tickformat: ",.2f", domain: candles ? [0.2, 1] : [0, 1], fixedrange: false },
         yRange,
@@ -193,8 +169,9 @@ export class PriceChart {
     return lay;
   }
 
-  xAxis(axis) {
-    const minutes = this.mode === "candles" && this.interval === "1min";
+  /** The UTC time axis; its formats follow the bars' width and whether the view crosses days. */
+  xAxis(axis, view) {
+    const { tickformat, hoverformat } = timeFormats(view.widthMs, view.t0, view.t1);
     return {
       ...axis,
       type: "date",
@@ -204,14 +181,14 @@ export class PriceChart {
       spikethickness: 1,
       spikecolor: this.theme.muted,
       spikedash: "dot",
-      hoverformat: minutes ? "%b %d %H:%M" : "%H:%M:%S",
+      hoverformat,
       ticklabeloverflow: "hide past domain", // never under the price labels on the right
-      // One fixed format (tickformatstops is evaluated per tick on every draw).
-      tickformat: minutes ? "%H:%M" : "%H:%M:%S",
+      // One fixed format per view (tickformatstops is evaluated per tick on every draw).
+      tickformat,
     };
   }
 
-  markers(xs, ys) {
+  markers(xs, ys, lastT) {
     const th = this.theme;
     const mx = [];
     const my = [];
@@ -219,8 +196,9 @@ export class PriceChart {
     if (xs.length) {
       const first = xs[0];
       for (const n of this.news) {
-        const x = plotTime(n.ts, TZ);
-        if (x < first) continue;
+        const x = n.ts;
+        // Only news within the bars' time (a replay's bars are years before a live feed's news).
+        if (!(x >= first && x <= lastT)) continue;
         const y = nearestY(xs, ys, x);
         if (y === undefined) continue;
         mx.push(x);
@@ -240,110 +218,69 @@ export class PriceChart {
     };
   }
 
-  /** The candles' time window in view (plot time): the live edge while following, else the user's. */
-  candleView() {
-    const s = this.series;
+  /** The time window in view (epoch ms): the last bars while following, else the user's. */
+  window() {
+    const s = this.bars;
     const n = s.length;
     const iv = s.intervalMs;
     if (n && this.following) {
-      // Both edges move only when a bar opens: no axis redraw while the forming bar updates.
-      const last = plotTime(s.t[n - 1], TZ);
-      return [Math.max(plotTime(s.t[0], TZ), last - FOLLOW_BARS * iv) - iv * 0.25, last + iv * 4];
+      // By index, not by time: a market's nights and weekends do not empty the view. Both edges
+      // move only when a bar opens: no axis redraw while the forming bar updates.
+      return [s.t[Math.max(0, n - FOLLOW_BARS)] - iv * 0.75, s.t[n - 1] + iv * 4];
     }
     const r = n ? this.gd._fullLayout?.xaxis?.range : null;
     return r ? r.map(rangeMs) : [-Infinity, Infinity];
   }
 
-  candleTraces() {
-    const s = this.series;
+  /** The bars to draw: those in view plus half a view either side (for panning), coarsened when too many. */
+  view() {
+    const s = this.bars;
     const n = s.length;
     const iv = s.intervalMs;
-    const shift = TZ * 60000; // plot time + shift = epoch ms
-    const [x0, x1] = this.candleView();
+    const [x0, x1] = this.window();
     // Plotly redraws every bar it is given, visible or not (5,000 candles: ~400 ms). So it gets
     // the bars in view plus half a view either side for panning, merged into coarser candles
     // when that is still more than MAX_DRAWN_BARS.
     const margin = this.following ? iv : (x1 - x0) / 2;
-    const a = Number.isFinite(x0) ? lowerBound(s.t, x0 - margin + shift - iv) : 0;
-    const b = Number.isFinite(x1) ? lowerBound(s.t, x1 + margin + shift) : n;
+    const a = Number.isFinite(x0) ? lowerBound(s.t, x0 - margin - iv) : 0;
+    const b = Number.isFinite(x1) ? lowerBound(s.t, x1 + margin) : n;
     const k = Math.max(1, Math.ceil((b - a) / MAX_DRAWN_BARS));
     const bars = coarsenBars(s, a, b, k);
-    const half = (iv * k) / 2;
-    const x = bars.t.map((t) => plotTime(t + half, TZ));
-    const traces = [...ohlcvTraces(this.theme, this.symbol, x, bars), this.markers(x, bars.high)];
+    const finite = Number.isFinite(x0) && Number.isFinite(x1);
+    const m = bars.t.length;
+    const t0 = finite ? x0 : m ? bars.t[0] : NaN;
+    const t1 = finite ? x1 : m ? bars.t[m - 1] : NaN;
+    this.drawnBars = m;
+    this.coarsen = k;
+    return { bars, x0, x1, finite, t0, t1, widthMs: iv * k };
+  }
+
+  /** Traces and axis ranges for the view: candles and volume, or the line of closes in its band. */
+  traces() {
+    const view = this.view();
+    const { bars, x0, x1, finite } = view;
+    const x = bars.t;
+    const lastT = x.length ? x[x.length - 1] + view.widthMs : -Infinity;
+    const candles = this.mode === "candles";
+    const traces = candles
+      ? [...ohlcvTraces(this.theme, this.symbol, x, bars), this.markers(x, bars.high, lastT)]
+      : [...lineTraces(this.theme, this.symbol, x, bars), this.markers(x, bars.close, lastT)];
     let xRange = null;
     let yRange = null;
     let volRange = null;
-    if (x.length && Number.isFinite(x0) && Number.isFinite(x1)) {
+    if (x.length && finite) {
       const { low, high, volume } = bars;
       xRange = [x0, x1];
       const vr = visibleRange(x, low, high, x0, x1);
       if (vr) yRange = this.yRange = stickyRange(this.yRange, vr[0], vr[1]);
-      const vv = visibleRange(x, volume, volume, x0, x1);
-      const vmax = vv && vv[1] > 0 ? vv[1] : 1;
-      const r = stickyRange(this.volRange, 0, vmax, { pad: 0.05, minFill: 0.3 });
-      volRange = this.volRange = r[0] === 0 ? r : [0, r[1]];
-    }
-    this.drawnBars = x.length;
-    this.coarsen = k;
-    return { traces, xRange, yRange, volRange };
-  }
-
-  /**
-   * The line's traces. While the line has no more points than the chart has room for, they are
-   * the series itself (and render() extends them incrementally); past that, plotly gets the
-   * points in view decimated to one per time bucket (a full redraw costs per point).
-   */
-  lineTraces() {
-    const th = this.theme;
-    const s = this.series;
-    const n = s.length;
-    let a = 0;
-    let b = n;
-    if (!this.following) {
-      const r = this.gd._fullLayout?.xaxis?.range;
-      if (r) {
-        const shift = TZ * 60000;
-        const [x0, x1] = r.map(rangeMs);
-        const margin = (x1 - x0) / 2;
-        a = lowerBound(s.x, x0 - margin + shift);
-        b = lowerBound(s.x, x1 + margin + shift);
+      if (candles) {
+        const vv = visibleRange(x, volume, volume, x0, x1);
+        const vmax = vv && vv[1] > 0 ? vv[1] : 1;
+        const r = stickyRange(this.volRange, 0, vmax, { pad: 0.05, minFill: 0.3 });
+        volRange = this.volRange = r[0] === 0 ? r : [0, r[1]];
       }
     }
-    let d;
-    if (b - a > MAX_DRAWN_POINTS) {
-      const w = niceStep((s.x[b - 1] - s.x[a]) / MAX_DRAWN_POINTS);
-      d = decimateLine(s, a, b, w);
-      this.decimated = true;
-    } else {
-      d = { x: s.x.slice(a, b), y: s.y.slice(a, b), hi: s.hi.slice(a, b), lo: s.lo.slice(a, b) };
-      this.decimated = a > 0 || b < n;
-    }
-    const x = d.x.map((t) => plotTime(t, TZ));
-    const band = th.band;
-    return [
-      { type: "scatter", mode: "lines", x, y: d.hi, line: { width: 0, color: band }, hoverinfo: "skip" },
-      {
-        type: "scatter",
-        mode: "lines",
-        x: x.slice(),
-        y: d.lo,
-        line: { width: 0, color: band },
-        fill: "tonexty",
-        fillcolor: band,
-        hoverinfo: "skip",
-      },
-      {
-        type: "scatter",
-        mode: "lines",
-        name: this.symbol,
-        x: x.slice(),
-        y: d.y,
-        line: { width: 1.4, color: th.accent },
-        hovertemplate: "%{y:,.2f}<extra></extra>",
-      },
-      this.markers(x, d.y),
-    ];
+    return { traces, layout: this.layout(view, xRange, yRange, volRange) };
   }
 
   /**
@@ -355,46 +292,16 @@ export class PriceChart {
    * @returns {number} 0 when done (or nothing to do), else when to call again (ms)
    */
   render(Plotly, t) {
-    if (!this.dirty || !this.series || !this.theme || !Plotly) return 0;
+    if (!this.dirty || !this.bars || !this.theme || !Plotly) return 0;
     const due = this.lastRender + this.minGap();
     if (t < due && !this.needsFull) return due;
     this.dirty = false;
     const t0 = performance.now();
     const gd = this.gd;
     const config = { displayModeBar: false, displaylogo: false, responsive: false, scrollZoom: true };
-    if (this.mode === "line") {
-      const step = this.series.take();
-      const n = this.series.length;
-      // Incremental only while the graph holds exactly the series (not decimated, not a view).
-      const exact = this.following && !this.decimated && n <= MAX_DRAWN_POINTS;
-      if (!this.plotted || this.needsFull || step.full || !exact) {
-        this.revision++;
-        // Following: both axes autorange (the whole bounded line is in view). Not following:
-        // keep the range the user panned or zoomed to.
-        const fl = this.following ? null : gd._fullLayout;
-        const xr = fl?.xaxis?.range ? fl.xaxis.range.map(rangeMs) : null;
-        const yr = fl?.yaxis?.range ? fl.yaxis.range.slice() : null;
-        const lay = this.layout(xr, yr, null);
-        Plotly.react(gd, this.lineTraces(), lay, config);
-      } else if (step.from < n) {
-        const s = this.series;
-        const xs = [];
-        for (let i = step.from; i < n; i++) xs.push(plotTime(s.x[i], TZ));
-        Plotly.extendTraces(
-          gd,
-          { x: [xs, xs.slice(), xs.slice()], y: [s.hi.slice(step.from), s.lo.slice(step.from), s.y.slice(step.from)] },
-          [0, 1, 2],
-          this.maxPoints,
-        );
-      } else {
-        return 0;
-      }
-    } else {
-      this.revision++;
-      const { traces, xRange, yRange, volRange } = this.candleTraces();
-      Plotly.react(gd, traces, this.layout(xRange, yRange, volRange), config);
-    }
-    this.plotted = true;
+    this.revision++;
+    const { traces, layout } = this.traces();
+    Plotly.react(gd, traces, layout, config);
     this.needsFull = false;
     this.renders++;
     const cost = performance.now() - t0;
@@ -409,7 +316,7 @@ export class PriceChart {
 
   /** When render() will draw (0: at once), or Infinity when there is nothing to draw. */
   dueAt() {
-    if (!this.dirty || !this.series || !this.theme) return Infinity;
+    if (!this.dirty || !this.bars || !this.theme) return Infinity;
     return this.needsFull ? 0 : this.lastRender + this.minGap();
   }
 
@@ -428,16 +335,14 @@ export class PriceChart {
         this.following = false;
         this.onFollow(false);
       }
-      // Candles: refit y to what the user now looks at.
-      if (this.mode === "candles") {
-        this.needsFull = true;
-        this.dirty = true;
-      }
+      // Refit y to what the user now looks at.
+      this.needsFull = true;
+      this.dirty = true;
     }
   }
 
   resize(Plotly) {
-    if (this.plotted && Plotly) Plotly.Plots.resize(this.gd);
+    if (this.renders && Plotly) Plotly.Plots.resize(this.gd);
   }
 }
 
@@ -477,6 +382,33 @@ function ohlcvTraces(th, symbol, x, bars) {
       yaxis: "y2",
       marker: { color: volColor, line: { width: 0 } },
       hoverinfo: "skip",
+    },
+  ];
+}
+
+/** The line of closes in the band of the bars' highs and lows (trace 2 is the line). */
+function lineTraces(th, symbol, x, bars) {
+  const band = th.band;
+  return [
+    { type: "scatter", mode: "lines", x, y: bars.high, line: { width: 0, color: band }, hoverinfo: "skip" },
+    {
+      type: "scatter",
+      mode: "lines",
+      x: x.slice(),
+      y: bars.low,
+      line: { width: 0, color: band },
+      fill: "tonexty",
+      fillcolor: band,
+      hoverinfo: "skip",
+    },
+    {
+      type: "scatter",
+      mode: "lines",
+      name: symbol,
+      x: x.slice(),
+      y: bars.close,
+      line: { width: 1.4, color: th.accent },
+      hovertemplate: "%{y:,.2f}<extra></extra>",
     },
   ];
 }

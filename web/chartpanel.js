@@ -1,34 +1,41 @@
-// The chart panel: the price chart (chart.js) of the selected symbol, backfilled from
-// /api/history when opened and after every reconnect, fed live prices; its header (symbol, last,
-// change), the interval and mode controls, Live ⇥, the theme, the box's size.
+// The chart panel: the price chart (chart.js) of the selected symbol, fed by the server's `bars`
+// stream (docs/protocol.md "Bars": one `bars` answer, then `bar` updates; a fresh `bars` after a
+// replay seek or a reconnect replaces everything); its header (symbol, last, change), the
+// interval and mode controls, Live ⇥, the theme, the box's size. An interval finer than the
+// symbol's data (`bad_interval`: 1s of a 1-minute bar file) falls back to the data's own.
 
-import { api, historyUrl } from "./api.js";
 import { PriceChart } from "./chart.js";
 import { $ } from "./dom.js";
-import { volumeStep } from "./logic/book.js";
+import { BarStream, INTERVALS, coarser, fallbackInterval } from "./logic/bars.js";
 import { arrow, direction, fmtChange, fmtPct, fmtPrice } from "./logic/format.js";
 import { save } from "./storage.js";
 import { onThemeChange, readTheme } from "./theme.js";
 
-const LINE_HISTORY_POINTS = 900;
-const BAR_HISTORY_MAX = 2000;
+const BARS_LIMIT = 2000; // bars asked for (and held, with ?points= lower): a day of 1-minute bars
 const NEWS_MARKERS = 100;
 
 export class ChartPanel {
   /**
    * @param {{maxPoints: number, prefs: {interval: string, mode: string},
    *          market: {book: Map<string, object>, known: string[]}, selected: () => string|null,
-   *          recentNews: (sym: string, limit: number) => object[], schedule: () => void}} deps
+   *          recentNews: (sym: string, limit: number) => object[], schedule: () => void,
+   *          request: (msg: object) => number, send: (msg: object) => void}} deps
+   *   `request` sends an op with a fresh id (returned), `send` one without
    */
-  constructor({ maxPoints, prefs, market, selected, recentNews, schedule }) {
+  constructor({ maxPoints, prefs, market, selected, recentNews, schedule, request, send }) {
     this.maxPoints = maxPoints;
     this.market = market;
     this.selected = selected;
     this.recentNews = recentNews;
     this.schedule = schedule;
-    this.interval = prefs.interval;
+    this.request = request;
+    this.send = send;
+    this.interval = prefs.interval; // the one chosen (remembered); a symbol's data may be coarser
     this.mode = prefs.mode;
     this.theme = readTheme();
+    this.stream = new BarStream();
+    this.finest = new Map(); // symbol -> its finest interval that worked, after a bad_interval
+    this.requestId = null; // the `bars` op in flight (its errors carry the id)
     this.chart = new PriceChart($("price-chart"), {
       maxPoints,
       onFollow: (on) => {
@@ -37,12 +44,16 @@ export class ChartPanel {
     });
   }
 
+  get limit() {
+    return Math.min(this.maxPoints, BARS_LIMIT);
+  }
+
   wire() {
     for (const b of document.querySelectorAll("[data-interval]")) {
-      b.addEventListener("click", () => this.setView("interval", b.dataset.interval));
+      b.addEventListener("click", () => this.chooseInterval(b.dataset.interval));
     }
     for (const b of document.querySelectorAll("[data-mode]")) {
-      b.addEventListener("click", () => this.setView("mode", b.dataset.mode));
+      b.addEventListener("click", () => this.setMode(b.dataset.mode));
     }
     $("follow").addEventListener("click", () => {
       this.chart.follow();
@@ -65,67 +76,109 @@ export class ChartPanel {
     }).observe($("price-chart").parentElement);
   }
 
-  /** `what` is "interval" or "mode": a new value is remembered and reopens the chart. */
-  setView(what, value) {
-    if (this[what] === value) return;
-    this[what] = value;
-    save(what, value);
+  /** A new interval is remembered and reopens the chart. */
+  chooseInterval(interval) {
+    if (this.interval === interval || !(interval in INTERVALS)) return;
+    this.interval = interval;
+    save("interval", interval);
     this.open();
   }
 
-  /** Open the chart of the selected symbol (a new symbol, interval or mode). */
+  /** Candles or line: the same bars, no new stream. */
+  setMode(mode) {
+    if (this.mode === mode) return;
+    this.mode = mode;
+    save("mode", mode);
+    this.chart.setMode(mode);
+    this.syncSegs();
+    this.schedule();
+  }
+
+  /** The interval the chart of `sym` shows: the chosen one, or its data's finest when coarser. */
+  shownInterval(sym) {
+    return coarser(this.interval, this.finest.get(sym) ?? null);
+  }
+
+  /**
+   * Open the chart of the selected symbol (a new symbol or interval) and move the `bars` stream
+   * to it. The same chart again (the selection re-announced) changes nothing.
+   */
   open() {
     const sym = this.selected();
     if (!sym) return;
-    this.chart.open(sym, this.interval, this.mode);
-    this.chart.setTheme(this.theme);
-    for (const it of this.recentNews(sym, NEWS_MARKERS).reverse()) this.chart.addNews(it);
-    this.drawHead();
-    this.syncSegs();
-    this.loadHistory();
-    this.schedule();
-  }
-
-  /** Backfill from /api/history (merged with what the chart has: never duplicated). */
-  async loadHistory() {
+    const iv = this.shownInterval(sym);
     const chart = this.chart;
-    const key = chart.key;
-    const sym = this.selected();
-    const line = this.mode === "line";
-    const limit = line ? LINE_HISTORY_POINTS : Math.min(this.maxPoints, BAR_HISTORY_MAX);
-    const url = historyUrl(sym, line ? "1s" : this.interval, limit);
-    if (!chart.loading) chart.beginBackfill();
-    if (!this.market.known.includes(sym)) {
-      chart.endBackfill(); // this server has no history of it (and would answer 404)
+    this.note(this.fallbackNote(sym, iv));
+    this.syncSegs();
+    if (chart.symbol === sym && chart.interval === iv && this.stream.live && this.stream.owns({ symbol: sym, interval: iv })) {
       return;
     }
-    let body = null;
-    try {
-      const r = await api(url);
-      if (r.ok) body = await r.json();
-    } catch {
-      body = null;
-    }
-    if (chart.key !== key) return; // the user moved on meanwhile
-    if (body) chart.backfill(body);
-    else chart.endBackfill();
+    chart.open(sym, iv, this.mode);
+    chart.setTheme(this.theme);
+    for (const it of this.recentNews(sym, NEWS_MARKERS).reverse()) chart.addNews(it);
+    this.drawHead();
+    this.sendAll(this.stream.open(sym, iv, this.limit));
     this.schedule();
   }
 
-  /** A snapshot's quote: the charted symbol's price is a point. */
-  snapshotQuote(sym, q) {
-    if (sym === this.selected()) this.chart.update(q.ts, q.price, {});
+  /** A new connection (after the first): ask for the stream again; its `bars` replaces the chart. */
+  reconnect() {
+    if (!this.stream.symbol) return this.open();
+    this.sendAll(this.stream.reconnect(this.limit));
   }
 
-  /** A delta's priced update (logic/book.js applyDelta) of the charted symbol. */
-  deltaUpdate(u) {
-    if (u.symbol !== this.selected()) return;
-    const q = u.quote;
-    this.chart.update(q.ts, q.price, {
-      wHigh: u.wHigh,
-      wLow: u.wLow,
-      volume: volumeStep(u.prevVolume, q.volume),
-    });
+  sendAll(msgs) {
+    for (const m of msgs) {
+      if (m.op === "bars") this.requestId = this.request(m);
+      else this.send(m);
+    }
+  }
+
+  /** A `bars` message: the chart's bars replaced (when it is this chart's stream). */
+  onBars(m) {
+    if (!this.stream.owns(m)) return;
+    this.chart.setBars(m.bars);
+    this.schedule();
+  }
+
+  /** A `bar` message: one bar of this chart's stream, new or changed. */
+  onBar(m) {
+    if (!this.stream.owns(m)) return;
+    this.chart.applyBar(m.bar);
+    this.schedule();
+  }
+
+  /**
+   * An `error` message; true when it answered this chart's `bars` op. `bad_interval` moves the
+   * chart to the data's own interval (or the next coarser one, until one works).
+   */
+  onError(m) {
+    if (this.requestId === null || m.id !== this.requestId) return false;
+    const sym = this.stream.symbol;
+    const iv = this.stream.interval;
+    this.requestId = null;
+    if (m.code === "bad_interval" && sym && iv) {
+      const next = fallbackInterval(iv, m.message);
+      if (next) {
+        this.finest.set(sym, next);
+        this.open();
+        return true;
+      }
+    }
+    this.chart.loading = false;
+    this.note(`${sym} ${iv}: ${m.message || m.code}`);
+    return true;
+  }
+
+  /** The note shown when the chosen interval is finer than what the symbol's data has. */
+  fallbackNote(sym, shown) {
+    return shown === this.interval ? "" : `${this.interval} unavailable: ${shown} data`;
+  }
+
+  note(text) {
+    const el = $("chart-note");
+    if (el.textContent !== text) el.textContent = text;
+    el.title = text;
   }
 
   /** Draw everything again on the next frame (after a pause or a hidden spell). */
@@ -156,9 +209,16 @@ export class ChartPanel {
   }
 
   syncSegs() {
+    const sym = this.selected();
+    const shown = sym ? this.shownInterval(sym) : this.interval;
+    const finest = sym ? this.finest.get(sym) : undefined;
     for (const b of document.querySelectorAll("[data-interval]")) {
-      b.setAttribute("aria-pressed", String(b.dataset.interval === this.interval));
-      b.disabled = this.mode === "line";
+      const iv = b.dataset.interval;
+      b.setAttribute("aria-pressed", String(iv === shown));
+      // Finer than the symbol's data: the server has no such bars.
+      const finer = finest !== undefined && INTERVALS[iv] < INTERVALS[finest];
+      b.classList.toggle("na", finer);
+      b.title = finer ? `${sym}'s data has ${finest} bars` : "";
     }
     for (const b of document.querySelectorAll("[data-mode]")) {
       b.setAttribute("aria-pressed", String(b.dataset.mode === this.mode));

@@ -21,6 +21,8 @@ const CONNECT_TIMEOUT_MS = 6000;
  * @property {(symbols: string[]) => void} snapshot these symbols' quotes were replaced
  * @property {(updates: object[]) => void} delta a delta's updates (logic/book.js applyDelta)
  * @property {(item: object, live: boolean) => void} news a news item (live: from the stream)
+ * @property {(msg: object) => void} bars a `bars` message (a chart's bars, replacing what it holds)
+ * @property {(msg: object) => void} bar a `bar` message (one bar of a live `bars` stream)
  * @property {(msg: object) => void} error an `error` message
  * @property {() => void} resumed the news stream was asked for (the handshake is complete)
  */
@@ -120,6 +122,7 @@ export class Client {
     return false;
   }
 
+  /** Send an op with a fresh `id` (returned: its `ack` or `error` carries it). */
   request(obj, onAck) {
     const msg = this.session.request(obj, onAck);
     this.send(msg);
@@ -168,6 +171,10 @@ export class Client {
         return this.onDelta(m);
       case "news":
         return this.onNews(m, true);
+      case "bars":
+        return this.hooks.bars(m);
+      case "bar":
+        return this.hooks.bar(m);
       case "ack":
         return this.session.ack(m);
       case "pong":

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { niceStep, stickyRange } from "../../web/logic/axis.js";
+import { niceStep, stickyRange, timeFormats } from "../../web/logic/axis.js";
 
 test("axis ranges snap to nice steps and stay put while the data fits", () => {
   assert.equal(niceStep(0.03), 0.05);
@@ -23,4 +23,20 @@ test("axis ranges snap to nice steps and stay put while the data fits", () => {
   // A flat series still gets some height.
   const flat = stickyRange(null, 50, 50);
   assert.ok(flat[0] < 50 && flat[1] > 50);
+});
+
+test("time axis: dates for daily bars, dates with times across days, times within a day", () => {
+  const day = Date.UTC(2019, 10, 5);
+  assert.deepEqual(timeFormats(86400000, day, day + 30 * 86400000), {
+    tickformat: "%Y-%m-%d",
+    hoverformat: "%a %Y-%m-%d",
+  });
+  const intraday = timeFormats(60000, day + 9.5 * 3600000, day + 16 * 3600000);
+  assert.equal(intraday.tickformat, "%H:%M");
+  assert.equal(intraday.hoverformat, "%Y-%m-%d %H:%M UTC");
+  assert.equal(timeFormats(60000, day + 9.5 * 3600000, day + 33 * 3600000).tickformat, "%b %d %H:%M");
+  assert.equal(timeFormats(1000, day + 1000, day + 2000).tickformat, "%H:%M:%S");
+  assert.equal(timeFormats(5000, day - 1000, day + 2000).tickformat, "%b %d %H:%M:%S");
+  // Nothing in view yet: the time alone.
+  assert.equal(timeFormats(1000, NaN, NaN).tickformat, "%H:%M:%S");
 });

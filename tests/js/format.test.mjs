@@ -12,7 +12,6 @@ import {
   fmtPrice,
   fmtTime,
   fmtVolume,
-  plotTime,
   wrapHtml,
 } from "../../web/logic/format.js";
 
@@ -37,8 +36,8 @@ test("formatting: digits, signs, arrows, volume", () => {
   assert.equal(fmtVolume(4.2e9), "4.20B");
 });
 
-test("times: local clock, durations, plotly's shifted epoch", () => {
-  const t = new Date(2019, 10, 6, 9, 30, 5).getTime(); // local time
+test("times: the UTC clock (whatever the zone), durations", () => {
+  const t = Date.UTC(2019, 10, 6, 9, 30, 5);
   assert.equal(fmtTime(t), "09:30:05");
   assert.equal(fmtClock(t), "2019-11-06 09:30:05");
   assert.equal(fmtClock(NaN), "\u2014");
@@ -47,7 +46,7 @@ test("times: local clock, durations, plotly's shifted epoch", () => {
   assert.equal(fmtMs(1234), "1.2 s");
   assert.equal(fmtMs(12345), "12 s");
   assert.equal(fmtMs(null), "\u2014");
-  assert.equal(plotTime(1000, -60), 1000 + 3600000);
+  assert.equal(fmtClock(Date.UTC(2019, 0, 2, 23, 59, 59)), "2019-01-02 23:59:59");
 });
 
 test("hover text: escaped, wrapped at word boundaries", () => {

@@ -38,6 +38,9 @@ test("stored settings are read back, unusable ones fall back", () => {
     [bad.interval, bad.mode, bad.windowMs, bad.watch, bad.watchStored, bad.sortKey],
     ["1s", "candles", null, [], false, null],
   );
+  // Every bar interval is remembered; the 1-minute one of earlier versions was spelled 1min.
+  assert.equal(parsePrefs(reader({ interval: "1d" })).interval, "1d");
+  assert.equal(parsePrefs(reader({ interval: "1min" })).interval, "1m");
   // 0 ms is a window (Number("") is 0 too, but an empty value is none).
   assert.equal(parsePrefs(reader({ window: "0" })).windowMs, 0);
   assert.equal(parsePrefs(reader({ window: "" })).windowMs, null);

@@ -29,3 +29,21 @@ export function stickyRange(prev, lo, hi, { pad = 0.06, minFill = 0.45 } = {}) {
   const r = (v) => Number(v.toPrecision(12));
   return [r(a), r(b)];
 }
+
+const DAY_MS = 86400000;
+
+/**
+ * The time axis' tick and hover formats (plotly's d3 time formats; the axis is UTC, the bars'
+ * market clock) for bars of `intervalMs` with `t0`..`t1` (ms) in view: dates only for daily bars,
+ * the date with the time when the view crosses a UTC midnight, the time alone within one day
+ * (with seconds below a minute).
+ * @returns {{tickformat: string, hoverformat: string}}
+ */
+export function timeFormats(intervalMs, t0, t1) {
+  if (intervalMs >= DAY_MS) return { tickformat: "%Y-%m-%d", hoverformat: "%a %Y-%m-%d" };
+  const secs = intervalMs < 60000;
+  const time = secs ? "%H:%M:%S" : "%H:%M";
+  const hover = `%Y-%m-%d ${time} UTC`;
+  const days = Number.isFinite(t0) && Number.isFinite(t1) && Math.floor(t0 / DAY_MS) !== Math.floor(t1 / DAY_MS);
+  return { tickformat: days ? `%b %d ${time}` : time, hoverformat: hover };
+}

@@ -70,11 +70,15 @@ function pad2(n) {
   return n < 10 ? "0" + n : String(n);
 }
 
-/** HH:MM:SS in local time. */
+// Every time on the dashboard is UTC: the market clock the server's bars are aligned to (a 1d bar
+// starts at UTC midnight; a replayed file's naive times are taken as UTC), the chart's time axis,
+// the replay clock, the quotes' and news' times. One clock, whatever the browser's zone.
+
+/** HH:MM:SS (UTC). */
 export function fmtTime(ts) {
   if (typeof ts !== "number" || !Number.isFinite(ts)) return "\u2014";
   const d = new Date(ts);
-  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  return `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}`;
 }
 
 export function fmtMs(ms) {
@@ -84,17 +88,11 @@ export function fmtMs(ms) {
   return Math.round(ms) + " ms";
 }
 
-/** Epoch ms shifted so that plotly's UTC date axis shows local wall-clock time. */
-export function plotTime(ts, tzOffsetMin) {
-  return ts - tzOffsetMin * 60000;
-}
-
-/** YYYY-MM-DD HH:MM:SS in local time (the replay's market clock); an em dash when unknown. */
+/** YYYY-MM-DD HH:MM:SS (UTC; the replay's market clock); an em dash when unknown. */
 export function fmtClock(ms) {
   if (!Number.isFinite(ms)) return "\u2014";
   const d = new Date(ms);
-  const p = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${fmtTime(ms)}`;
+  return `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ${fmtTime(ms)}`;
 }
 
 /** Text made safe for plotly's hover labels (they are HTML). */

@@ -1,8 +1,8 @@
 // Settings read back from storage (ticker.v1.*) and from the page URL, checked: anything unusable
 // falls back to its default. Pure: the caller passes the reader.
 
+import { intervalName } from "./bars.js";
 import { WINDOWS } from "./connection.js";
-import { INTERVALS } from "./series.js";
 import { SORT_KEYS, parseWatchlist } from "./watchlist.js";
 
 /**
@@ -15,7 +15,7 @@ export function parsePrefs(load) {
   const w = Number(windowText);
   const wl = parseWatchlist(load("watchlist", "null"));
   const out = {
-    interval: iv in INTERVALS ? iv : "1s",
+    interval: intervalName(iv) ?? "1s", // "1min" (remembered by earlier versions) is "1m"
     mode: load("mode", "candles") === "line" ? "line" : "candles",
     windowMs: WINDOWS.includes(w) && windowText !== "" ? w : null, // null: the server's default
     watch: wl ?? [],
