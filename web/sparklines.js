@@ -74,14 +74,16 @@ export class Sparklines {
     return s;
   }
 
-  /** Start with the last two minutes of 1 s bars (a few requests at a time). */
+  /** Start with the last two minutes of 1 s bars, or 1-minute ones (a few requests at a time). */
   async backfill(symbols) {
     const queue = symbols.filter((sym) => this.market.known.includes(sym));
     const worker = async () => {
       while (queue.length) {
         const sym = queue.shift();
         try {
-          const r = await api(historyUrl(sym, "1s", SPARK_POINTS));
+          let r = await api(historyUrl(sym, "1s", SPARK_POINTS));
+          // 400: the symbol's data is coarser (a replayed 1-minute bar file has no 1 s bars).
+          if (r.status === 400) r = await api(historyUrl(sym, "1min", SPARK_POINTS));
           if (!r.ok) continue;
           const body = await r.json();
           if (body.bars && body.bars.t.length) {
