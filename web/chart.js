@@ -6,7 +6,7 @@
 
 import { stickyRange, timeFormats } from "./logic/axis.js";
 import { BarStore, INTERVALS } from "./logic/bars.js";
-import { escapeHtml, wrapHtml } from "./logic/format.js";
+import { escapeHtml, plotDate, plotMs, wrapHtml } from "./logic/format.js";
 import { DEFAULT_MAX_POINTS, coarsenBars, lowerBound, nearestY, visibleRange } from "./logic/series.js";
 
 const FOLLOW_BARS = 120; // bars in view while following the live edge
@@ -14,12 +14,6 @@ const MAX_DRAWN_BARS = 400; // more than this in view: drawn as coarser candles
 const MAX_MARKERS = 100;
 const COST_FACTOR = 4; // at most one draw per 4 draw-costs: <= ~25% of the main thread
 const MAX_GAP_MS = 250; // however slow a draw, the chart still moves 4 times a second
-
-/** Plotly's date-axis range value (a "YYYY-MM-DD HH:MM:SS.sss" UTC string, or ms) -> epoch ms. */
-function rangeMs(v) {
-  if (typeof v === "number") return v;
-  return Date.parse(String(v).replace(" ", "T") + (String(v).length <= 10 ? "T00:00:00Z" : "Z"));
-}
 
 export class PriceChart {
   /**
@@ -201,7 +195,7 @@ export class PriceChart {
         if (!(x >= first && x <= lastT)) continue;
         const y = nearestY(xs, ys, x);
         if (y === undefined) continue;
-        mx.push(x);
+        mx.push(plotDate(x));
         my.push(y);
         text.push(`${wrapHtml(n.headline)}<br><span style="color:${th.muted}">${escapeHtml(n.source || "")}</span>`);
       }
@@ -218,7 +212,7 @@ export class PriceChart {
     };
   }
 
-  /** The time window in view (epoch ms): the last bars while following, else the user's. */
+  /** The time window in view (epoch ms): the last bars while following, else the user's (plotly's UTC text). */
   window() {
     const s = this.bars;
     const n = s.length;
@@ -229,7 +223,7 @@ export class PriceChart {
       return [s.t[Math.max(0, n - FOLLOW_BARS)] - iv * 0.75, s.t[n - 1] + iv * 4];
     }
     const r = n ? this.gd._fullLayout?.xaxis?.range : null;
-    return r ? r.map(rangeMs) : [-Infinity, Infinity];
+    return r ? r.map(plotMs) : [-Infinity, Infinity];
   }
 
   /** The bars to draw: those in view plus half a view either side (for panning), coarsened when too many. */
@@ -262,15 +256,17 @@ export class PriceChart {
     const x = bars.t;
     const lastT = x.length ? x[x.length - 1] + view.widthMs : -Infinity;
     const candles = this.mode === "candles";
+    // Plotly gets UTC date text, not epoch numbers (it would show those in the browser's zone).
+    const xd = x.map(plotDate);
     const traces = candles
-      ? [...ohlcvTraces(this.theme, this.symbol, x, bars), this.markers(x, bars.high, lastT)]
-      : [...lineTraces(this.theme, this.symbol, x, bars), this.markers(x, bars.close, lastT)];
+      ? [...ohlcvTraces(this.theme, this.symbol, xd, bars), this.markers(x, bars.high, lastT)]
+      : [...lineTraces(this.theme, this.symbol, xd, bars), this.markers(x, bars.close, lastT)];
     let xRange = null;
     let yRange = null;
     let volRange = null;
     if (x.length && finite) {
       const { low, high, volume } = bars;
-      xRange = [x0, x1];
+      xRange = [plotDate(x0), plotDate(x1)];
       const vr = visibleRange(x, low, high, x0, x1);
       if (vr) yRange = this.yRange = stickyRange(this.yRange, vr[0], vr[1]);
       if (candles) {

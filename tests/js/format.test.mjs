@@ -11,6 +11,8 @@ import {
   fmtPct,
   fmtPrice,
   fmtTime,
+  plotDate,
+  plotMs,
   fmtVolume,
   wrapHtml,
 } from "../../web/logic/format.js";
@@ -47,6 +49,15 @@ test("times: the UTC clock (whatever the zone), durations", () => {
   assert.equal(fmtMs(12345), "12 s");
   assert.equal(fmtMs(null), "\u2014");
   assert.equal(fmtClock(Date.UTC(2019, 0, 2, 23, 59, 59)), "2019-01-02 23:59:59");
+});
+
+test("plotly's date text is UTC, and reads back", () => {
+  const t = Date.UTC(2019, 10, 8, 15, 59, 0, 250);
+  assert.equal(plotDate(t), "2019-11-08 15:59:00.250");
+  assert.equal(plotMs(plotDate(t)), t);
+  assert.equal(plotMs("2019-11-08 15:59"), Date.UTC(2019, 10, 8, 15, 59));
+  assert.equal(plotMs("2019-11-08"), Date.UTC(2019, 10, 8));
+  assert.equal(plotMs(12.5), 12.5);
 });
 
 test("hover text: escaped, wrapped at word boundaries", () => {

@@ -88,6 +88,21 @@ export function fmtMs(ms) {
   return Math.round(ms) + " ms";
 }
 
+/**
+ * Epoch ms as plotly's date text "YYYY-MM-DD HH:MM:SS.sss" (UTC). Plotly reads a number on a date
+ * axis in the browser's zone, but its date text as it is: text keeps the axis on the UTC clock.
+ */
+export function plotDate(ms) {
+  return new Date(ms).toISOString().slice(0, 23).replace("T", " ");
+}
+
+/** Plotly's date text (UTC, as plotDate writes it, or a date alone) or a number -> epoch ms. */
+export function plotMs(v) {
+  if (typeof v === "number") return v;
+  const s = String(v).trim();
+  return Date.parse(s.length <= 10 ? `${s}T00:00:00Z` : `${s.replace(" ", "T")}Z`);
+}
+
 /** YYYY-MM-DD HH:MM:SS (UTC; the replay's market clock); an em dash when unknown. */
 export function fmtClock(ms) {
   if (!Number.isFinite(ms)) return "\u2014";
