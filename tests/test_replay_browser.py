@@ -140,10 +140,10 @@ def test_replay_bar_drives_the_replay(replay_server: str) -> None:
             browser.close()
 
 
-def drawn(page: Any) -> dict[str, list[float]]:
+def drawn(page: Any) -> dict[str, Any]:
     """The chart's candlestick trace: x (each bar's open time, epoch ms; plotly holds UTC date
     text) and its O/H/L/C."""
-    result: dict[str, list[float]] = page.evaluate(
+    result: dict[str, Any] = page.evaluate(
         f"""(() => {{ const d = {CHART}.data[0];
             return {{type: d.type, x: Array.from(d.x, {UTC_MS}), open: Array.from(d.open),
                      high: Array.from(d.high), low: Array.from(d.low),

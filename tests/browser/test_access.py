@@ -71,7 +71,7 @@ def test_dashboard_with_a_client_token(
         "AAPL",
         "MSFT",
     ]
-    # The chart backfills from /api/history (which needs the token).
+    # The chart draws its `bars` stream (an entitled symbol, over the token's socket).
     page.wait_for_function(
         "document.querySelector('[data-testid=price-chart]').data?.[0]?.x?.length >= 1",
         timeout=WAIT,

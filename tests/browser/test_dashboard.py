@@ -27,6 +27,8 @@ ROWS = "[data-testid=watchlist] tbody tr[data-symbol]"
 CHART = "document.querySelector('[data-testid=price-chart]')"
 # Points in the chart's first trace (candles: bars; line mode reads trace 2, the price line).
 TRACE_LEN = CHART + ".data?.[{i}]?.x?.length ?? 0"
+# The open time (epoch ms) of the chart's last bar: plotly holds UTC date text.
+LAST_T = f"Date.parse(({CHART}.data?.[0]?.x?.at(-1) ?? '').replace(' ', 'T') + 'Z')"
 NEWS_IDS = "Array.from(document.querySelectorAll('[data-news-id]'), e => Number(e.dataset.newsId))"
 
 
@@ -219,6 +221,51 @@ def test_dashboard_live(context: BrowserContext, ticker_server: type[ServerProce
     assert server.url + "/vendor/plotly.min.js" in console.requests
 
 
+BARS = "window.__ticker.chart.bars.rows()"
+
+
+def test_live_bars_at_1s_and_1m(
+    context: BrowserContext, ticker_server: type[ServerProcess]
+) -> None:
+    """A live sim: the chart draws the server's `bars` stream at 1s, then at 1m (interval picker);
+    its closed bars are the server's (``GET /api/bars``)."""
+    server = ticker_server("--feed", "sim:symbols=AAPL+MSFT,rate=100,seed=1")
+    page, console = open_dashboard(context, server.url)
+    intervals = page.eval_on_selector_all(
+        "[data-interval]", "bs => bs.map(b => b.dataset.interval)"
+    )
+    assert intervals == ["1s", "5s", "15s", "1m", "5m", "15m", "1h", "1d"]
+    page.wait_for_function(f"({TRACE_LEN.format(i=0)}) >= 3", timeout=WAIT)
+    assert page.evaluate(f"{CHART}.data[0].type") == "candlestick"
+    assert page.evaluate("window.__ticker.chart.interval") == "1s"
+    held = page.evaluate(BARS)
+    served = get_json(server.url + "/api/bars?symbol=AAPL&interval=1s&limit=500")["bars"]
+    assert all(t % 1000 == 0 for t, *_ in held)
+    # Closed bars (all but each side's last, which may still be forming) are the server's.
+    mine = {b[0]: b for b in held[:-1]}
+    theirs = {b[0]: b for b in served[:-1]}
+    common = sorted(mine.keys() & theirs.keys())
+    assert common and all(mine[t] == theirs[t] for t in common), (mine, theirs)
+    # Several trades a second: real candles (a range), not dashes.
+    assert any(h > lo for _, _, h, lo, _, _ in held), held
+
+    page.click("[data-interval='1m']")
+    page.wait_for_function(
+        "window.__ticker.chart.interval === '1m' && window.__ticker.chart.bars.length >= 1",
+        timeout=WAIT,
+    )
+    page.wait_for_function(f"({TRACE_LEN.format(i=0)}) >= 1", timeout=WAIT)
+    assert page.get_attribute("[data-interval='1m']", "aria-pressed") == "true"
+    assert all(t % 60000 == 0 for t, *_ in page.evaluate(BARS))
+    # The 1m bar keeps forming: its volume grows with every update of it.
+    page.wait_for_function(
+        f"window.__ticker.chart.bars.rows().at(-1)[5] > {page.evaluate(BARS)[-1][5]}",
+        timeout=WAIT,
+    )
+    assert page.evaluate("localStorage.getItem('ticker.v1.interval')") == "1m"
+    assert console.errors == []
+
+
 def set_hidden(page: Page, hidden: bool) -> None:
     """Simulate the Page Visibility API (headless Chromium's tab is always visible)."""
     page.evaluate(
@@ -303,7 +350,7 @@ def test_points_per_trace_are_bounded(
     ]
     page.wait_for_selector(f"{ROWS}[data-symbol=NOPE].unknown", timeout=WAIT)
     assert page.locator(f"{ROWS}[data-symbol=MSFT].unknown").count() == 0
-    last = f"{CHART}.data[2].x.at(-1)"
+    last = LAST_T.replace("data?.[0]", "data?.[2]")
     x_end = page.evaluate(last)
     page.wait_for_function(f"{last} > {x_end}", timeout=WAIT)  # still moving ...
     for i in range(3):  # ... and every trace of the line (band high, band low, price) bounded
@@ -342,7 +389,7 @@ def test_survives_server_restart(
     outage_start = time.monotonic()
     server.kill()
     page.wait_for_function(f"{STATE} === 'reconnecting'", timeout=WAIT)
-    points_down = trace_len(page, 0)
+    last_down = page.evaluate(LAST_T)
     time.sleep(1.0)
     restarted = ticker_server("--port", str(port), *FEEDS)
     assert restarted.port == port
@@ -351,9 +398,10 @@ def test_survives_server_restart(
     states = page.evaluate("window.__rec.states")
     assert states[-2:] == ["reconnecting", "live"], states
 
-    # The chart continues: points kept from before, new ones from the new server.
+    # The chart continues: the bars stream is asked for again, the new server's `bars` answer
+    # replaces the chart's (a restart without --history has only its own), and they grow live.
+    page.wait_for_function(f"{LAST_T} > {last_down}", timeout=WAIT)
     wait_growth(page, 0, 2)
-    assert trace_len(page, 0) > points_down
 
     # News: the new server's items arrive once each, and none from before was lost.
     page.wait_for_function(f"Math.max(...{NEWS_IDS}) > {max(before_ids)}", timeout=WAIT)
