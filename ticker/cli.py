@@ -1,5 +1,5 @@
 """Command line: ``ticker serve``, ``ticker feeds``, ``ticker record``, ``ticker replay``,
-``ticker token``.
+``ticker token``, ``ticker watch`` (ticker.watch).
 
 I/O shell: the parser, and one function per command that reads what it must (the config file, the
 environment, TLS files), takes its settings from ticker.config and runs. ``ticker serve`` (and
@@ -176,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--host", help="address to bind (default 127.0.0.1)")
     rp.add_argument("--port", type=int, help="port (default 8080; 0 = a free port)")
     _log_args(rp)
+
+    w = sub.add_parser(
+        "watch",
+        help="a live ticker in the terminal (a client of a running server)",
+        description="Watch SYMBOLS live: a table updating in place on a terminal, one line per "
+        "change when piped. The client token, if the server needs one, comes from $TICKER_TOKEN.",
+    )
+    w.add_argument("symbols", nargs="+", metavar="SYMBOL", help="symbols to watch, or *")
+    w.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8080/ws",
+        help="the server (default ws://127.0.0.1:8080/ws)",
+    )
+    w.add_argument("--news", action="store_true", help="also show news on those symbols")
 
     t = sub.add_parser("token", help="print a client token signed with the token secret")
     t.add_argument("--sub", help="who the token is for (its 'sub' claim)")
@@ -489,6 +503,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _feeds()
         if args.command == "token":
             return _token(args)
+        if args.command == "watch":
+            from ticker.watch import watch
+
+            token = os.environ.get("TICKER_TOKEN") or None
+            return _run(watch(args.url, args.symbols, news=args.news, token=token))
         quiet = args.command == "replay" and args.check  # --check prints only its summary
         try:  # plain or JSON lines on stderr, secrets scrubbed
             setup_logging("WARNING" if quiet else args.log_level, json=args.log_json)
