@@ -89,6 +89,8 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
         self._tape = tape.select(self.start, self.end, self.only) if tape is not None else None
         self._wake = asyncio.Event()
         self._seek_to: float | None = None  # a seek whose reset and catch-up are still to emit
+        # The consumer has every row before this one (a forward seek catches up from it).
+        self._sent = 0
         self._symbols: tuple[str, ...] = ()
         self._closed = False
         if tape is None:
@@ -161,6 +163,7 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
                     clock.advance(due)
                     for ev in batch:
                         yield ev
+                    self._sent = due
                     if due - pos == CHUNK:
                         await asyncio.sleep(0)  # a backlog: let the rest of the server run
                     continue
@@ -182,10 +185,11 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
         chunks (a newer seek, or closing, stops it)."""
         to = self._seek_to
         assert to is not None
+        sent = self._sent
         plan: SeekPlan = (
-            await asyncio.to_thread(seek_plan, tape, to)
+            await asyncio.to_thread(seek_plan, tape, to, sent)
             if len(tape) > _BIG
-            else seek_plan(tape, to)
+            else seek_plan(tape, to, sent)
         )
         if self._seek_to != to:
             return  # a newer seek arrived while planning
@@ -193,12 +197,12 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
         yield Reset(self._symbols, plan.reset)
         for ev in events_between(tape.take(plan.state), 0, len(plan.state)):
             yield ev
-        i = plan.catch_up
+        i = self._sent = plan.catch_up
         while i < plan.position:
             j = min(i + CHUNK, plan.position)
             for ev in events_between(tape, i, j):
                 yield ev
-            i = j
+            i = self._sent = j
             if i < plan.position:
                 await asyncio.sleep(0)  # let the rest of the server run
                 if self._interrupted():

@@ -332,10 +332,10 @@ def _span(ms: float) -> str:
 def bar_interval(times: Floats, *, symbol: str = "") -> int:
     """The interval of one symbol's bars from their spacing: its width in ms.
 
-    The most common positive gap between consecutive distinct times when it is an interval (1m
-    bars 60 s apart; daily bars 1 day apart, weekends aside), else the smallest gap when that is
-    one (1m bars of a thinly traded symbol, mostly minutes apart). A single bar: the widest
-    interval its time is a multiple of.
+    The smallest positive gap between consecutive distinct times that is frequent (at least a
+    tenth of the gaps): 1m bars are 60 s apart, however many minutes a thinly traded symbol skips;
+    daily bars are a day apart, weekends aside; a stray row off the grid is not frequent. It must
+    be an interval. A single bar: the widest interval its time is a multiple of.
 
     Args:
         times: the bars' times, ms (a daily file's local dates as UTC midnights), any order.
@@ -345,7 +345,7 @@ def bar_interval(times: Floats, *, symbol: str = "") -> int:
         A width of :data:`ticker.core.bars.INTERVALS`.
 
     Raises:
-        ReplayError: neither gap is an interval; the message suggests ``interval=``.
+        ReplayError: that gap is not an interval; the message suggests ``interval=``.
     """
     t = np.unique(times[~np.isnan(times)])
     gaps = np.round(np.diff(t))
@@ -354,13 +354,12 @@ def bar_interval(times: Floats, *, symbol: str = "") -> int:
         t0 = float(t[0]) if len(t) else 0.0
         return max((w for w in INTERVALS.values() if t0 % w == 0), default=INTERVALS["1s"])
     values, n = np.unique(gaps, return_counts=True)
-    mode, smallest = float(values[int(np.argmax(n))]), float(values[0])
-    for g in (mode, smallest):
-        if g in _WIDTHS:
-            return int(g)
+    g = float(values[n >= max(1.0, 0.1 * float(n.sum()))][0])
+    if g in _WIDTHS:
+        return int(g)
     of = f" of {symbol}" if symbol else ""
     raise ReplayError(
-        f"bars{of} are {_span(mode)} apart, which is not an interval "
+        f"bars{of} are {_span(g)} apart, which is not an interval "
         f"({' '.join(INTERVALS)}): give one with interval=NAME"
     )
 

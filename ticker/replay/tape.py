@@ -293,21 +293,31 @@ class SeekPlan:
 
 
 def seek_plan(
-    tape: Tape, to: float, retain: Mapping[int, int] | None = None, limit: int = CATCH_UP_ROWS
+    tape: Tape,
+    to: float,
+    since: int | None = None,
+    retain: Mapping[int, int] | None = None,
+    limit: int = CATCH_UP_ROWS,
 ) -> SeekPlan:
     """Plan a seek to market time ``to``: reset to a UTC midnight ``D``, replay the state before
     it and every row in ``[D, to)``; the rows at ``to`` and after play on (inclusive seek).
 
     ``D`` is the UTC midnight of ``to`` (so the day's open/high/low/volume as of ``to`` are
-    exact), or earlier for a tape of bars only: the UTC midnight at or before ``to`` less the
-    retention of its finest interval (:data:`ticker.core.bars.DEFAULT_RETAIN`: 5 days of ``1m``,
-    20 years of ``1d``), so a chart shows that history; never before the tape's first day, and
-    moved later (to a midnight) so that at most ``limit`` rows of any symbol come before the
-    target's day.
+    exact), or earlier:
+
+    - for a tape of bars only, the UTC midnight at or before ``to`` less the retention of its
+      finest interval (:data:`ticker.core.bars.DEFAULT_RETAIN`: 5 days of ``1m``, 20 years of
+      ``1d``), never before the tape's first day, so that a chart shows that history;
+    - for a seek forward past rows never emitted (``since``), the midnight before the first of
+      them, so that the history has no hole;
+
+    then moved later (to a midnight, at most the target's) so that at most ``limit`` rows of any
+    symbol come before the target's day.
 
     Args:
         tape: the tape.
         to: the target, market ms; clamped to the tape's first and last clock.
+        since: the first row the consumer has not been sent (None: no constraint).
         retain: the history kept per interval width (ms -> ms); default: DEFAULT_RETAIN's.
         limit: the most rows per symbol replayed before the target's day.
 
@@ -328,8 +338,11 @@ def seek_plan(
         spans = retain if retain is not None else _RETAIN_MS
         start = max(t - min(spans.get(w, 0) for w in widths), float(clock[0]))
         d = min(start - start % DAY_MS, midnight)
-        if d < midnight:
-            d = _bounded(tape, d, midnight, limit)
+    if since is not None and since < n:
+        gap = float(clock[since])
+        d = min(d, gap - gap % DAY_MS)
+    if d < midnight:
+        d = _bounded(tape, d, midnight, limit)
     first = int(np.searchsorted(clock, d, side="left"))
     return SeekPlan(d, state_rows(tape, first), first, max(first, position))
 
