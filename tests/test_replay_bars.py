@@ -792,3 +792,25 @@ async def test_a_seek_sends_a_live_bars_stream_a_fresh_history(
     await collect(ws, series, 300 * MS)
     assert sorted(series.values()) == as_rows(want)
     await ws.close()
+
+
+def test_recorded_bars_replay_as_bars_and_recorded_resets_are_noted(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from ticker.store.recorder import events_to_table
+
+    t0 = ms("2024-01-02T14:30Z")
+    bar = Bar("SPX", t0, "1m", 10.0, 11.0, 9.5, 10.5, 300.0)
+    tick = Tick("AAPL", 190.0, t0 + 1.0, size=5.0, volume=1000.0)
+    later = Bar("SPX", t0 + MIN, "1m", 10.5, 10.6, 10.1, 10.2, 0.0)
+    recorded: list[Event] = [
+        Listing(("SPX", "AAPL")),
+        bar,
+        tick,
+        Reset(("SPX",), ms("2024-01-02")),
+        later,
+    ]
+    pq.write_table(events_to_table(recorded), tmp_path / "rec.parquet")
+    tape, report = load(tmp_path / "rec.parquet")
+    assert events_between(tape, 0, len(tape)) == [bar, tick, later]
+    assert report.bars == {"1m": 2} and report.adjusted == {"resets not replayed": 1}

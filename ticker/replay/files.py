@@ -93,12 +93,12 @@ class LoadReport:
             s = s.replace(" events, ", f" events ({kinds}), ", 1)
         if self.events:
             s += f", {when(self.start)} .. {when(self.end)}"
-        if self.adjusted:
-            s += "; " + ", ".join(f"{v:,} {k}" for k, v in self.adjusted.items())
         bad = {k: v for k, v in self.bad.items() if v}
         if bad:
             detail = ", ".join(f"{v:,} {k}" for k, v in sorted(bad.items()))
             s += f"; skipped {self.skipped:,} bad rows ({detail})"
+        if self.adjusted:
+            s += "; " + ", ".join(f"{v:,} {k}" for k, v in self.adjusted.items())
         if self.ignored:
             names = ", ".join(self.ignored[:4]) + (", ..." if len(self.ignored) > 4 else "")
             s += f"; ignored {len(self.ignored)} columns ({names})"
