@@ -31,6 +31,7 @@ from ticker import __version__
 from ticker.bus.registry import SpecError, describe, load, sources_from_specs
 from ticker.bus.supervisor import FeedSource, run_feeds
 from ticker.config import (
+    MAX_TIME_SKEW_S,
     QUARANTINE_AFTER,
     QUARANTINE_WINDOW,
     SERVER_KEYS,
@@ -251,6 +252,15 @@ def _recording_args(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="S",
         help=f"the window failures are counted in (default {QUARANTINE_WINDOW:g} s)",
+    )
+    p.add_argument(
+        "--max-time-skew",
+        dest="max_time_skew_s",
+        type=float,
+        metavar="S",
+        help=f"drop events of a live feed whose time is more than S seconds from the clock "
+        f"(a ts in seconds or microseconds; default {MAX_TIME_SKEW_S:g}; 0 = never; replays "
+        "are not checked)",
     )
 
 

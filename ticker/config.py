@@ -34,6 +34,7 @@ __all__ = [
     "ENV_ADMIN_TOKEN",
     "ENV_TOKEN_SECRET",
     "FILE_KEYS",
+    "MAX_TIME_SKEW_S",
     "QUARANTINE_AFTER",
     "QUARANTINE_WINDOW",
     "SERVER_KEYS",
@@ -62,10 +63,12 @@ QUARANTINE_AFTER = 5
 """Default: failures within :data:`QUARANTINE_WINDOW` seconds that quarantine a feed."""
 QUARANTINE_WINDOW = 60.0
 """Default: the sliding window (seconds) failures are counted in."""
+MAX_TIME_SKEW_S = 7 * 86_400.0
+"""Default: how far (seconds) a live feed's event time may be from the wall clock."""
 
 FILE_KEYS = frozenset(
     "host port feeds throttle_ms server bus role auth tls_cert tls_key quarantine_after "
-    "quarantine_window".split()
+    "quarantine_window max_time_skew_s".split()
 )
 """Top-level keys of the config file."""
 AUTH_KEYS = frozenset(f.name for f in fields(AuthConfig) if f.init)
@@ -237,6 +240,9 @@ class Supervision:
     stall_timeout: float | None = None  # s of silence (None: the feed's own, else never; 0: never)
     quarantine_after: int = QUARANTINE_AFTER  # failures in the window that stop it (0: never)
     quarantine_window: float = QUARANTINE_WINDOW  # s
+    # Event times further than this from the wall clock are dropped as implausible (a feed's ts
+    # in seconds, or in microseconds); 0: never. Replays (their own clock) are not checked.
+    max_time_skew_s: float = MAX_TIME_SKEW_S
 
     def __post_init__(self) -> None:
         # From TOML and flags: the declared types are what is checked here, not given.
@@ -249,6 +255,9 @@ class Supervision:
             raise ConfigError(f"quarantine_window must be a number > 0, got {window!r}")
         if stall is not None and not stall >= 0:
             raise ConfigError(f"stall_timeout must be a number >= 0, got {stall!r}")
+        skew: Any = self.max_time_skew_s
+        if isinstance(skew, bool) or not isinstance(skew, int | float) or not skew >= 0:
+            raise ConfigError(f"max_time_skew_s must be a number >= 0, got {skew!r}")
         object.__setattr__(self, "quarantine_window", float(window))
 
 
@@ -460,7 +469,8 @@ def with_served_name(auth: AuthConfig, bind: str) -> AuthConfig:
 
 
 def _supervision(s: Mapping[str, Any]) -> Supervision:
-    picked = {k: s[k] for k in ("stall_timeout", "quarantine_after", "quarantine_window") if k in s}
+    keys = ("stall_timeout", "quarantine_after", "quarantine_window", "max_time_skew_s")
+    picked = {k: s[k] for k in keys if k in s}
     return Supervision(**picked)
 
 
