@@ -50,6 +50,7 @@ from ticker.core.events import Feed, Preloadable
 from ticker.core.roles import ROLES
 from ticker.net.server import create_app, serve, tls_context
 from ticker.ops.logs import protect, setup_logging
+from ticker.replay.options import OPTIONS as REPLAY_OPTIONS
 
 if TYPE_CHECKING:
     from ticker.store.recorder import Recorder
@@ -156,18 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _recording_args(r)
 
     rp = sub.add_parser("replay", help="serve a replay of recorded or downloaded market data")
-    rp.add_argument("path", type=Path, help="a data file (CSV, CSV.gz, Parquet) or a directory")
-    rp.add_argument("--speed", help="market seconds per second, or max (default 1)")
-    rp.add_argument("--start", help="from this market time (ISO 8601, epoch...)")
-    rp.add_argument("--end", help="up to this market time")
-    rp.add_argument("--symbols", help="only these symbols, +-separated")
-    rp.add_argument("--loop", action="store_true", help="start over at the end")
-    rp.add_argument(
-        "--columns", metavar="ROLE:NAME+...", help="column overrides, e.g. ts:Date+price:Close"
-    )
-    rp.add_argument(
-        "--symbol", help="symbol of a table without a symbol column (default: file name)"
-    )
+    _replay_args(rp)
     rp.add_argument(
         "--check",
         action="store_true",
@@ -201,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires (3600)")
     t.add_argument("--config", type=Path, help="TOML file with an [auth] table")
     return p
+
+
+def _replay_args(p: argparse.ArgumentParser) -> None:
+    """One flag per option of the replay feed, from its table (ticker.replay.options), so that
+    none is missing or drifts: ``path`` is the positional argument, a yes/no option is
+    ``--name/--no-name``, any other ``--name VALUE``. A value is checked by the feed."""
+    for key, opt in REPLAY_OPTIONS.items():
+        text = opt.help + (f" (default {opt.default})" if opt.default else "")
+        if key == "path":
+            p.add_argument("path", type=Path, help=text)
+        elif opt.boolean:
+            p.add_argument(f"--{key}", action=argparse.BooleanOptionalAction, help=text)
+        else:
+            p.add_argument(f"--{key}", metavar=key.upper(), help=text)
 
 
 def _log_args(p: argparse.ArgumentParser) -> None:

@@ -546,16 +546,23 @@ def record_settings(flags: Mapping[str, Any]) -> RecordSettings:
     )
 
 
+_REPLAY_OWN = frozenset({"host", "port", "check"})
+"""``ticker replay``'s flags that are not the feed's options."""
+
+
 def replay_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> ReplaySettings:
     """``ticker replay``'s settings: its flags become the replay feed's options.
 
     Raises:
         ConfigError: a secret in the environment that is too short.
     """
-    options = {"path": str(flags["path"]), "loop": "yes" if flags.get("loop") else "no"}
-    for key in ("speed", "start", "end", "symbols", "columns", "symbol"):
-        if flags.get(key) is not None:
-            options[key] = str(flags[key])
+    options = {"path": str(flags["path"])}
+    # Every other flag given is a feed option (the CLI makes one per option); the feed checks
+    # the names and values. Yes/no flags become yes/no.
+    for key, value in flags.items():
+        if key in _REPLAY_OWN or key == "path" or value is None:
+            continue
+        options[key] = ("yes" if value else "no") if isinstance(value, bool) else str(value)
     given = {k: flags[k] for k in ("host", "port") if k in flags}
     settings = ReplaySettings(options, **given, check=bool(flags.get("check")))
     auth = with_served_name(_auth(_env_layer(env)["auth"]), settings.host)
