@@ -121,8 +121,9 @@ def test_second_bars_are_pandas_ohlc(tmp_path: Path) -> None:
     want = r["price"].ohlc().assign(volume=r["size"].sum()).dropna()
     got = bars.of("AAPL").bars(1_000, 10_000)
     assert len(got) == len(want)
-    for row, (ts, w) in zip(got, want.iterrows(), strict=True):
-        assert row[0] == ts.value // 1_000_000
+    starts = (want.index.to_numpy().astype("int64") // 1_000_000).tolist()
+    for row, t, w in zip(got, starts, want.itertuples(), strict=True):
+        assert row[0] == t
         assert row[1:] == pytest.approx((w.open, w.high, w.low, w.close, w.volume))
 
 

@@ -286,7 +286,8 @@ def plan(table: pa.Table, retain_1d: int = DEFAULT_RETAIN["1d"]) -> HistoryPlan:
             }
         )
         for c, values in zip(day_stats.index.tolist(), day_stats.to_numpy().tolist(), strict=True):
-            plans[by_name[c]].day = tuple(values)  # type: ignore[assignment]
+            t, o, h, low, close, v = values
+            plans[by_name[c]].day = (t, o, h, low, close, v)
         # The live builder drops a trade older than its symbol's forming second: keep a trade
         # only when its second is the latest seen so far (within a reset segment).
         df = df[df["sec"] >= df.groupby(["code", "seg"], sort=False)["sec"].cummax()]
