@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from ticker.core.book import Book, TickRing
-from ticker.core.events import Listing, Tick
+from ticker.core.book import DAY_MS, Book
+from ticker.core.events import Bar, Listing, Tick
 from ticker.core.limits import TokenBucket
 
 
@@ -98,20 +98,60 @@ def test_token_bucket_never_exceeds_rate_plus_burst(gaps: list[float]) -> None:
     assert taken <= 5 + 20 * now + 1e-9
 
 
-@given(st.integers(1, 8), st.lists(st.floats(0, 1e6, allow_nan=False), max_size=30))
-def test_tick_ring_keeps_the_last_capacity_in_order(cap: int, values: list[float]) -> None:
-    ring = TickRing(cap)
-    for i, v in enumerate(values):
-        ring.append(float(i), v, 1.0)
-    expected = [(float(i), v, 1.0) for i, v in enumerate(values)][-cap:]
-    assert list(ring) == expected and len(ring) == len(expected)
-    assert ring.columns() == (
-        [e[0] for e in expected],
-        [e[1] for e in expected],
-        [e[2] for e in expected],
+DAY0 = 1_700_006_400_000.0  # a UTC midnight
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3), st.integers(0, 86_399_999), st.floats(1, 1e4), st.floats(0, 1e3)
+        ),
+        min_size=1,
+        max_size=60,
     )
+)
+def test_day_statistics_are_those_of_the_events_own_utc_day(
+    raw: list[tuple[int, int, float, float]],
+) -> None:
+    """open/high/low/volume are the last event's UTC day's; prev_close is the day before's last
+    price (the feed gives none here)."""
+    events = sorted((DAY0 + d * DAY_MS + ms, p, size) for d, ms, p, size in raw)
+    book = Book()
+    for ts, p, size in events:
+        book.apply(Tick("A", p, ts, size=size))
+    q = book.quotes["A"]
+    last_day = events[-1][0] // DAY_MS
+    today = [e for e in events if e[0] // DAY_MS == last_day]
+    earlier = [e for e in events if e[0] // DAY_MS < last_day]
+    assert q["open"] == today[0][1]
+    assert q["high"] == max(p for _, p, _ in today)
+    assert q["low"] == min(p for _, p, _ in today)
+    assert q["volume"] == pytest.approx(sum(s for _, _, s in today))
+    assert q.get("prev_close") == (earlier[-1][1] if earlier else None)
 
 
-def test_tick_ring_rejects_zero_capacity() -> None:
-    with pytest.raises(ValueError):
-        TickRing(0)
+def test_bars_update_the_quote_and_the_day() -> None:
+    book = Book()
+    book.apply_bar(Bar("A", DAY0, "1m", 10.0, 12.0, 9.0, 11.0, 100.0))
+    q = book.apply_bar(Bar("A", DAY0 + 60_000, "1m", 11.0, 13.0, 10.5, 12.5, 50.0))
+    assert (q["price"], q["open"], q["high"], q["low"], q["volume"]) == (
+        12.5,
+        10.0,
+        13.0,
+        9.0,
+        150.0,
+    )
+    assert q["ts"] == DAY0 + 60_000
+    # Daily bars: every bar is its own day, the one before is the previous close.
+    q = book.apply_bar(Bar("A", DAY0 + DAY_MS, "1d", 12.0, 14.0, 11.0, 13.75, 7.0))
+    assert (q["open"], q["high"], q["low"], q["volume"]) == (12.0, 14.0, 11.0, 7.0)
+    assert q["prev_close"] == 12.5 and q["change"] == 1.25
+
+
+def test_restart_starts_the_day_afresh_without_a_previous_close_from_the_future() -> None:
+    book = Book()
+    book.apply(Tick("A", 50.0, DAY0 + 5 * DAY_MS, size=1000.0))  # "the future"
+    book.restart(["A", "NOPE"])
+    q = book.apply(Tick("A", 10.0, DAY0 + 1000.0, size=5.0))
+    assert (q["open"], q["high"], q["low"], q["volume"]) == (10.0, 10.0, 10.0, 5.0)
+    assert "prev_close" not in q

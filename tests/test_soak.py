@@ -36,6 +36,7 @@ from tests.conftest import ServerProcess
 from tests.probes import established, fds, rss_kb
 from tests.wsutil import Server, recv, tick, until
 from ticker.config import HubConfig
+from ticker.core.bars import INTERVALS
 from ticker.core.events import Listing, News
 from ticker.hub.broadcaster import Hub
 
@@ -174,11 +175,12 @@ async def measure(srv: ServerProcess) -> dict[str, int]:
 async def test_soak_leaves_no_leaked_tasks_sockets_fds_or_memory(
     ticker_server: type[ServerProcess], tmp_path: Path
 ) -> None:
-    # The data the server is meant to keep (ticks per symbol for /api/history, news for `since`)
+    # The data the server is meant to keep (bars per symbol and interval, news for `since`)
     # grows until its bound: tiny bounds, full within the warm-up, so what is measured is what
     # connections leave behind.
     config = tmp_path / "soak.toml"
-    config.write_text("[server]\nhistory_ticks = 10\nnews_retain = 20\n")
+    retain = ", ".join(f'"{name}" = 2' for name in INTERVALS)
+    config.write_text(f"[server]\nbars = {{ {retain} }}\nnews_retain = 20\n")
     srv = ticker_server(
         "--config",
         str(config),

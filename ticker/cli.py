@@ -69,6 +69,7 @@ LIMIT_FLAGS = {
         "max_symbols_per_connection",
         "symbols one connection may subscribe to; 0 = no limit",
     ),
+    "--max-bar-streams": ("max_bar_streams", "live bars streams (symbol, interval) per connection"),
     "--max-symbols-per-request": ("max_symbols_per_request", "symbols or topics in one request"),
     "--max-frame-bytes": ("max_frame_bytes", "largest inbound frame"),
     "--control-rate": ("rate", "control messages per second per connection"),

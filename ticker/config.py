@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ticker.core.auth import AuthConfig, AuthError, host_allowed, parse_public_host
+from ticker.core.bars import INTERVALS
 from ticker.core.limits import parse_networks
 
 __all__ = [
@@ -115,7 +116,10 @@ class HubConfig:
         slow_close_after: seconds paused without draining before a consumer is closed with 1013.
         rate: control messages per second per connection (token bucket refill).
         burst: control messages a connection may send at once (bucket size).
-        history_ticks: ticks retained per symbol for ``/api/history`` bars.
+        bars: closed bars kept per symbol and interval (``{"1s": 3600, ...}``; intervals not
+            named keep :data:`ticker.core.bars.DEFAULT_RETAIN`: 1 h of ``1s`` ... 20 years of
+            ``1d``). Memory: 48 bytes a bar.
+        max_bar_streams: live ``bars`` streams (symbol, interval) a connection may hold.
         max_symbols_per_connection: symbols a connection's subscription may name: its symbols,
             or while on ``"*"`` the ones it unsubscribed (``"*"`` itself counts 0). A request
             that would go over is refused whole with ``too_many_symbols``. 0: no limit.
@@ -135,11 +139,20 @@ class HubConfig:
     slow_close_after: float = 10.0
     rate: float = 20.0
     burst: float = 60.0
-    history_ticks: int = 10_000
+    bars: Mapping[str, int] = field(default_factory=dict)
+    max_bar_streams: int = 16
     max_symbols_per_connection: int = 2_000
 
     def __post_init__(self) -> None:
-        _check_numbers(self)
+        _check_numbers(self, skip=("bars",))
+        bars: Any = self.bars
+        if not isinstance(bars, Mapping) or any(
+            k not in INTERVALS or isinstance(v, bool) or not isinstance(v, int) or v < 1
+            for k, v in bars.items()
+        ):
+            raise ValueError(
+                f"bars must map intervals ({', '.join(INTERVALS)}) to bar counts >= 1, got {bars!r}"
+            )
         if self.rate <= 0 or self.burst < 1:
             raise ValueError(f"rate must be > 0 and burst >= 1, got {self.rate!r}, {self.burst!r}")
 
@@ -190,7 +203,9 @@ class ServerConfig:
 
 
 SERVER_KEYS: Mapping[str, Any] = {
-    f.name: f.default for cls in (HubConfig, ServerConfig) for f in fields(cls)
+    f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    for cls in (HubConfig, ServerConfig)
+    for f in fields(cls)
 }
 """The keys of the ``[server]`` table and their defaults: :class:`HubConfig` then
 :class:`ServerConfig`."""

@@ -7,13 +7,11 @@ copies.
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Iterator
 from typing import Any
 
 from ticker.core.events import Bar, Tick
 
-__all__ = ["DAY_MS", "QUOTE_FIELDS", "Book", "Quote", "TickRing"]
+__all__ = ["DAY_MS", "QUOTE_FIELDS", "Book", "Quote"]
 
 DAY_MS = 86_400_000.0
 """A market day in the book: a UTC day (the ``1d`` bar)."""
@@ -163,50 +161,3 @@ class Book:
         if symbols is None:
             return {s: dict(q) for s, q in quotes.items()}
         return {s: dict(quotes[s]) for s in symbols if s in quotes}
-
-
-class TickRing:
-    """The last ``capacity`` ticks of one symbol as (ts, price, size), in compact arrays.
-
-    Pure; no I/O. 24 bytes a tick (three C doubles), not a Python tuple (~130 bytes): the
-    retained history for ``/api/history`` stays small enough to keep thousands of ticks per
-    symbol. Grows until full, then overwrites the oldest. Iterates oldest first.
-    """
-
-    __slots__ = ("capacity", "head", "price", "size", "ts")
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be >= 1")
-        self.capacity = capacity
-        self.ts = array("d")
-        self.price = array("d")
-        self.size = array("d")
-        self.head = 0  # next slot to overwrite once full
-
-    def append(self, ts: float, price: float, size: float) -> None:
-        if len(self.ts) < self.capacity:
-            self.ts.append(ts)
-            self.price.append(price)
-            self.size.append(size)
-            return
-        i = self.head
-        self.ts[i] = ts
-        self.price[i] = price
-        self.size[i] = size
-        self.head = (i + 1) % self.capacity
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    def columns(self) -> tuple[list[float], list[float], list[float]]:
-        """(ts, price, size) lists, oldest first."""
-        h = self.head
-        return (
-            (self.ts[h:] + self.ts[:h]).tolist(),
-            (self.price[h:] + self.price[:h]).tolist(),
-            (self.size[h:] + self.size[:h]).tolist(),
-        )
-
-    def __iter__(self) -> Iterator[tuple[float, float, float]]:
-        return iter(zip(*self.columns(), strict=True))

@@ -50,6 +50,7 @@ __all__ = [
     "parse_request",
     "quote_fragments",
     "snapshot_from_fragments",
+    "wire_rows",
 ]
 
 PROTOCOL_VERSION = 1
@@ -536,3 +537,10 @@ def delta_payload(seq: int, tail: bytes) -> bytes:
 def snapshot_from_fragments(seq: int, fragments: list[bytes]) -> bytes:
     """A ``snapshot`` payload from per-symbol fragments (:func:`quote_fragments`' format)."""
     return b'{"type":"snapshot","seq":%d,"quotes":{%s}}' % (seq, b",".join(fragments))
+
+
+def wire_rows(
+    rows: list[tuple[float, float, float, float, float, float]],
+) -> tuple[tuple[float, float, float, float, float, float], ...]:
+    """Bars ``(t, o, h, l, c, v)`` as sent in ``bars``/``bar`` messages: ``t`` an integer."""
+    return tuple((int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows)

@@ -17,6 +17,7 @@ caught up with one delta of what changed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections import Counter
@@ -26,15 +27,20 @@ from typing import Any, TypeVar
 from ticker import __version__
 from ticker.aio import cancel_and_wait
 from ticker.config import HubConfig
-from ticker.core.book import Book, TickRing
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.bars import INTERVALS, BarBook, IntervalError, Row
+from ticker.core.book import Book
+from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
 from ticker.core.protocol import (
+    Ack,
+    BarHistory,
+    BarUpdate,
     Error,
     NewsItem,
     delta_payload,
     delta_tail,
     encode,
     quote_fragments,
+    wire_rows,
 )
 from ticker.core.wsframe import ws_ping_frame, ws_text_frame
 from ticker.hub.closing import CLOSE_GOING_AWAY, Closer
@@ -43,6 +49,8 @@ from ticker.hub.flow import CLOSE_TRY_AGAIN, Flow, FlowRules, FlowState, Step
 from ticker.hub.news import NewsRing
 from ticker.hub.session import (
     CLOSE_POLICY,
+    Bars,
+    BarStream,
     Close,
     Listen,
     Move,
@@ -65,6 +73,12 @@ __all__ = [
 
 
 WRITE, WRITE_MARKED, PAUSE, CATCH_UP = Step.WRITE, Step.WRITE_MARKED, Step.PAUSE, Step.CATCH_UP
+
+LIVE_BARS_MAX = 100
+"""Bars a live stream is sent one ``bar`` message each in one flush; more (a replay at max speed)
+and it gets one fresh ``bars`` message instead."""
+
+log = logging.getLogger("ticker.broadcaster")
 
 
 R = TypeVar("R", SessionRules, FlowRules)
@@ -94,7 +108,8 @@ class Hub:
         self.book = Book()
         self.clients: dict[Client, None] = {}
         self.news = NewsRing(cfg.news_retain)
-        self.history: dict[str, TickRing] = {}
+        self.bars = BarBook(cfg.bars)
+        self._bar_clients: dict[Client, None] = {}  # connections with a live bars stream
         self.stats: Counter[str] = Counter()
         self.started = time.time()
         self.windows = Windows(self.book, self.flow_rules)
@@ -118,6 +133,10 @@ class Hub:
             self._on_news(ev)
         elif type(ev) is Listing:
             self.book.declare(ev.symbols)
+        elif type(ev) is Bar:
+            self._on_bar(ev)
+        elif type(ev) is Reset:
+            self._on_reset(ev)
         else:
             raise TypeError(f"not an event: {type(ev).__name__}")
 
@@ -126,14 +145,58 @@ class Hub:
         self.book.apply(tick)
         symbol = tick.symbol
         price = tick.price
-        ring = self.history.get(symbol)
-        if ring is None:
-            ring = self.history[symbol] = TickRing(self.config.history_ticks)
-        ring.append(tick.ts, price, tick.size or 0.0)
+        bars = self.bars.symbols.get(symbol)
+        if bars is None:
+            bars = self.bars.of(symbol)
+        bars.trade(tick.ts, price, tick.size or 0.0)
+        self._offer(symbol, price)
+
+    def _offer(self, symbol: str, price: float) -> None:
         for window in self.windows.by_ms.values():
             window.conflator.offer(symbol, price)
             if window.handle is None:
                 self._schedule(window)
+
+    def _on_bar(self, bar: Bar) -> None:
+        self.stats["bars_in"] += 1
+        width = INTERVALS.get(bar.interval)
+        row = (bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        try:
+            if width is None:
+                raise IntervalError(f"unknown interval {bar.interval!r}")
+            self.bars.of(bar.symbol).bar(row, width)
+        except IntervalError as exc:
+            self.stats["bars_refused"] += 1
+            if self.stats["bars_refused"] == 1:
+                log.warning("bar of %s refused: %s", bar.symbol, exc)
+            return
+        self.book.apply_bar(bar)
+        self._offer(bar.symbol, bar.close)
+
+    def _on_reset(self, ev: Reset) -> None:
+        """A replay seeked: forget the symbols' bars from ``ts`` on, restart their day, and
+        send every live bars stream of them a fresh ``bars`` at its next flush."""
+        self.stats["resets_in"] += 1
+        self.bars.rewind(ev.symbols, ev.ts)
+        self.book.restart(ev.symbols)
+        symbols = set(ev.symbols)
+        for c in self._bar_clients:
+            for stream in c.session.streams.values():
+                if stream.symbol in symbols:
+                    stream.fresh = True
+        if self._bar_clients:
+            self.loop.call_soon(self._refresh_streams)
+
+    def _refresh_streams(self) -> None:
+        """Send the streams marked fresh their ``bars`` now (a reset may be followed by no
+        event of their symbol)."""
+        behind = self.delivery.behind
+        for c in list(self._bar_clients):
+            if c.closing or c in behind:
+                continue
+            for stream in c.session.streams.values():
+                if stream.fresh:
+                    self._stream_bars(c, stream)
 
     def _on_news(self, ev: News) -> None:
         self.stats["news_in"] += 1
@@ -180,6 +243,8 @@ class Hub:
             self._schedule(window)
         if not changes:
             return
+        if self._bar_clients:
+            self._flush_bars(window, changes)
         fragments = quote_fragments(changes)
         window.drained(changes)
         sent_at = time.time() * 1000.0
@@ -221,6 +286,84 @@ class Hub:
         stats["frames_sent"] += frames
         stats["bytes_sent"] += nbytes
         stats["flushes"] += 1
+
+    # Bars
+
+    def bar_rows(
+        self, symbol: str, interval: str, limit: int, before: float | None = None
+    ) -> list[Row]:
+        """At most ``limit`` bars of ``symbol`` (the book's name) and ``interval`` (a name of
+        :data:`~ticker.core.bars.INTERVALS`) starting before ``before`` (all when None), oldest
+        first; without ``before`` the last one may still be forming. None yet: ``[]``.
+
+        Raises:
+            IntervalError: the symbol's data is coarser than ``interval``.
+        """
+        bars = self.bars.symbols.get(symbol)
+        return [] if bars is None else bars.bars(INTERVALS[interval], limit, before)
+
+    def _answer_bars(self, c: Client, out: Bars) -> None:
+        req = out.request
+        try:
+            rows = self.bar_rows(req.symbol, req.interval, req.limit, req.before)
+        except IntervalError as exc:
+            if out.stream is not None:
+                c.session.streams.pop((req.symbol, req.interval), None)
+            self.stats["error_bad_interval"] += 1
+            self.delivery.send(c, Error("bad_interval", str(exc), req.id))
+            return
+        if req.id is not None:
+            fields = {"symbol": req.symbol, "interval": req.interval, "live": req.live}
+            self.delivery.send(c, Ack(req.id, fields))
+        self.delivery.send(c, BarHistory(req.symbol, req.interval, wire_rows(rows)))
+        self.stats["bars_sent"] += 1
+        if out.stream is not None:
+            out.stream.last_t = rows[-1][0] if rows else None
+            out.stream.fresh = False
+
+    def _flush_bars(self, window: Window, changes: dict[str, Any]) -> None:
+        """Send each live bars stream of ``window``'s connections whose symbol changed its new
+        and changed bars: the final values of the last one sent, then every later one (or a
+        fresh ``bars`` after a rewind, or when too many closed at once)."""
+        behind = self.delivery.behind
+        for c in self._bar_clients:
+            if c.window is not window or c.closing or c in behind:
+                continue
+            for stream in c.session.streams.values():
+                if stream.fresh or stream.symbol in changes:
+                    self._stream_bars(c, stream)
+
+    def _stream_bars(self, c: Client, stream: BarStream) -> None:
+        bars = self.bars.symbols.get(stream.symbol)
+        if bars is None:
+            return
+        rows: list[Row] | None = None
+        if not stream.fresh:
+            since = -1.0 if stream.last_t is None else stream.last_t
+            rows = bars.since(stream.width, since, LIVE_BARS_MAX)
+        if rows is None:  # a rewind, or more than LIVE_BARS_MAX bars: start over
+            try:
+                rows = bars.bars(stream.width, stream.limit)
+            except IntervalError:
+                return
+            stream.fresh = False
+            message = encode(BarHistory(stream.symbol, stream.interval, wire_rows(rows)))
+            self.delivery.send_payload(c, message)
+            self.stats["bars_sent"] += 1
+        elif rows:
+            frames = b"".join(
+                ws_text_frame(encode(BarUpdate(stream.symbol, stream.interval, r)))
+                for r in wire_rows(rows)
+            )
+            transport = c.transport
+            if transport.is_closing():
+                return
+            transport.write(frames)
+            self.stats["bar_updates_sent"] += len(rows)
+            self.stats["frames_sent"] += len(rows)
+            self.stats["bytes_sent"] += len(frames)
+        if rows:
+            stream.last_t = rows[-1][0]
 
     # Flow control (the decisions are Flow's, the writes Delivery's)
 
@@ -273,8 +416,14 @@ class Hub:
                     self.delivery.replay_news(c, out.since)
                 else:
                     c.flow.news_id = self.news.last_id
+            elif isinstance(out, Bars):
+                self._answer_bars(c, out)
             else:
                 self.close_client(c, out.code, out.reason)
+        if c.session.streams:
+            self._bar_clients[c] = None
+        else:
+            self._bar_clients.pop(c, None)
 
     def ping_allowed(self, c: Client) -> bool:
         """Whether to answer a WebSocket ping frame from ``c``: pings spend a control-message
@@ -355,6 +504,7 @@ class Hub:
         # connection ever left its window, group, news list and slow-consumer list.)
         del self.clients[c]
         self._news_clients.pop(c, None)
+        self._bar_clients.pop(c, None)
         self.delivery.behind.pop(c, None)
         self.windows.leave(c)
 
@@ -409,5 +559,6 @@ class Hub:
             "symbols": len(self.book.known),
             "news_last_id": self.news.last_id,
             "news_retained": len(self.news),
+            "bar_streams": sum(len(c.session.streams) for c in self._bar_clients),
             "stats": dict(self.stats),
         }

@@ -8,6 +8,7 @@ which answers with a list of :data:`Output` values, in the order the shell must 
 - :class:`Move`: seat the connection in the group of (window, subscription);
 - :class:`Snapshot`: send a ``snapshot`` of these symbols (flow control may defer it);
 - :class:`Listen`: news topics changed: (un)register for live news, replay retained items;
+- :class:`Bars`: answer a ``bars`` request from the bar book (and keep its live stream);
 - :class:`Close`: close the connection with a code and a reason (flooding: 1008).
 
 The rules here are the protocol's (``docs/protocol.md``): ``ack`` before ``snapshot``; a request
@@ -19,14 +20,16 @@ subscribes, so the per-tick path never looks at them.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ticker.core.auth import entitled_only, split_entitled
+from ticker.core.bars import INTERVALS
 from ticker.core.conflate import Subscription
 from ticker.core.limits import TokenBucket
 from ticker.core.protocol import (
     Ack,
+    BarsRequest,
     Error,
     Hello,
     NewsRequest,
@@ -39,6 +42,7 @@ from ticker.core.protocol import (
     ServerMessage,
     Subscribe,
     Throttle,
+    Unbars,
     Unsubscribe,
     parse_request,
 )
@@ -47,6 +51,8 @@ from ticker.hub.news import NewsRing
 __all__ = [
     "CLOSE_POLICY",
     "FRAME_BUDGET_SLACK",
+    "BarStream",
+    "Bars",
     "Close",
     "Listen",
     "Move",
@@ -86,6 +92,7 @@ class SessionRules:
     max_symbols_per_connection: int
     rate: float
     burst: float
+    max_bar_streams: int = 16
 
     @property
     def default_window(self) -> int:
@@ -135,7 +142,39 @@ class Close:
     reason: str
 
 
-Output = Send | Move | Snapshot | Listen | Close
+@dataclass(slots=True)
+class BarStream:
+    """One live ``bars`` stream of a connection, and what it was sent last.
+
+    Attributes:
+        symbol: the book's symbol.
+        interval: the interval's name.
+        width: its width in ms.
+        limit: bars in a fresh ``bars`` message (the request's ``limit``).
+        last_t: ``t`` of the newest bar sent (None: none yet): the next ``bar`` messages are
+            that bar's final values and every later bar.
+        fresh: the next message is a whole ``bars`` (the symbol's history was rewound).
+    """
+
+    symbol: str
+    interval: str
+    width: int
+    limit: int
+    last_t: float | None = None
+    fresh: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Bars:
+    """Answer ``request`` (its symbol the book's own name) from the bar book: ``ack``, then a
+    ``bars`` message, or ``bad_interval`` when the symbol's data has no such bars (then drop
+    ``stream``). With ``stream`` (a live request), keep sending it ``bar`` updates."""
+
+    request: BarsRequest
+    stream: BarStream | None
+
+
+Output = Send | Move | Snapshot | Listen | Bars | Close
 
 
 def _error(
@@ -168,6 +207,7 @@ class Session:
         "news_all",
         "news_topics",
         "rules",
+        "streams",
         "strikes",
         "sub",
         "window",
@@ -190,6 +230,7 @@ class Session:
         self.window = rules.default_window
         self.news_all = False
         self.news_topics: frozenset[str] = frozenset()
+        self.streams: dict[tuple[str, str], BarStream] = {}  # (symbol, interval) -> stream
 
     # Public API
 
@@ -243,6 +284,13 @@ class Session:
             out: list[Output] = [] if req.id is None else [Send(Ack(req.id, {}))]
             out.append(Snapshot(tuple(self.sub.resolve(known))))
             return out
+        if isinstance(req, BarsRequest):
+            return self._bars(req, known)
+        if isinstance(req, Unbars):
+            self.streams.pop((req.symbol, req.interval), None)
+            self.streams.pop((req.symbol.upper(), req.interval), None)
+            ack = {"symbol": req.symbol, "interval": req.interval}
+            return [] if req.id is None else [Send(Ack(req.id, ack))]
         assert isinstance(req, Ping)
         return [Send(Pong(req.t))]
 
@@ -375,6 +423,30 @@ class Session:
         if req.id is not None:
             out.append(Send(Ack(req.id, {"symbols": (["*"] if star else []) + known + unknown})))
         return out
+
+    def _bars(self, req: BarsRequest, known_symbols: Collection[str]) -> list[Output]:
+        known, unknown, _ = _resolve((req.symbol,), known_symbols)
+        if unknown or not known:
+            return [_naming("unknown_symbol", "unknown symbol", [req.symbol], req.id)]
+        symbol = known[0]
+        if self.entitled is not None and symbol not in self.entitled:
+            return [_naming("unauthorized", "not entitled to", [symbol], req.id)]
+        key = (symbol, req.interval)
+        stream = None
+        if req.live:
+            cap = self.rules.max_bar_streams
+            if key not in self.streams and len(self.streams) >= cap:
+                return [
+                    _error(
+                        "too_many_symbols",
+                        f"at most {cap} live bars streams per connection; "
+                        "send unbars for one first (nothing was changed)",
+                        req.id,
+                    )
+                ]
+            stream = BarStream(symbol, req.interval, INTERVALS[req.interval], req.limit)
+            self.streams[key] = stream
+        return [Bars(replace(req, symbol=symbol), stream)]
 
     def _news(self, req: NewsRequest, news: NewsRing) -> list[Output]:
         topics = set(req.topics)

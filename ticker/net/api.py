@@ -7,6 +7,7 @@ I/O shell around the hub's queries.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -15,7 +16,9 @@ from aiohttp import web
 
 from ticker import __version__
 from ticker.core.auth import entitled_only, news_visible, permits
+from ticker.core.bars import INTERVALS, IntervalError, interval_ms
 from ticker.core.events import Controllable
+from ticker.core.protocol import BARS_LIMIT, wire_rows
 from ticker.net.admission import ADMISSION
 from ticker.net.guard import grant_of
 from ticker.net.keys import BUS, HUB, METRICS, RECORDER, RUNNERS, STARTED
@@ -97,6 +100,27 @@ def _int_param(
     return min(v, hi) if hi is not None else v
 
 
+def _float_param(request: web.Request, name: str) -> float | None:
+    """The query parameter ``name`` as a finite number, or None when absent.
+
+    Raises:
+        ValueError: it is not a finite number.
+    """
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ValueError(f"'{name}' must be a number") from None
+    if not math.isfinite(v):
+        raise ValueError(f"'{name}' must be a finite number")
+    return v
+
+
+_INTERVALS = ", ".join(INTERVALS)
+
+
 async def api_news(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     try:
@@ -125,44 +149,76 @@ async def api_news(request: web.Request) -> web.Response:
     )
 
 
-async def api_history(request: web.Request) -> web.Response:
-    """``GET /api/history?symbol=&interval=1s|5s|1min&limit=``: OHLCV bars (store.history)."""
-    # pandas (~100 MB resident) loads on the first history request, not at start-up: a server
-    # that nobody asks for bars keeps its memory for connections.
-    from ticker.store.history import (
-        DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT,
-        MAX_LIMIT as HISTORY_MAX_LIMIT,
-        Bars,
-        bars_from_columns,
-        parse_interval,
-    )
-
+def _bars_query(
+    request: web.Request, default_interval: str | None
+) -> tuple[str, str, int, float | None] | web.Response:
+    """(symbol, interval, limit, before) of a bars request, or the error answer."""
     hub = request.app[HUB]
-    symbol = request.query.get("symbol", "")
+    q = request.query
+    symbol = q.get("symbol", "")
     if not symbol:
         return bad_request("'symbol' is required")
-    interval = request.query.get("interval", "1s")
+    name = q.get("interval", default_interval)
+    if name is None:
+        return json_error(400, "bad_interval", f"'interval' is required: one of {_INTERVALS}")
     try:
-        interval_ms = parse_interval(interval)
+        width = interval_ms(name)
+    except IntervalError as exc:
+        return json_error(400, "bad_interval", str(exc))
+    interval = next(k for k, v in INTERVALS.items() if v == width)
+    low, high, default = BARS_LIMIT
+    try:
+        limit = _int_param(request, "limit", default, low, high)
+        before = _float_param(request, "before")
     except ValueError as exc:
         return bad_request(str(exc))
-    raw_limit = request.query.get("limit") or str(HISTORY_DEFAULT_LIMIT)
-    try:
-        limit = min(int(raw_limit), HISTORY_MAX_LIMIT)
-    except ValueError:
-        return bad_request("'limit' must be an integer")
-    if limit < 1:
-        return bad_request("'limit' must be >= 1")
+    assert limit is not None
     known = hub.book.known
     sym = symbol if symbol in known else symbol.upper()
     if sym not in known:
         return json_error(404, "unknown_symbol", f"unknown symbol {symbol!r}")
     if not permits(grant_of(request).symbols, sym):
         return json_error(403, "unauthorized", f"not entitled to {sym!r}")
-    # The ring's columns are copies (every tick appends to it); ~3 ms for 10,000 ticks.
-    ring = hub.history.get(sym)
-    result = bars_from_columns(*ring.columns(), interval_ms, limit) if ring else Bars(interval_ms)
-    return _json({"symbol": sym, "interval": interval, **result.to_json()})
+    return sym, interval, limit, before
+
+
+async def api_bars(request: web.Request) -> web.Response:
+    """``GET /api/bars?symbol=&interval=&limit=&before=``: what the ``bars`` op answers."""
+    query = _bars_query(request, None)
+    if isinstance(query, web.Response):
+        return query
+    sym, interval, limit, before = query
+    try:
+        rows = request.app[HUB].bar_rows(sym, interval, limit, before)
+    except IntervalError as exc:
+        return json_error(400, "bad_interval", str(exc))
+    return _json({"symbol": sym, "interval": interval, "bars": wire_rows(rows)})
+
+
+async def api_history(request: web.Request) -> web.Response:
+    """``GET /api/history?symbol=&interval=1s|5s|1min|...&limit=``: the bars of ``/api/bars``
+    in the columnar shape of v1 (``interval_ms``, ``last_ts``, ``bars`` of columns)."""
+    query = _bars_query(request, "1s")
+    if isinstance(query, web.Response):
+        return query
+    sym, interval, limit, before = query
+    hub = request.app[HUB]
+    try:
+        rows = hub.bar_rows(sym, interval, limit, before)
+    except IntervalError as exc:
+        return json_error(400, "bad_interval", str(exc))
+    names = ("t", "open", "high", "low", "close", "volume")
+    columns = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+    quote = hub.book.quotes.get(sym)
+    return _json(
+        {
+            "symbol": sym,
+            "interval": request.query.get("interval", "1s"),
+            "interval_ms": INTERVALS[interval],
+            "last_ts": quote["ts"] if quote and rows else None,
+            "bars": columns,
+        }
+    )
 
 
 def _replay_feeds(app: web.Application) -> list[tuple[str, Controllable, dict[str, Any]]]:
@@ -219,5 +275,6 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/api/quotes", api_quotes)
     app.router.add_get("/api/news", api_news)
     app.router.add_get("/api/history", api_history)
+    app.router.add_get("/api/bars", api_bars)
     app.router.add_get("/api/replay", api_replay)
     app.router.add_post("/api/replay", api_replay)

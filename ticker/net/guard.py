@@ -8,7 +8,8 @@ refused WebSocket is never upgraded:
                                           421: DNS rebinding; ticker.core.auth.host_allowed)
 ``GET /ws``                               allowed ``Origin`` (else 403), then a client token
                                           when required (else 401)
-``GET /api/symbols|quotes|history|news``  a client token when required (else 401)
+``GET /api/symbols|quotes|history|bars``  a client token when required (else 401); the
+``GET /api/news``                         same
 ``POST /api/ticks``, ``POST /api/news``   the admin token (401); 403 when none is configured
 ``POST /api/replay``                      the admin token; without one configured, a loopback
                                           peer with an allowed origin (``local_replay``)
@@ -71,7 +72,7 @@ HOST_CHECKED = ("/ws", "/api/")
 """Paths that answer only an allowed ``Host`` (421 otherwise): exact, or every path under an
 entry ending in ``/``. A new route a page could read from another site (SSE...) goes here."""
 
-_READ = frozenset({"/api/symbols", "/api/quotes", "/api/history", "/api/news"})
+_READ = frozenset({"/api/symbols", "/api/quotes", "/api/history", "/api/bars", "/api/news"})
 _WRITE = frozenset({"/api/ticks", "/api/news"})
 _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
