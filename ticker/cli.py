@@ -322,6 +322,7 @@ async def _serve(args: argparse.Namespace) -> int:
             bus=settings.bus,
             role=settings.role,
             auth=settings.auth,
+            history=settings.history,
         )
     except ValueError as exc:  # the TLS files, the bus URL or the role
         raise UsageError(str(exc)) from exc
