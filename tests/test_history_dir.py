@@ -7,16 +7,22 @@ is the live builder fed the same events one by one, and pandas ``resample().ohlc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ServerProcess
+from tests.wsutil import recv, recv_type
 from ticker.config import RecordConfig, serve_settings
 from ticker.core.bars import INTERVALS, BarBook
 from ticker.core.book import Book
@@ -204,3 +210,64 @@ def test_history_implies_recording_there(tmp_path: Path) -> None:
     s = serve_settings({"history": "data/h"}, {}, {}, base=tmp_path)  # relative to the file
     assert s.history == tmp_path / "data/h"
     assert serve_settings({}, {}, {}).history is None
+
+
+# A real restart: ``ticker serve --history DIR`` twice
+
+
+async def served_bars(http: aiohttp.ClientSession, node: ServerProcess) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in ("AAA", "BBB", "CCC"):
+        for iv in ("1s", "5s", "1m", "15m", "1h", "1d"):
+            params = {"symbol": s, "interval": iv, "limit": "5000"}
+            async with http.get(node.url + "/api/bars", params=params) as resp:
+                assert resp.status == 200, await resp.text()
+                out[f"{s} {iv}"] = (await resp.json())["bars"]
+    async with http.get(node.url + "/api/quotes") as resp:
+        out["quotes"] = {
+            s: {k: q.get(k) for k in ("price", "open", "high", "low", "volume")}
+            for s, q in (await resp.json())["quotes"].items()
+        }
+    async with http.ws_connect(node.ws_url) as ws:  # the WS op answers from the same bars
+        assert (await recv(ws))["type"] == "hello"
+        await ws.send_json({"op": "bars", "symbol": "BBB", "interval": "1m", "live": False})
+        out["ws BBB 1m"] = (await recv_type(ws, "bars"))["bars"]
+    return out
+
+
+async def test_a_restart_with_history_serves_the_same_bars(tmp_path: Path) -> None:
+    t0 = int(T0)
+    rng = random.Random(9)
+    rows = [
+        f"{t0 + i * 173 + rng.randint(0, 100)},{'ABC'[i % 3] * 3},{50 + rng.random():.4f},"
+        f"{rng.randint(1, 50)}"
+        for i in range(20_000)  # about an hour of market time
+    ]
+    csv = tmp_path / "ticks.csv"
+    csv.write_text("ts,symbol,price,size\n" + "\n".join(rows) + "\n")
+    history = tmp_path / "history"
+    first = ServerProcess("--feed", f"replay:path={csv},speed=max", "--history", str(history))
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 20
+            while True:  # until the replay has played everything
+                async with http.get(first.url + "/healthz") as resp:
+                    feeds = (await resp.json())["feeds"]
+                if feeds and feeds[0]["state"] == "finished":
+                    break
+                assert time.monotonic() < deadline, feeds
+                await asyncio.sleep(0.1)
+            before = await served_bars(http, first)
+            assert len(before["AAA 1m"]) > 50
+            assert first.stop() == 0  # the recorder finishes its segment
+            files = sorted(p.name for p in history.iterdir())
+            assert any(f.endswith(".parquet") for f in files), files
+            # The second start: no ticks of its own (news only), its bars all from the DIR.
+            second = ServerProcess("--feed", "simnews:rate=1", "--history", str(history))
+            try:
+                after = await served_bars(http, second)
+            finally:
+                second.close()
+            assert after == before
+    finally:
+        first.close()
