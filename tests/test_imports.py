@@ -56,6 +56,7 @@ PURE = [
     "ticker.replay.control",
     "ticker.replay.clock",
     "ticker.replay.columns",
+    "ticker.replay.options",
     "ticker.core.wsframe",
     "ticker.config",
     "feeds.base",

@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--record", type=Path, metavar="DIR", help="also record every event to Parquet files in DIR"
     )
+    s.add_argument(
+        "--history",
+        type=Path,
+        metavar="DIR",
+        help="at start, load bars and last quotes from the recordings in DIR, and record there "
+        "(unless --record names another directory): a restart serves the same charts",
+    )
     _recording_args(s)
     _access_args(s)
 
@@ -343,6 +350,7 @@ async def _serve(args: argparse.Namespace) -> int:
             bus=settings.bus,
             role=settings.role,
             auth=settings.auth,
+            history=settings.history,
         )
     except ValueError as exc:  # the TLS files, the bus URL or the role
         raise UsageError(str(exc)) from exc

@@ -68,7 +68,7 @@ MAX_TIME_SKEW_S = 7 * 86_400.0
 
 FILE_KEYS = frozenset(
     "host port feeds throttle_ms server bus role auth tls_cert tls_key quarantine_after "
-    "quarantine_window max_time_skew_s".split()
+    "quarantine_window max_time_skew_s history".split()
 )
 """Top-level keys of the config file."""
 AUTH_KEYS = frozenset(f.name for f in fields(AuthConfig) if f.init)
@@ -308,6 +308,7 @@ class Settings:
     role: str = "all"  # or ingest, edge (create_app checks it)
     tls: TlsFiles | None = None  # None: plain HTTP
     record: RecordConfig | None = None  # None: no recording
+    history: Path | None = None  # recordings to load bars from at start (ticker.store.load)
 
     def __post_init__(self) -> None:
         _check_address(self.host, self.port)
@@ -396,7 +397,7 @@ def _file_layer(file: Mapping[str, Any], base: Path) -> dict[str, Any]:
     layer["auth"] = _table(file, "auth", AUTH_KEYS)
     if "feeds" in file:
         layer["feeds"] = _file_feeds(file["feeds"])
-    for key in ("tls_cert", "tls_key"):
+    for key in ("tls_cert", "tls_key", "history"):
         if key in file:
             if not isinstance(file[key], str):
                 raise ConfigError(f"config {key!r} must be a file name")
@@ -501,7 +502,8 @@ def serve_settings(
         file: the config file's table (:func:`parse_toml`); empty without ``--config``.
         flags: the flags given (never a default), shaped like the file: ``{"port": 0,
             "server": {"rate": 3.0}, "auth": {...}}``; besides the file's keys, the flag-only
-            ``stall_timeout``, ``record``, ``rotate_mb`` and ``rotate_s``.
+            ``stall_timeout``, ``record``, ``rotate_mb`` and ``rotate_s``. ``history`` implies
+            ``record`` into the same directory unless ``record`` names another one.
         env: the environment (``TICKER_ADMIN_TOKEN``, ``TICKER_TOKEN_SECRET``).
         base: the config file's directory: its ``tls_cert``/``tls_key`` are relative to it.
 
@@ -516,13 +518,17 @@ def serve_settings(
     if "throttle_ms" in s:  # the top-level key (and --throttle-ms) over [server]'s
         server_table["throttle_ms"] = s["throttle_ms"]
     hub, server = split_server_table(server_table)
+    history = None if s.get("history") is None else Path(s["history"])
+    # What is served is recorded where it is loaded from, so the next start has it too.
+    record = s.get("record") if s.get("record") is not None else history
     settings = Settings(
         **given,
         hub=hub,
         server=server,
         supervision=_supervision(s),
         tls=_tls(s),
-        record=None if s.get("record") is None else _record(Path(s["record"]), s),
+        record=None if record is None else _record(Path(record), s),
+        history=history,
     )
     auth = with_served_name(_auth(s.get("auth", {})), settings.host)
     return dataclasses.replace(settings, auth=auth)

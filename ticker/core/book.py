@@ -130,6 +130,9 @@ class Book:
         for s in symbols:
             if s in self._day_end:
                 self._day_end[s] = _NEVER
+                q = self.quotes[s]
+                for derived in ("prev_close", "change", "change_pct"):  # (maybe from later on)
+                    q.pop(derived, None)
 
     def _new(self, sym: str, ts: float, open_: float, high: float, low: float) -> Quote:
         if sym not in self.known:
