@@ -1,8 +1,11 @@
-"""Ingest benchmark: how many ticks/s the core absorbs on one core (book update + conflation).
+"""Ingest benchmark: how many ticks/s the core absorbs on one core (book, bars, conflation).
 
 Feeds a Hub pre-built ticks through ``publish`` (what the bus does for every feed event) with
 three active throttle windows (0, 100 and 1000 ms, as connected clients would create), flushing
 as the event loop would, and reports ticks/s. No sockets: this is the per-tick cost alone.
+Then times the bar builder alone on the same ticks (what building bars of every interval adds
+to each tick; the target is at most 10 % of the whole) and reports the memory of one symbol's
+bars at the default retention.
 
     python -m bench.ingest [--ticks 1000000] [--symbols 100]
 """
@@ -17,6 +20,7 @@ from typing import Any
 
 from feeds.sim import SimMarket, parse_symbols
 from ticker.config import HubConfig
+from ticker.core.bars import BarBook
 from ticker.core.events import Tick
 from ticker.hub.broadcaster import Hub
 
@@ -61,17 +65,53 @@ async def _measure(ticks: list[Tick]) -> dict[str, Any]:
         elapsed = time.perf_counter() - t0
     finally:
         gc.enable()
+    bar_seconds = _bars_alone(ticks)
     return {
         "ticks": len(ticks),
         "seconds": round(elapsed, 3),
         "ticks_per_s": round(len(ticks) / elapsed),
         "flushes": hub.stats["flushes"],
         "windows": [0, 100, 1000],
+        "bar_seconds": round(bar_seconds, 3),
+        "bar_share_pct": round(100.0 * bar_seconds / elapsed, 1),
+        "bar_bytes_per_symbol": BarBook().capacity_bytes(),
     }
 
 
+def _bars_alone(ticks: list[Tick]) -> float:
+    """Seconds the hub's bar step takes for ``ticks`` on its own (the same calls as
+    ``Hub._on_tick`` makes: look up the symbol's bars, apply the trade)."""
+    book = BarBook()
+    symbols = book.symbols
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for t in ticks:
+            bars = symbols.get(t.symbol)
+            if bars is None:
+                bars = book.of(t.symbol)
+            bars.trade(t.ts, t.price, t.size or 0.0)
+        return time.perf_counter() - t0
+    finally:
+        gc.enable()
+
+
+def _without_bars(ticks: list[Tick]) -> float:
+    """Seconds ``_measure`` takes with the bar builder's trade step made a no-op: the hub's
+    ingest as it was before bars (the control run)."""
+    from ticker.core import bars
+
+    real = bars.SymbolBars.trade
+    bars.SymbolBars.trade = lambda self, ts, price, size: None  # type: ignore[method-assign]
+    try:
+        return float(min(asyncio.run(_measure(ticks))["seconds"] for _ in range(3)))
+    finally:
+        bars.SymbolBars.trade = real  # type: ignore[method-assign]
+
+
 def run(n: int = 1_000_000, symbols: int = 100) -> dict[str, Any]:
-    """Build ``n`` simulated ticks, then time publishing them (best of 3)."""
+    """Build ``n`` simulated ticks, then time publishing them (best of 3), with and without
+    the bar builder."""
     market = SimMarket(parse_symbols(str(symbols)), 100_000, seed=1)
     ticks: list[Tick] = []
     ts = time.time() * 1000
@@ -84,6 +124,9 @@ def run(n: int = 1_000_000, symbols: int = 100) -> dict[str, Any]:
         r = asyncio.run(_measure(ticks))
         if not best or r["ticks_per_s"] > best["ticks_per_s"]:
             best = r
+    control = _without_bars(ticks)
+    best["ticks_per_s_without_bars"] = round(len(ticks) / control)
+    best["bar_cost_pct"] = round(100.0 * (best["seconds"] - control) / best["seconds"], 1)
     return best
 
 

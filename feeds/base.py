@@ -23,6 +23,7 @@ __all__ = [
     "Tick",
     "as_float",
     "as_int",
+    "as_symbols",
     "finite_number",
     "help_of",
     "parse_options",
@@ -67,6 +68,18 @@ def as_int(lo: int, hi: int) -> Callable[[str], int]:
 def as_float(lo: float, hi: float) -> Callable[[str], float]:
     """Parser for a number in [lo, hi]."""
     return _ranged(float, "a number", lo, hi, "{:g}".format)
+
+
+def as_symbols(text: str) -> list[str]:
+    """A ``+``-separated list of symbols (an option's parser): blanks and repeats dropped. Pure.
+
+    Raises:
+        ValueError: no symbol at all (``symbols=`` is a usage error now, not an empty feed later).
+    """
+    syms = list(dict.fromkeys(s.strip() for s in text.split("+") if s.strip()))
+    if not syms:
+        raise ValueError("no symbols given (e.g. symbols=AAPL+MSFT)")
+    return syms
 
 
 def parse_options(spec: Mapping[str, Option], given: Mapping[str, str]) -> dict[str, Any]:

@@ -3,9 +3,16 @@
 I/O shell around :mod:`ticker.replay` (loading, layout detection and the pure
 :class:`~ticker.replay.clock.ReplayClock`). The feed first declares every symbol in its data (a
 ``Listing``), then emits the rows when the clock says they are due, keeping their recorded event
-time in ``ts``. At ``speed=max`` it emits as fast as the consumer takes events, in chunks, yielding
-to the event loop between chunks. A finished replay holds its last state (the core keeps it) and
-stays controllable: a seek or resume plays again.
+time in ``ts``: ticks, news, and OHLCV bars as ``Bar`` events at their open time. At ``speed=max``
+it emits as fast as the consumer takes events, in chunks, yielding to the event loop between
+chunks. A finished replay holds its last state (the core keeps it) and stays controllable: a seek
+or resume plays again.
+
+A seek to ``T`` (:func:`~ticker.replay.tape.seek_plan`) emits a ``Reset`` of every symbol to a UTC
+midnight ``D`` at or before ``T``, the last row of each symbol before ``D``, then every row in
+``[D, T)`` at once (in chunks), and plays on from the first row at ``T``: the day's statistics and
+the bars as of ``T`` are rebuilt exactly, with nothing from after ``T``. Starting over (``loop``,
+a resume after the end) is a seek to the start.
 
 Its capabilities (ticker.core.events), declared as base classes so that mypy checks them: control
 (``GET/POST /api/replay`` in the server) goes through :meth:`ReplayFeed.replay_status` and
@@ -26,15 +33,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from feeds.base import Event, Feed, Listing, Option, help_of, parse_options
-from ticker.core.events import Controllable, HasStatus, Preloadable
+from ticker.core.events import Controllable, HasStatus, Preloadable, Reset
 from ticker.replay.clock import ReplayClock
-from ticker.replay.columns import parse_columns_option
-from ticker.replay.control import parse_speed
 from ticker.replay.emit import events_between
 from ticker.replay.errors import ReplayError
 from ticker.replay.files import LoadReport, load
-from ticker.replay.tape import Tape, state_rows
-from ticker.replay.times import parse_time
+from ticker.replay.options import OPTIONS, parse_bool
+from ticker.replay.tape import SeekPlan, Tape, seek_plan
 
 __all__ = ["CHUNK", "ReplayFeed", "parse_bool"]
 
@@ -43,41 +48,10 @@ log = logging.getLogger("feeds.replay")
 CHUNK = 4096
 """Rows built and emitted per step; the feed yields to the event loop between steps."""
 
+_BIG = 200_000
+"""A tape with more rows plans its seeks in a thread (finding each symbol's last row is O(n))."""
 
-def parse_bool(text: str) -> bool:
-    """``1/true/yes/on`` or ``0/false/no/off`` (any case). Pure.
-
-    Raises:
-        ValueError: anything else.
-    """
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on", ""):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not a yes/no value")
-
-
-def _symbols(text: str) -> list[str]:
-    syms = [s.strip() for s in text.split("+") if s.strip()]
-    if not syms:
-        raise ValueError("symbols is empty")
-    return syms
-
-
-_OPTIONS: dict[str, Option] = {
-    "path": Option("a data file (CSV, CSV.gz, Parquet) or a directory of them", None, str),
-    "speed": Option("market seconds per second, or max", "1", parse_speed),
-    "start": Option(
-        "replay from this market time (ISO 8601, epoch, 'Jan 1 2000')", None, parse_time
-    ),
-    "end": Option("replay up to this market time", None, parse_time),
-    "symbols": Option("only these symbols, +-separated", None, _symbols),
-    "loop": Option("start over at the end (yes/no)", "no", parse_bool),
-    "hold": Option("at the end, stay open for seek/resume (no: the feed ends)", "yes", parse_bool),
-    "columns": Option("column overrides, e.g. ts:Date+price:Close", None, parse_columns_option),
-    "symbol": Option("symbol of a table without a symbol column (default: file name)", None, str),
-}
+_OPTIONS: dict[str, Option] = {k: Option(o.help, o.default, o.parse) for k, o in OPTIONS.items()}
 
 
 class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
@@ -107,19 +81,26 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
         self.hold: bool = opts["hold"]
         self.columns: dict[str, str] | None = opts["columns"]
         self.symbol: str | None = opts["symbol"]
+        self.interval: str | None = opts["interval"]
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError("end is before start")
         self.report: LoadReport | None = None
         self.clock: ReplayClock | None = None
         self._tape = tape.select(self.start, self.end, self.only) if tape is not None else None
         self._wake = asyncio.Event()
-        self._pending_state: int | None = None  # seek target whose state is still to emit
+        self._seek_to: float | None = None  # a seek whose reset and catch-up are still to emit
+        # The consumer has every row before this one (a forward seek catches up from it).
+        self._sent = 0
+        self._symbols: tuple[str, ...] = ()
         self._closed = False
         if tape is None:
             if self.path is None:
                 raise ValueError("option path is required (a data file or directory)")
             # Fail now, with one line, on a missing or unreadable file or undetectable columns.
-            load(self.path, columns=self.columns, symbol=self.symbol, probe=True)
+            load(self.path, **self._load_options(), probe=True)
+
+    def _load_options(self) -> dict[str, Any]:
+        return {"columns": self.columns, "symbol": self.symbol, "interval": self.interval}
 
     # Loading
 
@@ -133,7 +114,7 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
             return self.report
         if self._tape is None:
             assert self.path is not None
-            tape, report = load(self.path, columns=self.columns, symbol=self.symbol)
+            tape, report = load(self.path, **self._load_options())
             self._tape = tape.select(self.start, self.end, self.only)
             if len(self._tape) != len(tape):
                 log.info(
@@ -160,17 +141,20 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
             await asyncio.to_thread(self.load)
         tape = self._tape
         assert tape is not None
-        yield Listing(tape.symbols())
+        self._symbols = tape.symbols()
+        yield Listing(self._symbols)
         loop = asyncio.get_running_loop()
         clock = self.clock
         if clock is None or clock.state == "finished":
+            again = clock is not None  # a restarted feed goes back in market time: a seek
             clock = self.clock = ReplayClock(tape.clock, self.speed, loop.time())
+            if again and clock.start is not None:
+                self._seek(clock, clock.start, loop.time())
         while not self._closed:
-            if self._pending_state is not None:
-                rows = state_rows(tape, self._pending_state)
-                self._pending_state = None
-                for ev in events_between(tape.take(rows), 0, len(rows)):
+            if self._seek_to is not None:
+                async for ev in self._replay_seek(tape):
                     yield ev
+                continue
             if clock.state == "playing":
                 pos = clock.position
                 due = min(clock.due(loop.time()), pos + CHUNK)
@@ -179,6 +163,7 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
                     clock.advance(due)
                     for ev in batch:
                         yield ev
+                    self._sent = due
                     if due - pos == CHUNK:
                         await asyncio.sleep(0)  # a backlog: let the rest of the server run
                     continue
@@ -187,12 +172,49 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
                 continue
             if clock.state == "finished":
                 if self.loop and len(tape):
-                    clock.restart(loop.time())
+                    assert clock.start is not None
+                    self._seek(clock, clock.start, loop.time())
                     await asyncio.sleep(0)
                     continue
                 if not self.hold:
                     return
             await self._sleep(None)  # paused, or finished and holding: wait for a command
+
+    async def _replay_seek(self, tape: Tape) -> AsyncIterator[Event]:
+        """The events of the pending seek: the reset, the state rows, then the catch-up rows in
+        chunks (a newer seek, or closing, stops it)."""
+        to = self._seek_to
+        assert to is not None
+        sent = self._sent
+        plan: SeekPlan = (
+            await asyncio.to_thread(seek_plan, tape, to, sent)
+            if len(tape) > _BIG
+            else seek_plan(tape, to, sent)
+        )
+        if self._seek_to != to:
+            return  # a newer seek arrived while planning
+        self._seek_to = None
+        yield Reset(self._symbols, plan.reset)
+        for ev in events_between(tape.take(plan.state), 0, len(plan.state)):
+            yield ev
+        i = self._sent = plan.catch_up
+        while i < plan.position:
+            j = min(i + CHUNK, plan.position)
+            for ev in events_between(tape, i, j):
+                yield ev
+            i = self._sent = j
+            if i < plan.position:
+                await asyncio.sleep(0)  # let the rest of the server run
+                if self._interrupted():
+                    return
+
+    def _interrupted(self) -> bool:
+        """A newer seek arrived, or the feed is closing."""
+        return self._seek_to is not None or self._closed
+
+    def _seek(self, clock: ReplayClock, to: float, now: float) -> None:
+        clock.seek(to, now)
+        self._seek_to = to
 
     async def aclose(self) -> None:
         self._closed = True
@@ -234,11 +256,13 @@ class ReplayFeed(Feed, Controllable, HasStatus, Preloadable):
         if action == "pause":
             clock.pause(now)
         elif action == "resume":
+            if clock.at_end and clock.start is not None:
+                self._seek(clock, clock.start, now)  # starting over goes back in market time
             clock.resume(now)
         elif action == "seek":
             if to is None:
                 raise ReplayError("seek needs a time")
-            self._pending_state = clock.seek(to, now)
+            self._seek(clock, to, now)
         elif action == "speed":
             if speed is None or not speed > 0:
                 raise ReplayError("speed must be > 0")

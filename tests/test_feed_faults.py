@@ -11,6 +11,7 @@ import asyncio
 import decimal
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.wsutil import recv, until
 from ticker.bus.supervisor import FeedRunner, FeedSource
 from ticker.config import HubConfig
 from ticker.core import validate
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.events import Bar, Event, Listing, News, Tick
 from ticker.core.protocol import encode, quote_fragments
 from ticker.core.validate import MAX_SYMBOL_LEN, event_problem
 from ticker.hub.broadcaster import Hub
@@ -408,4 +409,65 @@ async def test_broken_feeds_never_disturb_the_good_one(aiohttp_client: AiohttpCl
     assert "RuntimeError: upstream exploded" in feeds["raiser"]["quarantine_reason"]
     assert feeds["hanger"]["stalls"] >= 1
     assert feeds["mixed"]["invalid"] == len(garbage()) and feeds["mixed"]["state"] == "running"
+    # A quarantined feed makes the server degraded; ?strict=1 tells a load balancer (503).
+    resp = await client.get("/healthz")
+    body = await resp.json()
+    assert resp.status == 200 and body["status"] == "degraded"
+    assert "feed raiser quarantined" in body["problems"]
+    assert (await client.get("/healthz", params={"strict": "1"})).status == 503
     await ws.close()
+
+
+async def test_healthz_is_ok_while_every_feed_runs(aiohttp_client: AiohttpClient) -> None:
+    sim = SimFeed({"symbols": "AAPL", "rate": "50", "seed": "3"})
+    client = await aiohttp_client(create_app([FeedSource("sim", lambda: sim)]))
+    resp = await client.get("/healthz", params={"strict": "1"})
+    body = await resp.json()
+    assert (resp.status, body["status"], body["problems"]) == (200, "ok", [])
+
+
+# Event times implausibly far from the clock (a live feed's ts in seconds, or microseconds)
+
+
+class Skewed:
+    """Ticks stamped in seconds, in microseconds, and right; a bar of 1970; news of last year."""
+
+    name = "skewed"
+
+    async def events(self) -> AsyncIterator[Event]:
+        now = time.time()
+        yield Tick("S", 1.0, now)  # seconds
+        yield Tick("U", 1.0, now * 1e6)  # microseconds
+        yield Bar("B", 60_000.0, "1m", 1.0, 1.0, 1.0, 1.0)
+        yield News("old but real", (now - 365 * 86_400) * 1e3, "rss")  # archives are news too
+        yield Tick("OK", 1.0, now * 1e3)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_live_event_times_far_from_the_clock_are_dropped_and_counted() -> None:
+    published: list[Event] = []
+    runner = fast(FeedSource("skewed", Skewed, max_time_skew_s=3600.0), published.append)
+    runner.start()
+    await until(lambda: runner.state == "finished", what="the feed's end")
+    assert [type(e).__name__ for e in published] == ["News", "Tick"]
+    assert published[-1].symbol == "OK"  # type: ignore[union-attr]
+    h = runner.health()
+    assert h["implausible_times"] == 3 and h["invalid"] == 3
+    assert "days behind the clock; a time in seconds" in h["last_invalid"] or "bar B" in str(
+        h["last_invalid"]
+    )
+    # Off (0), or a replay (its own clock): nothing is dropped.
+    published.clear()
+    off = fast(FeedSource("skewed", Skewed, max_time_skew_s=0.0), published.append)
+    off.start()
+    await until(lambda: off.state == "finished", what="the feed's end")
+    assert len(published) == 5
+
+
+def test_the_time_problem_names_the_likely_unit() -> None:
+    now = 1_800_000_000.0
+    assert "a time in seconds, not milliseconds?" in validate.time_problem(Tick("A", 1.0, now), now)
+    assert "microseconds" in validate.time_problem(Tick("A", 1.0, now * 1e6), now)
+    assert "days ahead of" in validate.time_problem(Tick("A", 1.0, (now + 30 * 86_400) * 1e3), now)

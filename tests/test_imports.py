@@ -37,7 +37,10 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"core", "config", "aio"},
     "ops": {"core", "config", "aio", "hub", "bus", "store"},
     "net": {"core", "config", "aio", "hub", "bus", "replay", "store", "ops"},
-    "cli": {"core", "config", "aio", "hub", "bus", "replay", "store", "ops", "net"},
+    # The Python client: what it shares with the server is the pure core (the wire rules, backoff).
+    "client": {"core"},
+    "watch": {"core", "client"},
+    "cli": {"core", "config", "aio", "hub", "bus", "replay", "store", "ops", "net", "watch"},
     "__main__": {"cli"},
 }
 # What a feed adapter may import of ticker: the feed API (and the replay engine for the replay
@@ -47,11 +50,13 @@ FEED_API = {"ticker.core.events", "ticker.core.backoff", "ticker.replay"}
 # Modules that must import neither asyncio, aiohttp, pandas nor pyarrow.
 PURE = [
     "ticker.core",
+    "ticker.client.state",
     # The server parses replay commands with these: that must not cost pandas.
     "ticker.replay.errors",
     "ticker.replay.control",
     "ticker.replay.clock",
     "ticker.replay.columns",
+    "ticker.replay.options",
     "ticker.core.wsframe",
     "ticker.config",
     "feeds.base",

@@ -33,6 +33,7 @@ from ticker.bus.registry import (
     describe,
     load,
     source_from_options,
+    sources_from_specs,
 )
 from ticker.bus.supervisor import FeedRunner
 from ticker.core.events import Event, Tick
@@ -91,8 +92,28 @@ def test_sources_carry_the_feeds_stall_timeout_and_bugs_are_one_line() -> None:
     assert source_from_options("quiet", {}, PLUGINS, stall_timeout=3.0).stall_timeout == 3.0
     with pytest.raises(SpecError, match="feed 'quiet': unknown option x"):
         source_from_options("quiet", {"x": "1"}, PLUGINS)
-    with pytest.raises(SpecError, match="feed 'buggy' failed to start: TypeError: oops"):
+    with pytest.raises(PluginError, match="feed 'buggy' failed to start: TypeError: oops"):
         source_from_options("buggy", {}, PLUGINS)
+
+
+async def test_a_plugin_whose_constructor_raises_does_not_stop_the_others() -> None:
+    """Not a bad option (a ValueError, a usage error): a bug or a missing resource. The other
+    feeds run, and its construction is retried under supervision like ``events()``."""
+    sources, broken = sources_from_specs(["quiet", "buggy"], eps=PLUGINS)
+    assert [s.name for s in sources] == ["quiet", "buggy"]
+    assert [str(e) for e in broken] == ["feed 'buggy' failed to start: TypeError: oops"]
+    runner = FeedRunner(
+        sources[1], lambda ev: None, initial_backoff=0.01, max_backoff=0.02, rng=random.Random(2)
+    )
+    runner.start()
+    for _ in range(200):
+        if runner.errors >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert runner.health()["last_error"] == "TypeError: oops"
+    await runner.stop()
+    with pytest.raises(PluginError, match="'buggy'"):  # alone, it is still an error at start
+        sources_from_specs(["buggy"], eps=PLUGINS)
 
 
 async def test_a_broken_plugin_is_retried_with_backoff_under_its_name() -> None:

@@ -7,6 +7,8 @@ edge node and reading from another.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
 import string
 import time
@@ -23,8 +25,18 @@ from tests.conftest import MS, ServerProcess
 from tests.redisutil import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.wsutil import Frame, Server, recv, recv_type, recv_until, tick, until
 from ticker.core.auth import AuthConfig
-from ticker.core.events import Event, Listing, News, Tick
-from ticker.net.publish import MAX_TICKS, MAX_TICKS_BYTES, PublishError, parse_news, parse_ticks
+from ticker.core.bars import INTERVALS
+from ticker.core.events import Bar, Event, Listing, News, Tick
+from ticker.net.publish import (
+    MAX_BARS,
+    MAX_TICKS,
+    MAX_TICKS_BYTES,
+    PublishError,
+    _BarIn,
+    parse_bars,
+    parse_news,
+    parse_ticks,
+)
 from ticker.net.server import create_app
 
 ADMIN = "admin-token-" + "p" * 24
@@ -422,3 +434,100 @@ async def test_redis_down_is_a_503() -> None:
             node.close()
     finally:
         own.close()
+
+
+# Bars
+
+
+def bar_json(symbol: str, k: int, interval: str = "1m", t0: float = 1_709_303_400_000.0) -> Any:
+    o = 100.0 + k
+    return {
+        "symbol": symbol,
+        "ts": t0 + k * INTERVALS[interval],
+        "interval": interval,
+        "open": o,
+        "high": o + 2,
+        "low": o - 1,
+        "close": o + 1,
+        "volume": 10.0 * k,
+    }
+
+
+def test_bar_validation_names_the_problem() -> None:
+    good = [bar_json("SPY", k) for k in range(3)]
+    assert [b.close for b in parse_bars(orjson.dumps(good))] == [101.0, 102.0, 103.0]
+    assert parse_bars(orjson.dumps({"bars": good})) == parse_bars(orjson.dumps(good))
+    for change, field, words in (
+        ({"ts": 1_709_303_400_001.0}, "ts", "multiple of 1m"),
+        ({"high": 99.0}, "low", "low <= open, close <= high"),
+        ({"interval": "2m"}, "interval", "Invalid enum value '2m'"),
+        ({"open": -1.0}, "open", "Expected `float` > 0.0"),
+        ({"volume": -1.0}, "volume", ">= 0"),
+        ({"extra": 1}, "extra", "unknown field"),
+    ):
+        body = [*good, {**bar_json("SPY", 3), **change}]
+        with pytest.raises(PublishError) as err:
+            parse_bars(orjson.dumps(body))
+        assert (err.value.index, err.value.field) == (3, field), change
+        assert words in err.value.message, err.value.message
+    with pytest.raises(PublishError, match="at most 10,000"):
+        parse_bars(orjson.dumps([bar_json("SPY", 0)] * (MAX_BARS + 1)))
+    # (_BarIn's fields are a bar's, in its order: the build relies on it)
+    assert [f.name for f in dataclasses.fields(Bar)] == list(_BarIn.__struct_fields__)
+
+
+async def test_posted_bars_reach_the_bars_api_and_bad_ones_nothing(srv: Server) -> None:
+    bars = [bar_json("SPY", k) for k in range(120)]
+    status, body = await post(srv, "/api/bars", [*bars[:10], {**bars[10], "low": 500.0}])
+    assert (status, body["index"], body["field"]) == (400, 10, "low")
+    assert "SPY" not in srv.hub.book.known, "nothing of a refused body is applied"
+    status, body = await post(srv, "/api/bars", {"bars": bars})
+    assert (status, body) == (202, {"accepted": 120})
+    resp = await srv.client.get("/api/bars", params={"symbol": "SPY", "interval": "1m"})
+    got = (await resp.json())["bars"]
+    assert got == [[b["ts"], b["open"], b["high"], b["low"], b["close"], b["volume"]] for b in bars]
+    resp = await srv.client.get("/api/bars", params={"symbol": "SPY", "interval": "1h"})
+    hours = (await resp.json())["bars"]
+    assert sum(h[5] for h in hours) == sum(b["volume"] for b in bars)
+    resp = await srv.client.get("/api/bars", params={"symbol": "SPY", "interval": "1s"})
+    assert (resp.status, (await resp.json())["error"]) == (400, "bad_interval")
+    assert srv.hub.book.quotes["SPY"]["price"] == bars[-1]["close"]
+
+
+async def test_bars_posted_to_an_edge_reach_another_edge(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    url = redis_server.url()
+    env = {"TICKER_ADMIN_TOKEN": ADMIN}
+    a = ServerProcess(*edge_args(url), env=env)
+    b = ServerProcess(*edge_args(url), env=env)
+    try:
+        async with aiohttp.ClientSession() as http:
+            bars = [bar_json("QQQ", k, "5m", t0=1_709_301_600_000.0) for k in range(50)]
+            async with http.post(a.url + "/api/bars", json=bars, headers=AUTH) as resp:
+                assert (resp.status, await resp.json()) == (202, {"accepted": 50})
+            want = [
+                [x["ts"], x["open"], x["high"], x["low"], x["close"], x["volume"]] for x in bars
+            ]
+
+            async def answer(node: ServerProcess) -> Any:
+                params = {"symbol": "QQQ", "interval": "5m"}
+                async with http.get(node.url + "/api/bars", params=params) as resp:
+                    return (await resp.json()).get("bars")
+
+            await until_async(lambda: answer(b), want)
+            c = ServerProcess(*edge_args(url), env=env)  # later: from the bars in Redis
+            try:
+                assert await answer(c) == want
+            finally:
+                c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+async def until_async(get: Any, want: Any, within: float = 8000 * MS) -> None:
+    deadline = time.monotonic() + within
+    while (got := await get()) != want:
+        assert time.monotonic() < deadline, got
+        await asyncio.sleep(0.05)

@@ -25,8 +25,9 @@ from tests.conftest import MS, ROOT, ServerProcess
 from tests.redisutil import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.wsutil import Frame, recv, recv_type, recv_until
 from ticker.bus.redis import RedisBus, news_key, split_url
+from ticker.core.bars import INTERVALS, BarBook
 from ticker.core.codec import decode_event, encode_event
-from ticker.core.events import Listing, News, Tick
+from ticker.core.events import Listing, News, Reset, Tick
 
 FEEDS = ("--feed", "sim:symbols=5,rate=200", "--feed", "simnews:rate=600")
 
@@ -360,3 +361,90 @@ async def test_a_news_item_posted_again_keeps_its_id(
     finally:
         await bus.stop()
         await r.aclose()
+
+
+async def bars_of(http: aiohttp.ClientSession, node: ServerProcess, symbol: str, iv: str) -> Any:
+    params = {"symbol": symbol, "interval": iv, "limit": "5000"}
+    async with http.get(node.url + "/api/bars", params=params) as resp:
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["bars"]
+
+
+async def test_an_edge_started_later_serves_the_same_bars(
+    ticker_server: type[ServerProcess],
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    url = redis_server.url()
+    ingest = ticker_server("--bus", url, "--role", "ingest", "--feed", "sim:symbols=3,rate=300")
+    early = ticker_server("--bus", url, "--role", "edge")
+    async with aiohttp.ClientSession() as http:
+        await wait_health(http, ingest, lambda b: b["bus"]["written"] >= 600)
+        late = ticker_server("--bus", url, "--role", "edge")  # ~2 s of ticks behind it
+        await wait_health(http, late, lambda b: b["bus"]["read"] >= 100)
+        ingest.stop()  # nothing new: both edges can read to the end
+        await asyncio.sleep(1.0)
+        async with http.get(early.url + "/api/quotes") as resp:
+            symbols = sorted((await resp.json())["quotes"])
+        assert len(symbols) == 3
+        for s in symbols:
+            for iv in ("1s", "5s", "1m", "1h"):
+                a, b = await bars_of(http, early, s, iv), await bars_of(http, late, s, iv)
+                assert a and a == b, (s, iv, a[-3:], b[-3:])
+        body = await health(http, late)
+        assert body["bus"]["read"] < (await health(http, early))["bus"]["read"]
+
+
+async def zscores(r: aioredis.Redis, key: str) -> list[tuple[bytes, float]]:
+    got: Any = await r.zrange(key, 0, -1, withscores=True)
+    return [(m, float(s)) for m, s in got]
+
+
+async def test_bar_state_in_redis_is_bounded_and_written_with_the_ticks(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """The ingest side's bars in Redis: one sorted set per symbol and interval trimmed to the
+    retention, a head per symbol; a reset cuts them; a new bus starts from them."""
+    url = redis_server.url()
+    got: list[Any] = []
+    retain = {"1s": 5, "5s": 3}
+    bus = RedisBus(url, got.append, role="ingest", bars=BarBook(retain), lease_ms=600)
+    await bus.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not bus.leader:
+            assert time.monotonic() < deadline, bus.health()
+            await asyncio.sleep(0.02)
+        t0 = 1_709_303_400_000.0
+        for k in range(40):  # 40 seconds, two trades each
+            bus.publish(Tick("AAPL", 100.0 + k, t0 + k * 1000, size=1.0))
+            bus.publish(Tick("AAPL", 99.0 + k, t0 + k * 1000 + 500, size=2.0))
+        while bus.counters["written"] < 80:
+            assert time.monotonic() < deadline, bus.health()
+            await asyncio.sleep(0.02)
+        r = aioredis.Redis.from_url(split_url(url)[0])
+        try:
+            key = bus.bar_key("AAPL", "1s")
+            assert await r.zcard(key) == 5
+            assert await r.zcard(bus.bar_key("AAPL", "5s")) == 3
+            scores = [s for _, s in await zscores(r, key)]
+            assert scores == [t0 + k * 1000 for k in range(34, 39)]  # 39 is forming: the head
+            bus.publish(Reset(("AAPL",), t0 + 36_000))
+            bus.publish(Tick("AAPL", 5.0, t0 + 36_000, size=1.0))
+            bus.publish(Tick("AAPL", 6.0, t0 + 37_000, size=1.0))
+            while bus.counters["written"] < 83:
+                assert time.monotonic() < deadline, bus.health()
+                await asyncio.sleep(0.02)
+            scores = [s for _, s in await zscores(r, key)]
+            assert scores == [t0 + k * 1000 for k in range(34, 37)]  # as the ring: 33 is gone
+            fresh = BarBook(retain)
+            edge = RedisBus(url, got.append, role="edge", bars=fresh)
+            await edge.start()
+            await edge.stop()
+            a, b = bus.bar_book.of("AAPL"), fresh.of("AAPL")
+            for w in INTERVALS.values():
+                assert a.bars(w, 100) == b.bars(w, 100)
+            assert b.bars(1000, 1)[0][:5] == (t0 + 37_000, 6.0, 6.0, 6.0, 6.0)
+        finally:
+            await r.aclose()
+    finally:
+        await bus.stop()

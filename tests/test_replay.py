@@ -437,11 +437,12 @@ def test_seek_moves_the_clock_and_the_position(clock: np.ndarray, to: float, sta
     pos = c.seek(to, now=5.0)
     t = min(max(to, clock[0]), clock[-1])
     assert c.market_time(5.0) == t
-    assert pos == int(np.sum(clock <= t))
-    if pos == len(clock):
-        assert c.state == "finished"
+    # Inclusive: every row at the target is still to play.
+    assert pos == int(np.sum(clock < to))
+    if state == "paused":
+        assert c.state == "paused", "a paused replay stays paused"
     else:
-        assert c.state == ("paused" if state == "paused" else "playing")
+        assert c.state == ("finished" if pos == len(clock) else "playing")
 
 
 @no_deadline

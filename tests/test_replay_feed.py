@@ -24,7 +24,7 @@ from pytest_aiohttp import AiohttpClient
 from feeds.replay import ReplayFeed
 from tests.conftest import MS
 from ticker.bus.supervisor import FeedSource
-from ticker.core.events import Event, Listing, Tick
+from ticker.core.events import Event, Listing, Reset, Tick
 from ticker.net.server import create_app
 
 T0 = pd.Timestamp("2024-03-01T14:30:00Z").value / 1e6
@@ -144,18 +144,24 @@ async def test_pause_seek_speed_resume(tmp_path: Path) -> None:
     await asyncio.sleep(30 * MS)
     assert feed.replay_status() == status, "a paused clock stands still"
 
+    seen = len(pump.events)
     feed.replay_control("seek", to=T0 + 50_500)
-    # The state at the new clock: the last tick of each symbol at or before it, then nothing.
-    await until(lambda: len(pump.ticks()) >= 3, what="the state at the seek")
-    assert [(t.symbol, t.price) for t in pump.ticks()[-2:]] == [("B", 150.0), ("A", 51.0)]
+    # A reset to the day's start, then that day up to the new clock (all of it here), then
+    # nothing while paused.
+    await until(lambda: len(pump.events) >= seen + 52, what="the catch-up of the seek")
+    await asyncio.sleep(30 * MS)
+    after = pump.events[seen:]
+    assert after[0] == Reset(("A", "B"), T0 - T0 % 86_400_000)
+    assert [t.ts for t in after[1:] if isinstance(t, Tick)] == [T0 + i * 1000.0 for i in range(51)]
+    assert len(after) == 52
     status = feed.replay_status()
     assert status is not None and (status["state"], status["clock"]) == ("paused", T0 + 50_500)
 
     feed.replay_control("speed", speed=math.inf)
     feed.replay_control("resume")
     await until(lambda: feed.status() == "finished", what="the end")
-    rest = pump.ticks()[3:]
-    assert [t.ts for t in rest] == [T0 + i * 1000.0 for i in range(51, 100)]
+    rest = pump.events[seen + 52 :]
+    assert [t.ts for t in rest if isinstance(t, Tick)] == [T0 + i * 1000.0 for i in range(51, 100)]
     status = feed.replay_status()
     assert status is not None and (status["speed"], status["clock"]) == (None, T0 + 99_000)
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from ticker.cli import main
-from ticker.core.events import Tick
+from ticker.core.events import Bar, Tick
 from ticker.replay.emit import events_between
 from ticker.replay.errors import ReplayError
 from ticker.replay.files import load
@@ -76,13 +76,14 @@ def test_ohlcv_bars_take_the_symbol_from_the_file_name(tmp_path: Path, fmt: str)
     )
     tape, report = load(write(df, tmp_path / f"nvda.{fmt}"))
     assert report.layouts == ("bars",)
-    evs = events_between(tape, 0, len(tape))
-    assert [(e.symbol, e.price, e.size) for e in evs if isinstance(e, Tick)] == [
-        ("NVDA", 10.2, 1000.0),
-        ("NVDA", 11.2, 2000.0),
-        ("NVDA", 12.2, 3000.0),
+    day = pd.Timestamp("2024-01-02T00:00:00Z").value / 1e6
+    # Oldest first, whole bars of 1d at their open time (UTC midnight of their date).
+    assert events_between(tape, 0, len(tape)) == [
+        Bar("NVDA", day, "1d", 10.0, 10.5, 9.5, 10.2, 1000.0),
+        Bar("NVDA", day + 86_400_000, "1d", 11.0, 11.5, 10.5, 11.2, 2000.0),
+        Bar("NVDA", day + 2 * 86_400_000, "1d", 12.0, 12.5, 11.5, 12.2, 3000.0),
     ]
-    assert tape.ts[0] == pd.Timestamp("2024-01-02T00:00:00Z").value / 1e6
+    assert report.bars == {"1d": 3} and "3 bars of 1d" in report.summary()
     renamed, _ = load(tmp_path / f"nvda.{fmt}", symbol="NVIDIA")
     assert renamed.symbols() == ("NVIDIA",)
 
@@ -210,8 +211,10 @@ def test_real_intraday_and_daily_bars(real_data: Path) -> None:
     tape, report = load(
         real_data / "intraday" / "mplfinance_SP500_NOV2019_IDayRVol.csv", symbol="SPX"
     )
-    # Date,Open,Close,High,Low,Volume: the price is the Close column, wherever it stands.
+    # Date,Open,Close,High,Low,Volume: the close is the Close column, wherever it stands.
     assert (report.layouts, report.events, report.bad) == (("bars",), 1563, {})
+    assert report.bars == {"1m": 1563} and "1,563 bars of 1m" in report.summary()
+    assert "ignored" not in report.summary()
     assert (tape.price[0], tape.size[0]) == (3080.49, 2209795.0)
     assert tape.ts[0] == pd.Timestamp("2019-11-05T09:30:00Z").value / 1e6
 
@@ -224,10 +227,11 @@ def test_real_intraday_and_daily_bars(real_data: Path) -> None:
     tape, report = load(real_data / "intraday" / "yfinance_EA-15m-no-bad-divs.csv", symbol="EA")
     assert report.events == 319 and tape.ts[0] == pd.Timestamp("2026-05-26T08:00:00Z").value / 1e6
 
-    # Daily bars newest first: replayed oldest first.
+    # Daily bars newest first: replayed oldest first, each at UTC midnight of its Tokyo date.
     tape, report = load(real_data / "daily" / "yfinance_4063-T-1d-bad-stock-split.csv")
     assert report.events == 22 and bool(np.all(np.diff(tape.ts) > 0))
-    assert tape.ts[-1] == pd.Timestamp("2023-04-14T00:00:00+09:00").value / 1e6
+    assert report.bars == {"1d": 22} and not report.adjusted
+    assert tape.ts[-1] == pd.Timestamp("2023-04-14T00:00:00Z").value / 1e6
 
 
 def test_real_tick_tables(real_data: Path) -> None:

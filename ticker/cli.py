@@ -1,5 +1,5 @@
 """Command line: ``ticker serve``, ``ticker feeds``, ``ticker record``, ``ticker replay``,
-``ticker token``.
+``ticker token``, ``ticker watch`` (ticker.watch).
 
 I/O shell: the parser, and one function per command that reads what it must (the config file, the
 environment, TLS files), takes its settings from ticker.config and runs. ``ticker serve`` (and
@@ -31,6 +31,7 @@ from ticker import __version__
 from ticker.bus.registry import SpecError, describe, load, sources_from_specs
 from ticker.bus.supervisor import FeedSource, run_feeds
 from ticker.config import (
+    MAX_TIME_SKEW_S,
     QUARANTINE_AFTER,
     QUARANTINE_WINDOW,
     SERVER_KEYS,
@@ -49,6 +50,7 @@ from ticker.core.events import Feed, Preloadable
 from ticker.core.roles import ROLES
 from ticker.net.server import create_app, serve, tls_context
 from ticker.ops.logs import protect, setup_logging
+from ticker.replay.options import OPTIONS as REPLAY_OPTIONS
 
 if TYPE_CHECKING:
     from ticker.store.recorder import Recorder
@@ -130,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--record", type=Path, metavar="DIR", help="also record every event to Parquet files in DIR"
     )
+    s.add_argument(
+        "--history",
+        type=Path,
+        metavar="DIR",
+        help="at start, load bars and last quotes from the recordings in DIR, and record there "
+        "(unless --record names another directory): a restart serves the same charts",
+    )
     _recording_args(s)
     _access_args(s)
 
@@ -155,18 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _recording_args(r)
 
     rp = sub.add_parser("replay", help="serve a replay of recorded or downloaded market data")
-    rp.add_argument("path", type=Path, help="a data file (CSV, CSV.gz, Parquet) or a directory")
-    rp.add_argument("--speed", help="market seconds per second, or max (default 1)")
-    rp.add_argument("--start", help="from this market time (ISO 8601, epoch...)")
-    rp.add_argument("--end", help="up to this market time")
-    rp.add_argument("--symbols", help="only these symbols, +-separated")
-    rp.add_argument("--loop", action="store_true", help="start over at the end")
-    rp.add_argument(
-        "--columns", metavar="ROLE:NAME+...", help="column overrides, e.g. ts:Date+price:Close"
-    )
-    rp.add_argument(
-        "--symbol", help="symbol of a table without a symbol column (default: file name)"
-    )
+    _replay_args(rp)
     rp.add_argument(
         "--check",
         action="store_true",
@@ -175,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--host", help="address to bind (default 127.0.0.1)")
     rp.add_argument("--port", type=int, help="port (default 8080; 0 = a free port)")
     _log_args(rp)
+
+    w = sub.add_parser(
+        "watch",
+        help="a live ticker in the terminal (a client of a running server)",
+        description="Watch SYMBOLS live: a table updating in place on a terminal, one line per "
+        "change when piped. The client token, if the server needs one, comes from $TICKER_TOKEN.",
+    )
+    w.add_argument("symbols", nargs="+", metavar="SYMBOL", help="symbols to watch, or *")
+    w.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8080/ws",
+        help="the server (default ws://127.0.0.1:8080/ws)",
+    )
+    w.add_argument("--news", action="store_true", help="also show news on those symbols")
 
     t = sub.add_parser("token", help="print a client token signed with the token secret")
     t.add_argument("--sub", help="who the token is for (its 'sub' claim)")
@@ -186,6 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires (3600)")
     t.add_argument("--config", type=Path, help="TOML file with an [auth] table")
     return p
+
+
+def _replay_args(p: argparse.ArgumentParser) -> None:
+    """One flag per option of the replay feed, from its table (ticker.replay.options), so that
+    none is missing or drifts: ``path`` is the positional argument, a yes/no option is
+    ``--name/--no-name``, any other ``--name VALUE``. A value is checked by the feed."""
+    for key, opt in REPLAY_OPTIONS.items():
+        text = opt.help + (f" (default {opt.default})" if opt.default else "")
+        if key == "path":
+            p.add_argument("path", type=Path, help=text)
+        elif opt.boolean:
+            p.add_argument(f"--{key}", action=argparse.BooleanOptionalAction, help=text)
+        else:
+            p.add_argument(f"--{key}", metavar=key.upper(), help=text)
 
 
 def _log_args(p: argparse.ArgumentParser) -> None:
@@ -247,6 +273,15 @@ def _recording_args(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="S",
         help=f"the window failures are counted in (default {QUARANTINE_WINDOW:g} s)",
+    )
+    p.add_argument(
+        "--max-time-skew",
+        dest="max_time_skew_s",
+        type=float,
+        metavar="S",
+        help=f"drop events of a live feed whose time is more than S seconds from the clock "
+        f"(a ts in seconds or microseconds; default {MAX_TIME_SKEW_S:g}; 0 = never; replays "
+        "are not checked)",
     )
 
 
@@ -315,6 +350,7 @@ async def _serve(args: argparse.Namespace) -> int:
             bus=settings.bus,
             role=settings.role,
             auth=settings.auth,
+            history=settings.history,
         )
     except ValueError as exc:  # the TLS files, the bus URL or the role
         raise UsageError(str(exc)) from exc
@@ -479,6 +515,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _feeds()
         if args.command == "token":
             return _token(args)
+        if args.command == "watch":
+            from ticker.watch import watch
+
+            token = os.environ.get("TICKER_TOKEN") or None
+            return _run(watch(args.url, args.symbols, news=args.news, token=token))
         quiet = args.command == "replay" and args.check  # --check prints only its summary
         try:  # plain or JSON lines on stderr, secrets scrubbed
             setup_logging("WARNING" if quiet else args.log_level, json=args.log_json)

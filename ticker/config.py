@@ -34,6 +34,7 @@ __all__ = [
     "ENV_ADMIN_TOKEN",
     "ENV_TOKEN_SECRET",
     "FILE_KEYS",
+    "MAX_TIME_SKEW_S",
     "QUARANTINE_AFTER",
     "QUARANTINE_WINDOW",
     "SERVER_KEYS",
@@ -62,10 +63,12 @@ QUARANTINE_AFTER = 5
 """Default: failures within :data:`QUARANTINE_WINDOW` seconds that quarantine a feed."""
 QUARANTINE_WINDOW = 60.0
 """Default: the sliding window (seconds) failures are counted in."""
+MAX_TIME_SKEW_S = 7 * 86_400.0
+"""Default: how far (seconds) a live feed's event time may be from the wall clock."""
 
 FILE_KEYS = frozenset(
     "host port feeds throttle_ms server bus role auth tls_cert tls_key quarantine_after "
-    "quarantine_window".split()
+    "quarantine_window max_time_skew_s history".split()
 )
 """Top-level keys of the config file."""
 AUTH_KEYS = frozenset(f.name for f in fields(AuthConfig) if f.init)
@@ -237,6 +240,9 @@ class Supervision:
     stall_timeout: float | None = None  # s of silence (None: the feed's own, else never; 0: never)
     quarantine_after: int = QUARANTINE_AFTER  # failures in the window that stop it (0: never)
     quarantine_window: float = QUARANTINE_WINDOW  # s
+    # Event times further than this from the wall clock are dropped as implausible (a feed's ts
+    # in seconds, or in microseconds); 0: never. Replays (their own clock) are not checked.
+    max_time_skew_s: float = MAX_TIME_SKEW_S
 
     def __post_init__(self) -> None:
         # From TOML and flags: the declared types are what is checked here, not given.
@@ -249,6 +255,9 @@ class Supervision:
             raise ConfigError(f"quarantine_window must be a number > 0, got {window!r}")
         if stall is not None and not stall >= 0:
             raise ConfigError(f"stall_timeout must be a number >= 0, got {stall!r}")
+        skew: Any = self.max_time_skew_s
+        if isinstance(skew, bool) or not isinstance(skew, int | float) or not skew >= 0:
+            raise ConfigError(f"max_time_skew_s must be a number >= 0, got {skew!r}")
         object.__setattr__(self, "quarantine_window", float(window))
 
 
@@ -299,6 +308,7 @@ class Settings:
     role: str = "all"  # or ingest, edge (create_app checks it)
     tls: TlsFiles | None = None  # None: plain HTTP
     record: RecordConfig | None = None  # None: no recording
+    history: Path | None = None  # recordings to load bars from at start (ticker.store.load)
 
     def __post_init__(self) -> None:
         _check_address(self.host, self.port)
@@ -387,7 +397,7 @@ def _file_layer(file: Mapping[str, Any], base: Path) -> dict[str, Any]:
     layer["auth"] = _table(file, "auth", AUTH_KEYS)
     if "feeds" in file:
         layer["feeds"] = _file_feeds(file["feeds"])
-    for key in ("tls_cert", "tls_key"):
+    for key in ("tls_cert", "tls_key", "history"):
         if key in file:
             if not isinstance(file[key], str):
                 raise ConfigError(f"config {key!r} must be a file name")
@@ -460,7 +470,8 @@ def with_served_name(auth: AuthConfig, bind: str) -> AuthConfig:
 
 
 def _supervision(s: Mapping[str, Any]) -> Supervision:
-    picked = {k: s[k] for k in ("stall_timeout", "quarantine_after", "quarantine_window") if k in s}
+    keys = ("stall_timeout", "quarantine_after", "quarantine_window", "max_time_skew_s")
+    picked = {k: s[k] for k in keys if k in s}
     return Supervision(**picked)
 
 
@@ -491,7 +502,8 @@ def serve_settings(
         file: the config file's table (:func:`parse_toml`); empty without ``--config``.
         flags: the flags given (never a default), shaped like the file: ``{"port": 0,
             "server": {"rate": 3.0}, "auth": {...}}``; besides the file's keys, the flag-only
-            ``stall_timeout``, ``record``, ``rotate_mb`` and ``rotate_s``.
+            ``stall_timeout``, ``record``, ``rotate_mb`` and ``rotate_s``. ``history`` implies
+            ``record`` into the same directory unless ``record`` names another one.
         env: the environment (``TICKER_ADMIN_TOKEN``, ``TICKER_TOKEN_SECRET``).
         base: the config file's directory: its ``tls_cert``/``tls_key`` are relative to it.
 
@@ -506,13 +518,17 @@ def serve_settings(
     if "throttle_ms" in s:  # the top-level key (and --throttle-ms) over [server]'s
         server_table["throttle_ms"] = s["throttle_ms"]
     hub, server = split_server_table(server_table)
+    history = None if s.get("history") is None else Path(s["history"])
+    # What is served is recorded where it is loaded from, so the next start has it too.
+    record = s.get("record") if s.get("record") is not None else history
     settings = Settings(
         **given,
         hub=hub,
         server=server,
         supervision=_supervision(s),
         tls=_tls(s),
-        record=None if s.get("record") is None else _record(Path(s["record"]), s),
+        record=None if record is None else _record(Path(record), s),
+        history=history,
     )
     auth = with_served_name(_auth(s.get("auth", {})), settings.host)
     return dataclasses.replace(settings, auth=auth)
@@ -536,16 +552,23 @@ def record_settings(flags: Mapping[str, Any]) -> RecordSettings:
     )
 
 
+_REPLAY_OWN = frozenset({"host", "port", "check"})
+"""``ticker replay``'s flags that are not the feed's options."""
+
+
 def replay_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> ReplaySettings:
     """``ticker replay``'s settings: its flags become the replay feed's options.
 
     Raises:
         ConfigError: a secret in the environment that is too short.
     """
-    options = {"path": str(flags["path"]), "loop": "yes" if flags.get("loop") else "no"}
-    for key in ("speed", "start", "end", "symbols", "columns", "symbol"):
-        if flags.get(key) is not None:
-            options[key] = str(flags[key])
+    options = {"path": str(flags["path"])}
+    # Every other flag given is a feed option (the CLI makes one per option); the feed checks
+    # the names and values. Yes/no flags become yes/no.
+    for key, value in flags.items():
+        if key in _REPLAY_OWN or key == "path" or value is None:
+            continue
+        options[key] = ("yes" if value else "no") if isinstance(value, bool) else str(value)
     given = {k: flags[k] for k in ("host", "port") if k in flags}
     settings = ReplaySettings(options, **given, check=bool(flags.get("check")))
     auth = with_served_name(_auth(_env_layer(env)["auth"]), settings.host)

@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
+import math
 import os
 import random
+import struct
 import time
 import uuid
 from collections import deque
@@ -41,17 +44,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import orjson
 import redis.asyncio as aioredis
 
 from ticker.aio import retrieve
 from ticker.core.backoff import backoff_delay
+from ticker.core.bars import DEFAULT_RETAIN, INTERVALS, BarBook, Row, SymbolBars
 from ticker.core.book import Book
 from ticker.core.codec import TICK, decode_event, encode_event
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
 from ticker.core.news_id import news_id_floor
 from ticker.core.roles import check_role, ingests, serves
 
-__all__ = ["NEWS_SCRIPT", "RedisBus", "news_key", "split_url"]
+__all__ = ["NEWS_SCRIPT", "RedisBus", "decode_bar_head", "news_key", "split_url"]
 
 log = logging.getLogger("ticker.redisbus")
 
@@ -128,6 +133,34 @@ def _entry_ms(eid: bytes) -> int:
     return int(eid.split(b"-", 1)[0])
 
 
+def _symbols_of(events: Sequence[Event]) -> dict[str, None]:
+    out: dict[str, None] = {}
+    for ev in events:
+        if type(ev) is Tick or type(ev) is Bar:
+            out[ev.symbol] = None
+        elif type(ev) is Reset:
+            out.update(dict.fromkeys(ev.symbols))
+    return out
+
+
+_ROW = struct.Struct("<6d")  # a bar in a sorted set: t o h l c v, 48 bytes (t keeps it unique)
+_NAMES = tuple(INTERVALS)
+_WIDTHS = tuple(INTERVALS.values())
+
+BarHead = tuple[int | None, Row | None, list[Row | None]]
+
+
+def decode_bar_head(data: bytes) -> BarHead:
+    """Pure; no I/O. A ``{prefix}:bars:head`` value -> :meth:`SymbolBars.state` (JSON
+    ``[finest, forming, [partial, ...]]``, each bar a list of six numbers or null)."""
+    finest, forming, partial = orjson.loads(data)
+
+    def row(r: list[float] | None) -> Row | None:
+        return None if r is None else (r[0], r[1], r[2], r[3], r[4], r[5])
+
+    return finest, row(forming), [row(p) for p in partial]
+
+
 class RedisBus:
     """I/O shell: publishes events to Redis Streams and/or feeds a hub from them.
 
@@ -150,6 +183,9 @@ class RedisBus:
         takeover_news_s: a standby keeps the news it saw this long (default two leases and a
             second) and writes it when it takes over, so items the dead holder never wrote are
             not lost; items it did write keep their id (``news_dedupe_s``).
+        bars: the hub's bars (edge side): loaded from Redis at start, so an edge started late
+            serves the bars of one that ran from the start. Its retention is also the one the
+            ingest side keeps in Redis (default :data:`~ticker.core.bars.DEFAULT_RETAIN`).
     """
 
     def __init__(
@@ -169,6 +205,7 @@ class RedisBus:
         takeover_news_s: float | None = None,
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
+        bars: BarBook | None = None,
     ) -> None:
         self.role = check_role(role)
         self.url, self.prefix = split_url(url)
@@ -196,6 +233,8 @@ class RedisBus:
         self.k_news_id = f"{p}:news_id"
         self.k_lease = f"{p}:lease"
         self.k_seen = f"{p}:news_seen:"
+        self.k_bar_head = f"{p}:bars:head"
+        self.bars = bars
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ingest = ingests(role)
         self.edge = serves(role)
@@ -210,6 +249,18 @@ class RedisBus:
         self._full_sync = True
         self.writer_state = "starting" if self.ingest else "off"
         self._recent_news: deque[tuple[float, News]] = deque(maxlen=news_maxlen)
+        # The bars as of what was written (the leader applies a batch as it writes it, so the
+        # state in Redis always matches the stream's last entry); a standby applies at once.
+        self.bar_book = BarBook(dict(DEFAULT_RETAIN) if bars is None else bars.retain)
+        self._bars_ahead = 0  # events at the front of _buf applied to bar_book already
+        self._bar_marks: dict[str, list[float]] = {}  # per symbol and level: last t written
+        self._bar_touched: dict[str, None] = {}  # symbols whose bars changed since written
+        self._bar_cuts: dict[str, float] = {}  # symbols rewound since written: earliest t
+        retain = self.bar_book.retain
+        self._bar_retain = [max(1, int(retain.get(n, DEFAULT_RETAIN[n]))) for n in _NAMES]
+        self._bars_synced = False
+        self._bar_counts = (0, 0)  # bars and heads queued by the last _queue_bars
+        self._write_lock = asyncio.Lock()  # the writer's and post()'s transactions, in order
         # Edge side
         self.reader_state = "starting" if self.edge else "off"
         self._loaded = asyncio.Event()
@@ -234,6 +285,8 @@ class RedisBus:
                 "resyncs",
                 "takeovers",
                 "takeover_news",
+                "bars_written",
+                "bar_heads_written",
             ),
             0,
         )
@@ -255,7 +308,12 @@ class RedisBus:
             self.book.apply(ev)
         elif type(ev) is Listing:
             self.book.declare(ev.symbols)
+        elif type(ev) is Bar:
+            self.book.apply_bar(ev)
+        elif type(ev) is Reset:
+            self.book.restart(ev.symbols)
         if not self.leader:
+            self._apply_bars(ev)
             # Standby: the holder publishes; our book is kept for the takeover snapshot, and
             # recent news for the takeover too (what the holder had not written when it died
             # goes out then; what it had is recognised by Redis as the same item).
@@ -350,39 +408,197 @@ class RedisBus:
             self._poster = self._client()
         r = self._poster
         news = r.register_script(NEWS_SCRIPT)
-        pipe = r.pipeline(transaction=True)
-        scratch = Book()
-        slots: list[int] = []
-        n = 0
-        for ev in events:
-            data = encode_event(ev)
-            if type(ev) is Tick:
-                if ev.symbol not in scratch.quotes and ev.symbol in self.book.quotes:
-                    scratch.quotes[ev.symbol] = dict(self.book.quotes[ev.symbol])
-                scratch.apply(ev)
+        async with self._write_lock:
+            pipe = r.pipeline(transaction=True)
+            scratch = Book()
+            slots: list[int] = []
+            n = 0
+            for ev in events:
+                data = encode_event(ev)
+                if type(ev) is News:
+                    # The same item posted again (a producer retrying) keeps its one id.
+                    await self._queue_news(news, pipe, data)
+                    slots.append(n)
+                    n += 1
+                    continue
                 pipe.xadd(self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True)
-            elif type(ev) is News:
-                # The same item posted again (a producer retrying) keeps its one id.
-                await self._queue_news(news, pipe, data)
-                slots.append(n)
-            else:
-                assert type(ev) is Listing
-                pipe.xadd(self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True)
-                if ev.symbols:
+                n += 1
+                if type(ev) is Tick or type(ev) is Bar:
+                    if ev.symbol not in scratch.quotes and ev.symbol in self.book.quotes:
+                        scratch.quotes[ev.symbol] = dict(self.book.quotes[ev.symbol])
+                    if type(ev) is Tick:
+                        scratch.apply(ev)
+                    elif type(ev) is Bar:
+                        scratch.apply_bar(ev)
+                elif type(ev) is Listing and ev.symbols:
                     pipe.sadd(self.k_symbols, *ev.symbols)
                     n += 1
-            n += 1
-        if scratch.quotes:
-            latest = {s: encode_event(_quote_tick(q)) for s, q in scratch.quotes.items()}
-            pipe.hset(self.k_quotes, mapping=latest)  # type: ignore[arg-type]
-        results = await pipe.execute()
+            if scratch.quotes:
+                latest = {s: encode_event(_quote_tick(q)) for s, q in scratch.quotes.items()}
+                pipe.hset(self.k_quotes, mapping=latest)  # type: ignore[arg-type]
+            # The bars as of these events, in the same transaction (the writer's take turns
+            # with it: the state in Redis matches the stream's end). Undone below if it fails.
+            before = {s: self._bar_snapshot(s) for s in _symbols_of(events)}
+            for ev in events:
+                self._apply_bars(ev)
+            marks = self._queue_bars(pipe, list(self._bar_touched))
+            try:
+                results = await pipe.execute()
+            except BaseException:
+                for s, snap in before.items():
+                    self._bar_restore(s, snap)
+                raise
+            self._bars_written(marks)
         for ev in events:  # into this node's book too (an ingest node's full sync rewrites it)
             if type(ev) is Tick:
                 self.book.apply(ev)
             elif type(ev) is Listing:
                 self.book.declare(ev.symbols)
+            elif type(ev) is Bar:
+                self.book.apply_bar(ev)
+            elif type(ev) is Reset:
+                self.book.restart(ev.symbols)
         self.counters["posted"] += len(events)
         return [int(results[i]) for i in slots]
+
+    # Bars: the ingest side keeps the bars of what it wrote in Redis, the edge starts from them
+
+    def bar_key(self, symbol: str, interval: str) -> str:
+        """The sorted set of ``symbol``'s closed ``interval`` bars (score: the bar's ``t``)."""
+        return f"{self.prefix}:bars:{symbol}:{interval}"
+
+    def _apply_bars(self, ev: Event) -> None:
+        """One event into the ingest side's bars (as the hub applies it)."""
+        book = self.bar_book
+        if type(ev) is Tick:
+            book.of(ev.symbol).trade(ev.ts, ev.price, ev.size or 0.0)
+            self._bar_touched[ev.symbol] = None
+        elif type(ev) is Bar:
+            row = (ev.ts, ev.open, ev.high, ev.low, ev.close, ev.volume)
+            with contextlib.suppress(ValueError):  # IntervalError: the hub refuses it too
+                book.of(ev.symbol).bar(row, INTERVALS[ev.interval])
+            self._bar_touched[ev.symbol] = None
+        elif type(ev) is Reset:
+            book.rewind(ev.symbols, ev.ts)
+            for sym in ev.symbols:
+                self._bar_touched[sym] = None
+                self._bar_cuts[sym] = min(self._bar_cuts.get(sym, ev.ts), ev.ts)
+
+    def _queue_bars(self, pipe: Any, symbols: Sequence[str]) -> dict[str, list[float]]:
+        """Queue on ``pipe`` what changed in the bars of ``symbols`` since last written: a
+        rewind's cut, the bars closed since (each set trimmed to the retention), the head.
+
+        Returns:
+            the marks (last ``t`` written per level) to keep once ``pipe`` succeeded.
+        """
+        marks: dict[str, list[float]] = {}
+        heads: dict[str, bytes] = {}
+        n = 0
+        for sym in symbols:
+            sb = self.bar_book.symbols.get(sym)
+            if sb is None or sb.finest is None:
+                continue
+            mark = list(self._bar_marks.get(sym) or [-math.inf] * len(_WIDTHS))
+            cut = self._bar_cuts.get(sym)
+            for level in range(sb.finest, len(_WIDTHS)):
+                width, key = _WIDTHS[level], self.bar_key(sym, _NAMES[level])
+                if cut is not None:
+                    bucket = cut - cut % width
+                    pipe.zremrangebyscore(key, bucket, "+inf")
+                    mark[level] = min(mark[level], bucket - width)
+                new = sb.closed(width, mark[level] + width)
+                if new:
+                    pipe.zadd(key, {_ROW.pack(*row): row[0] for row in new})
+                    pipe.zremrangebyrank(key, 0, -self._bar_retain[level] - 1)
+                    mark[level] = new[-1][0]
+                    n += len(new)
+            marks[sym] = mark
+            heads[sym] = orjson.dumps(sb.state())
+        if heads:
+            pipe.hset(self.k_bar_head, mapping=heads)
+        self._bar_counts = (n, len(heads))
+        return marks
+
+    def _bars_written(self, marks: dict[str, list[float]]) -> None:
+        """The transaction of :meth:`_queue_bars` succeeded."""
+        self._bar_marks.update(marks)
+        self._bar_touched.clear()
+        self._bar_cuts.clear()
+        n, heads = self._bar_counts
+        self.counters["bars_written"] += n
+        self.counters["bar_heads_written"] += heads
+
+    def _bar_snapshot(self, symbol: str) -> tuple[BarHead, dict[int, list[Row]]] | None:
+        sb = self.bar_book.symbols.get(symbol)
+        if sb is None:
+            return None
+        return sb.state(), {w: sb.closed(w, -math.inf) for w in _WIDTHS}
+
+    def _bar_restore(self, symbol: str, snap: tuple[BarHead, dict[int, list[Row]]] | None) -> None:
+        if snap is None:
+            self.bar_book.symbols.pop(symbol, None)
+        else:
+            self.bar_book.of(symbol).restore(*snap)
+
+    async def _read_bars(
+        self, r: aioredis.Redis, snapshot: bool
+    ) -> tuple[bytes, dict[str, SymbolBars], Any, Any]:
+        """The bars in Redis and the ticks stream's last entry id, in one transaction (so the
+        stream after that id is exactly what the bars do not hold yet); with ``snapshot`` the
+        symbol set and the quote hash too. Returns (id, bars per symbol, symbols, quotes)."""
+        keys: list[bytes] = await r.hkeys(self.k_bar_head)  # type: ignore[assignment]
+        names = sorted(k.decode() for k in keys)
+        while True:
+            pipe = r.pipeline(transaction=True)
+            pipe.xrevrange(self.k_ticks, count=1)
+            pipe.hgetall(self.k_bar_head)
+            if snapshot:
+                pipe.smembers(self.k_symbols)
+                pipe.hgetall(self.k_quotes)
+            for sym in names:
+                for name in _NAMES:
+                    pipe.zrange(self.bar_key(sym, name), 0, -1)
+            res: list[Any] = await pipe.execute()
+            heads = {k.decode(): v for k, v in res[1].items()}
+            if set(heads) <= set(names):  # else a symbol appeared meanwhile: read again
+                break
+            names = sorted(heads)
+        last, rest = res[0], res[4 if snapshot else 2 :]
+        out: dict[str, SymbolBars] = {}
+        retain = self.bar_book.retain if self.bars is None else self.bars.retain
+        scratch = BarBook(retain)
+        for i, sym in enumerate(names):
+            head = heads.get(sym)
+            if head is None:
+                continue
+            closed = {
+                w: [_ROW.unpack(m) for m in rest[i * len(_WIDTHS) + k]]
+                for k, w in enumerate(_WIDTHS)
+            }
+            sb = out[sym] = scratch.of(sym)
+            sb.restore(decode_bar_head(head), closed)
+        pos = last[0][0] if last else b"0-0"
+        return pos, out, res[2] if snapshot else None, res[3] if snapshot else None
+
+    async def _sync_bars(self, r: aioredis.Redis) -> None:
+        """Ingest side, before its first write as the holder: start from the bars in Redis
+        when it has none of its own (a restarted ingest node), and learn what Redis holds."""
+        if not self._bars_synced and not self.bar_book.symbols:
+            _, loaded, _, _ = await self._read_bars(r, snapshot=False)
+            self.bar_book.symbols.update(loaded)
+        self._bars_synced = True
+        syms = list(self.bar_book.symbols)
+        pipe = r.pipeline(transaction=False)
+        for sym in syms:
+            for name in _NAMES:
+                pipe.zrange(self.bar_key(sym, name), -1, -1, withscores=True)
+        res: list[Any] = await pipe.execute() if syms else []
+        for i, sym in enumerate(syms):
+            self._bar_marks[sym] = [
+                got[0][1] if got else -math.inf
+                for got in res[i * len(_WIDTHS) : (i + 1) * len(_WIDTHS)]
+            ]
+        self._bar_touched.update(dict.fromkeys(syms))  # every head is written again
 
     # Connections
 
@@ -471,6 +687,7 @@ class RedisBus:
         recent = [ev for t, ev in self._recent_news if t >= horizon]
         self._recent_news.clear()
         self._buf.extendleft(reversed(recent))
+        self._bars_ahead += len(recent)  # (news: nothing to apply to bars)
         self.counters["takeover_news"] += len(recent)
 
     # Ingest: writer
@@ -489,46 +706,58 @@ class RedisBus:
             while buf and len(batch) < self.batch:
                 batch.append(buf.popleft())
             full = self._full_sync
+            # The batch's events go into the bars now (those a failed attempt applied already
+            # are not applied twice), and the bars' changes go out in the same transaction as
+            # the events: what Redis holds of the bars always matches the stream's end.
+            ahead = min(self._bars_ahead, len(batch))
+            applied = False
             try:
-                pipe = r.pipeline(transaction=False)
-                latest: dict[str, bytes] = {}
-                n_news = 0
-                for ev in batch:
-                    data = encode_event(ev)
-                    if type(ev) is Tick:
+                async with self._write_lock:
+                    if full:
+                        await self._sync_bars(r)
+                    self._bars_ahead -= ahead
+                    for ev in batch[ahead:]:
+                        self._apply_bars(ev)
+                    applied = True
+                    pipe = r.pipeline(transaction=True)
+                    latest: dict[str, bytes] = {}
+                    n_news = 0
+                    for ev in batch:
+                        data = encode_event(ev)
+                        if type(ev) is News:
+                            await self._queue_news(news, pipe, data)
+                            n_news += 1
+                            continue
                         pipe.xadd(
                             self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True
                         )
-                        latest[ev.symbol] = data
-                    elif type(ev) is News:
-                        await self._queue_news(news, pipe, data)
-                        n_news += 1
-                    else:
-                        assert type(ev) is Listing
-                        pipe.xadd(
-                            self.k_ticks, {"e": data}, maxlen=self.ticks_maxlen, approximate=True
-                        )
-                        if ev.symbols:
+                        if type(ev) is Tick or type(ev) is Bar:
+                            latest[ev.symbol] = data
+                        elif type(ev) is Listing and ev.symbols:
                             pipe.sadd(self.k_symbols, *ev.symbols)
-                if full:
-                    # After the batch: these are newer than any buffered tick.
-                    latest.update(
-                        (s, encode_event(_quote_tick(q))) for s, q in self.book.quotes.items()
-                    )
-                    if self.book.known:
-                        pipe.sadd(self.k_symbols, *self.book.known)
-                else:
-                    # The hash holds the book's quote (session volume), not the raw tick.
-                    for s in latest:
-                        latest[s] = encode_event(_quote_tick(self.book.quotes[s]))
-                if latest:
-                    pipe.hset(self.k_quotes, mapping=latest)  # type: ignore[arg-type]
-                await pipe.execute()
+                    if full:
+                        # After the batch: these are newer than any buffered tick.
+                        latest.update(
+                            (s, encode_event(_quote_tick(q))) for s, q in self.book.quotes.items()
+                        )
+                        if self.book.known:
+                            pipe.sadd(self.k_symbols, *self.book.known)
+                    else:
+                        # The hash holds the book's quote (session volume), not the raw tick.
+                        for s in latest:
+                            latest[s] = encode_event(_quote_tick(self.book.quotes[s]))
+                    if latest:
+                        pipe.hset(self.k_quotes, mapping=latest)  # type: ignore[arg-type]
+                    marks = self._queue_bars(pipe, list(self._bar_touched))
+                    await pipe.execute()
+                self._bars_written(marks)
             except asyncio.CancelledError:
                 buf.extendleft(reversed(batch))
+                self._bars_ahead += len(batch) if applied else 0
                 raise
             except Exception as exc:
                 buf.extendleft(reversed(batch))
+                self._bars_ahead += len(batch) if applied else 0
                 self.counters["write_errors"] += 1
                 self._failed("write", exc)
                 self.writer_state = "retrying"
@@ -553,19 +782,36 @@ class RedisBus:
     # Edge: reader
 
     async def _load(self, r: aioredis.Redis, first: bool) -> None:
-        """Symbols and latest quotes into the hub; on first load, the retained news too."""
+        """Symbols and latest quotes into the hub; on first load, the retained news, and the
+        bars (when the hub's are given) with the ticks stream position they are as of."""
+        symbols: Any = None
+        quotes: Any = None
+        loaded: dict[str, SymbolBars] = {}
         if first:
-            # Stream positions before the snapshot: entries written meanwhile are read again
-            # (a tick twice is harmless: latest value wins; news is deduplicated by id).
-            for key in (self.k_ticks, self.k_news):
+            if self.bars is not None:
+                # Bars, symbols, quotes and the ticks position in one transaction: the stream
+                # after it is exactly what they do not hold (a trade twice would count twice).
+                pos, loaded, symbols, quotes = await self._read_bars(r, snapshot=True)
+                self._ids[self.k_ticks.encode()] = pos
+            # Else, positions before the snapshot: entries written meanwhile are read again
+            # (a tick twice is harmless to a quote: latest value wins; news is deduplicated).
+            for key in (self.k_news,) if self.bars is not None else (self.k_ticks, self.k_news):
                 last: Any = await r.xrevrange(key, count=1)
                 self._ids[key.encode()] = last[0][0] if last else b"0-0"
-        symbols: Any = await r.smembers(self.k_symbols)
+        if symbols is None:
+            symbols = await r.smembers(self.k_symbols)
+            quotes = await r.hgetall(self.k_quotes)
         if symbols:
             self.sink(Listing(tuple(sorted(s.decode() for s in symbols))))
-        quotes: Any = await r.hgetall(self.k_quotes)
         for _, data in sorted(quotes.items()):
-            self.sink(decode_event(data))
+            ev = decode_event(data)
+            if not first and self.bars is not None and type(ev) is Tick:
+                # A quote is the symbol's last trade, which the bars hold already.
+                ev = dataclasses.replace(ev, size=None)
+            self.sink(ev)
+        if self.bars is not None and loaded:
+            # After the quotes (the hub takes each as a trade): the bars as Redis has them.
+            self.bars.symbols.update(loaded)
         if first:
             entries: Any = await r.xrevrange(self.k_news, count=self.news_maxlen)
             for _, fields in reversed(entries):

@@ -41,7 +41,9 @@ class SpecError(ValueError):
 
 
 class PluginError(SpecError):
-    """An installed plug-in that fails to import (its name and the error are in the message)."""
+    """An installed plug-in that fails to import, or whose constructor raises something other
+    than ``ValueError`` (a bug, a missing resource): its name and the error are in the message.
+    Unlike a bad option, the server runs the other feeds and keeps retrying this one."""
 
 
 def available(eps: Iterable[EntryPoint] | None = None) -> dict[str, EntryPoint]:
@@ -125,7 +127,7 @@ def source_from_options(
     except ValueError as exc:
         raise SpecError(f"feed {name!r}: {exc}") from exc
     except Exception as exc:  # a plug-in's bug is still one line, not a traceback
-        raise SpecError(f"feed {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"feed {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
 
     def make() -> Feed:
         return first.pop() if first else factory(opts)
@@ -138,10 +140,12 @@ def source_from_options(
 def deferred_source(
     spec: str, eps: Mapping[str, EntryPoint] | None = None, label: str | None = None
 ) -> FeedSource:
-    """A source that imports its plug-in at every (re)start: for a plug-in that fails to import.
+    """A source that imports and builds its feed at every (re)start: for a plug-in that fails
+    to import or to construct.
 
-    The supervisor shows the import error in ``/healthz`` and retries with backoff, so the other
-    feeds run meanwhile, and installing a missing dependency heals it without a restart.
+    The supervisor shows the error in ``/healthz`` and retries with backoff (construction is
+    supervised like ``events()``), so the other feeds run meanwhile, and installing a missing
+    dependency (or whatever the constructor lacked) heals it without a restart.
     """
     name, opts = parse_spec(spec)
 
@@ -186,6 +190,7 @@ def sources_from_specs(
             src,
             quarantine_after=policy.quarantine_after,
             quarantine_window=policy.quarantine_window,
+            max_time_skew_s=policy.max_time_skew_s,
         )
         for src in sources
     ]

@@ -33,8 +33,18 @@ from typing import Any
 from ticker.aio import cancel_and_wait, retrieve
 from ticker.config import QUARANTINE_AFTER, QUARANTINE_WINDOW
 from ticker.core.backoff import backoff_delay
-from ticker.core.events import QUIET_STATES, Event, Feed, HasHealth, HasStallTimeout, HasStatus
-from ticker.core.validate import event_problem
+from ticker.core.events import (
+    QUIET_STATES,
+    Bar,
+    Controllable,
+    Event,
+    Feed,
+    HasHealth,
+    HasStallTimeout,
+    HasStatus,
+    Tick,
+)
+from ticker.core.validate import event_problem, time_problem
 
 __all__ = [
     "FeedGarbage",
@@ -63,6 +73,9 @@ class FeedSource:
     ``stall_timeout``: seconds without an event after which the feed is restarted (None: never).
     ``quarantine_after``: failures within ``quarantine_window`` seconds after which the feed is
     stopped for good (0: never).
+    ``max_time_skew_s``: a tick, bar or news item whose time is further than this from the wall
+    clock is dropped as invalid (0: never); a feed that can be steered (a replay:
+    :class:`~ticker.core.events.Controllable`) keeps its own clock and is not checked.
     """
 
     name: str
@@ -70,6 +83,7 @@ class FeedSource:
     stall_timeout: float | None = None
     quarantine_after: int = QUARANTINE_AFTER
     quarantine_window: float = QUARANTINE_WINDOW
+    max_time_skew_s: float = 0.0
 
     @classmethod
     def of(cls, feed: Feed) -> FeedSource:
@@ -129,6 +143,7 @@ class FeedRunner:
         self.max_invalid_run = max_invalid_run
         self.cleanup_timeout = cleanup_timeout
         self.invalid = 0
+        self.implausible = 0  # of them: times too far from the clock
         self.last_invalid: str | None = None
         self.abandoned = 0
         self.quarantine_reason: str | None = None
@@ -266,15 +281,22 @@ class FeedRunner:
     async def _consume(self, feed: Feed) -> None:
         publish = self.publish
         problem_of = event_problem
+        skew_ms = 0.0 if isinstance(feed, Controllable) else self.source.max_time_skew_s * 1e3
         async for ev in feed.events():
             problem = problem_of(ev)
             if problem is not None:
                 self._reject(problem)
                 continue
+            now = time.time()
+            if skew_ms and (type(ev) is Tick or type(ev) is Bar):
+                if abs(ev.ts - now * 1e3) > skew_ms:
+                    self.implausible += 1
+                    self._reject(time_problem(ev, now))
+                    continue
             publish(ev)
             self.events += 1
             self.last_event = ev
-            self.last_event_at = time.time()
+            self.last_event_at = now
             self._failures = 0
             self._invalid_run = 0
 
@@ -334,6 +356,7 @@ class FeedRunner:
             "last_error": self.last_error,
             "last_event_age_s": age,
             "invalid": self.invalid,
+            "implausible_times": self.implausible,
             "last_invalid": self.last_invalid,
             "quarantine_reason": self.quarantine_reason,
             **({"abandoned": self.abandoned} if self.abandoned else {}),

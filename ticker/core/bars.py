@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -338,6 +338,41 @@ class SymbolBars:
             tail.append(forming)
         out = closed + tail
         return None if len(out) > limit else out
+
+    # Snapshot: another process starts from the bars this one built (ticker.bus.redis)
+
+    def state(self) -> tuple[int | None, Row | None, list[Row | None]]:
+        """What is not closed yet: the finest level (index into :data:`INTERVALS`; None: no
+        data), the forming bar of trades (None: none, or bar-sourced), each level's partial bar
+        (built from closed bars of the level below; None: none)."""
+        f = self._forming
+        return (
+            self.finest,
+            None if f is None else (f[0], f[1], f[2], f[3], f[4], f[5]),
+            [None if p is None else (p[0], p[1], p[2], p[3], p[4], p[5]) for p in self._partial],
+        )
+
+    def closed(self, width: int, since: float) -> list[Row]:
+        """The closed bars of ``width`` ms starting at or after ``since``, oldest first."""
+        return self._rings[_WIDTHS.index(width)].since(since)
+
+    def restore(
+        self,
+        state: tuple[int | None, Row | None, Sequence[Row | None]],
+        closed: Mapping[int, Iterable[Row]],
+    ) -> None:
+        """Replace everything with a :meth:`state` and the closed bars of each width (oldest
+        first; a ring keeps its newest ones): what :meth:`state` and :meth:`closed` of another
+        instance gave, so this one continues where that one was."""
+        self.clear()
+        finest, forming, partial = state
+        self.finest = finest
+        self._forming = None if forming is None else list(forming)
+        self._partial = [None if p is None else list(p) for p in partial]
+        for width, rows in closed.items():
+            ring = self._rings[_WIDTHS.index(width)]
+            for row in rows:
+                ring.append(row)
 
     def clear(self) -> None:
         """Forget every bar."""

@@ -94,7 +94,11 @@ class Book:
             q["volume"] = q.get("volume", 0) + size
         if tick.prev_close is not None:
             q["prev_close"] = tick.prev_close
-        self._change(q, price)
+        pc = q.get("prev_close")
+        if pc:  # (inline: the per-tick path)
+            change = price - pc
+            q["change"] = round(change, 6)
+            q["change_pct"] = round(change * 100.0 / pc, 4)
         return q
 
     def apply_bar(self, bar: Bar) -> Quote:
@@ -126,6 +130,9 @@ class Book:
         for s in symbols:
             if s in self._day_end:
                 self._day_end[s] = _NEVER
+                q = self.quotes[s]
+                for derived in ("prev_close", "change", "change_pct"):  # (maybe from later on)
+                    q.pop(derived, None)
 
     def _new(self, sym: str, ts: float, open_: float, high: float, low: float) -> Quote:
         if sym not in self.known:

@@ -22,7 +22,7 @@ import math
 from ticker.core.bars import INTERVALS
 from ticker.core.events import Bar, Listing, News, Reset, Tick
 
-__all__ = ["MAX_SYMBOL_LEN", "event_problem"]
+__all__ = ["MAX_SYMBOL_LEN", "event_problem", "time_problem"]
 
 MAX_SYMBOL_LEN = 64
 """Longer symbols are refused: each one stays in the book, in ``hello`` and in every snapshot."""
@@ -199,3 +199,18 @@ def event_problem(ev: object) -> str | None:
     except Exception as exc:  # e.g. a Tick made with object.__new__, its fields unset
         problem = f"malformed {t.__name__}: {type(exc).__name__}"
     return None if problem is None else problem[:200]
+
+
+def time_problem(ev: Tick | Bar, now_s: float) -> str:
+    """Why a live event's time is implausible, for the log and ``/healthz``: how far it is from
+    ``now_s`` (the wall clock, epoch seconds), and the likely unit mistake."""
+    off_s = ev.ts / 1e3 - now_s
+    kind = "tick" if type(ev) is Tick else "bar"
+    hint = ""
+    if 0 < ev.ts < 1e11:
+        hint = "; a time in seconds, not milliseconds?"
+    elif ev.ts > 1e14:
+        hint = "; a time in microseconds or nanoseconds, not milliseconds?"
+    when = "ahead of" if off_s > 0 else "behind"
+    days = abs(off_s) / 86_400
+    return f"{kind} {ev.symbol}: ts {ev.ts:.0f} is {days:,.1f} days {when} the clock{hint}"[:200]

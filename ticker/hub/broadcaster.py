@@ -109,6 +109,7 @@ class Hub:
         self.clients: dict[Client, None] = {}
         self.news = NewsRing(cfg.news_retain)
         self.bars = BarBook(cfg.bars)
+        self._bars_of = self.bars.symbols.get  # (the per-tick lookup)
         self._bar_clients: dict[Client, None] = {}  # connections with a live bars stream
         self.stats: Counter[str] = Counter()
         self.started = time.time()
@@ -145,7 +146,7 @@ class Hub:
         self.book.apply(tick)
         symbol = tick.symbol
         price = tick.price
-        bars = self.bars.symbols.get(symbol)
+        bars = self._bars_of(symbol)
         if bars is None:
             bars = self.bars.of(symbol)
         bars.trade(tick.ts, price, tick.size or 0.0)

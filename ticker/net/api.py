@@ -33,22 +33,42 @@ MAX_BODY = 1024 * 1024
 """Largest request body but the publish API's (its own limits: ticker.net.publish)."""
 
 
+BROKEN_FEED_STATES = frozenset({"quarantined", "backoff"})
+"""Feed states that make ``/healthz`` say ``degraded``: stopped for good, or failing now."""
+
+
+def overall_status(feeds: list[dict[str, Any]], bus: dict[str, Any]) -> tuple[str, list[str]]:
+    """``ok`` or ``degraded``, and why: each feed quarantined or failing (in backoff), and a bus
+    that is not up. Pure."""
+    why = [f"feed {f['name']} {f['state']}" for f in feeds if f["state"] in BROKEN_FEED_STATES]
+    if bus.get("state") not in (None, "up"):
+        why.append(f"bus {bus['state']}")
+    return ("degraded" if why else "ok"), why
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: state and counters; ``status`` is ``ok`` or ``degraded`` (with
+    ``problems``). With ``?strict=1`` a degraded server answers 503 (for load balancers)."""
     app = request.app
     hub = app[HUB]
+    feeds = [r.health() for r in app[RUNNERS]]
+    bus = app[BUS].health()
+    status, problems = overall_status(feeds, bus)
     body = {
-        "status": "ok",
+        "status": status,
+        "problems": problems,
         "server": f"ticker/{__version__}",
         "uptime_s": round(time.time() - app[STARTED], 3),
-        "feeds": [r.health() for r in app[RUNNERS]],
-        "bus": app[BUS].health(),
+        "feeds": feeds,
+        "bus": bus,
         "tasks": len(asyncio.all_tasks()),  # leak check (tests/test_soak.py)
         "admission": app[ADMISSION].limits.health(),
     }
     if RECORDER in app:
         body["recorder"] = app[RECORDER].health()
     body.update(hub.health())
-    return _json(body)
+    strict = request.query.get("strict", "") not in ("", "0", "false", "no")
+    return _json(body, status=503 if strict and status != "ok" else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:

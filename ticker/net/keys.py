@@ -7,6 +7,7 @@ I/O shell; no logic.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUS",
     "BUS_URL",
+    "HISTORY",
     "HUB",
     "HUB_CONFIG",
     "METRICS",
@@ -46,5 +48,6 @@ SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
 SOURCES = web.AppKey("sources", list[FeedSource])
 STARTED = web.AppKey("started", float)
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
+HISTORY = web.AppKey("history", Path)
 METRICS = web.AppKey("metrics", Metrics)
 SOCKETS = web.AppKey("sockets", Sockets)

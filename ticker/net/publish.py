@@ -1,10 +1,13 @@
-"""Publish API: external producers push ticks and news over HTTP.
+"""Publish API: external producers push ticks, bars and news over HTTP.
 
 ``POST /api/ticks``: a JSON array of ticks, or ``{"ticks": [...]}``, at most :data:`MAX_TICKS`.
+``POST /api/bars``: a JSON array of OHLCV bars, or ``{"bars": [...]}``, at most :data:`MAX_BARS`.
 ``POST /api/news``: one news item (an object) or an array of at most :data:`MAX_NEWS`.
 
-Pure validation (:func:`parse_ticks`, :func:`parse_news`: msgspec, one pass over the bytes; the
-events are built by ticker.core.codec) and a thin I/O shell (the handlers). A request is all or
+Pure validation (:func:`parse_ticks`, :func:`parse_bars`, :func:`parse_news`: msgspec, one pass
+over the bytes; the events are built by ticker.core.codec; a bar also passes the core's
+:func:`~ticker.core.validate.event_problem`, which knows its cross-field rules) and a thin I/O
+shell (the handlers). A request is all or
 nothing: the whole body is validated before any event is applied, so a producer told ``400`` fixes
 its batch and sends it again, losing nothing and duplicating nothing. Accepted events take the
 app's bus path: in one process, ``MemoryBus.publish`` (the hub and the recorder); on Redis,
@@ -21,24 +24,29 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
 
 from ticker.bus.memory import Transactional
-from ticker.core.codec import NEWS, TICK
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.bars import INTERVALS
+from ticker.core.codec import BAR, NEWS, TICK
+from ticker.core.events import Bar, Event, Listing, News, Tick
+from ticker.core.validate import event_problem
 from ticker.net.keys import BUS, HUB, SERVER_CONFIG
 from ticker.net.responses import json_error, json_response
 
 __all__ = [
+    "MAX_BARS",
+    "MAX_BARS_BYTES",
     "MAX_NEWS",
     "MAX_NEWS_BYTES",
     "MAX_TICKS",
     "MAX_TICKS_BYTES",
     "PublishError",
     "add_publish_routes",
+    "parse_bars",
     "parse_news",
     "parse_ticks",
     "read_body",
@@ -50,6 +58,10 @@ MAX_TICKS = 10_000
 """Ticks per ``POST /api/ticks``."""
 MAX_TICKS_BYTES = 4 * 1024 * 1024
 """Body size of ``POST /api/ticks`` (10,000 ticks with every field take about 2 MB)."""
+MAX_BARS = 10_000
+"""Bars per ``POST /api/bars``."""
+MAX_BARS_BYTES = 4 * 1024 * 1024
+"""Body size of ``POST /api/bars`` (10,000 bars take about 1.5 MB)."""
 MAX_NEWS = 1_000
 """Items per ``POST /api/news``."""
 MAX_NEWS_BYTES = 1024 * 1024
@@ -95,13 +107,32 @@ class _NewsIn(msgspec.Struct, forbid_unknown_fields=True):
     ts: Positive | None = None  # default: when received
 
 
+class _BarIn(msgspec.Struct, forbid_unknown_fields=True):
+    symbol: Symbol
+    ts: NonNegative  # the bar's open time, epoch ms, a multiple of its interval
+    interval: Literal[tuple(INTERVALS)]  # type: ignore[valid-type]
+    open: Positive
+    high: Positive
+    low: Positive
+    close: Positive
+    volume: NonNegative = 0.0
+
+
+_BarList = Annotated[list[_BarIn], msgspec.Meta(max_length=MAX_BARS)]
+
+
+class _BarBatch(msgspec.Struct, forbid_unknown_fields=True):
+    bars: _BarList
+
+
 _ticks_decoder = msgspec.json.Decoder(_TickList | _TickBatch)
+_bars_decoder = msgspec.json.Decoder(_BarList | _BarBatch)
 _news_decoder = msgspec.json.Decoder(
     _NewsIn | Annotated[list[_NewsIn], msgspec.Meta(max_length=MAX_NEWS)]
 )
 
 _AT = re.compile(r" - at `(\$[^`]*)`$")
-_INDEX = re.compile(r"^\$(?:\.ticks)?\[(\d+)\](?:\.(\w+))?")
+_INDEX = re.compile(r"^\$(?:\.ticks|\.bars)?\[(\d+)\](?:\.(\w+))?")
 _FIELD = re.compile(r"field `(\w+)`")
 
 
@@ -172,6 +203,31 @@ def parse_ticks(body: bytes) -> list[Tick]:
     # (_TickIn's fields are a tick's, in its order: tests/test_codec.py)
     astuple, build = msgspec.structs.astuple, TICK.build
     return [build(list(astuple(t))) for t in items]
+
+
+def parse_bars(body: bytes) -> list[Bar]:
+    """Pure; no I/O. The bars of a ``POST /api/bars`` body (an array, or ``{"bars": [...]}``).
+
+    Each bar must also be one the core takes (:func:`~ticker.core.validate.event_problem`):
+    ``ts`` a multiple of its interval, ``low <= open, close <= high``.
+
+    Raises:
+        PublishError: as :func:`parse_ticks`, with :data:`MAX_BARS`.
+    """
+    try:
+        raw = _bars_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _refused(exc, f"too many bars: at most {MAX_BARS:,} per request") from None
+    items = raw.bars if isinstance(raw, _BarBatch) else raw
+    # (_BarIn's fields are a bar's, in its order: tests/test_publish.py)
+    astuple, build = msgspec.structs.astuple, BAR.build
+    out = [build(list(astuple(b))) for b in items]
+    for i, bar in enumerate(out):
+        problem = event_problem(bar)
+        if problem is not None:
+            field = "ts" if "ts must" in problem else ("low" if "low <=" in problem else None)
+            raise PublishError("bad_request", f"{problem} - at `$[{i}]`", i, field)
+    return out
 
 
 def parse_news(body: bytes, now_ms: float) -> list[News]:
@@ -265,7 +321,7 @@ async def _deliver(app: web.Application, events: list[Event]) -> list[int] | web
     """Apply ``events`` through the bus; the ids of the news items among them, in order."""
 
     hub, bus = app[HUB], app[BUS]
-    symbols = dict.fromkeys(ev.symbol for ev in events if type(ev) is Tick)
+    symbols = dict.fromkeys(ev.symbol for ev in events if type(ev) is Tick or type(ev) is Bar)
     new = tuple(s for s in symbols if s not in hub.book.known)
     if new:  # known at once, like a feed's declared symbols (and kept in Redis's symbol set)
         events = [Listing(new), *events]
@@ -313,6 +369,14 @@ async def post_ticks(request: web.Request) -> web.Response:
     return json_response({"accepted": done[0]}, 202)
 
 
+async def post_bars(request: web.Request) -> web.Response:
+    """``POST /api/bars``: 202 ``{"accepted": n}``."""
+    done = await _publish(request, MAX_BARS_BYTES, parse_bars)
+    if isinstance(done, web.Response):
+        return done
+    return json_response({"accepted": done[0]}, 202)
+
+
 async def post_news(request: web.Request) -> web.Response:
     """``POST /api/news``: 202 ``{"accepted": n, "ids": [...]}``."""
     now = time.time() * 1000.0
@@ -323,6 +387,7 @@ async def post_news(request: web.Request) -> web.Response:
 
 
 def add_publish_routes(app: web.Application) -> None:
-    """Add ``POST /api/ticks`` and ``POST /api/news`` to ``app`` (ticker.net.server)."""
+    """Add ``POST /api/ticks``, ``/api/bars`` and ``/api/news`` to ``app`` (ticker.net.server)."""
     app.router.add_post("/api/ticks", post_ticks)
+    app.router.add_post("/api/bars", post_bars)
     app.router.add_post("/api/news", post_news)

@@ -37,6 +37,7 @@ from ticker.net.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guar
 from ticker.net.keys import (
     BUS,
     BUS_URL,
+    HISTORY,
     HUB,
     HUB_CONFIG,
     METRICS,
@@ -175,6 +176,13 @@ async def plotly_js(request: web.Request) -> web.FileResponse:
 async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
     hub = Hub(app[HUB_CONFIG])
     app[HUB] = hub
+    history = app.get(HISTORY)
+    if history is not None:
+        # Before the feeds and the bus (their events continue the history) and before the site
+        # accepts (cleanup_ctx runs in runner.setup()); in a thread: the loop stays free.
+        from ticker.store.load import load_history
+
+        await asyncio.to_thread(load_history, history, hub.bars, hub.book)
     sink = hub.publish
     recorder = app.get(RECORDER)
     if recorder is not None:
@@ -195,7 +203,7 @@ async def _run_feeds(app: web.Application) -> AsyncIterator[None]:
         from ticker.bus.redis import RedisBus
 
         # Edge events reach the hub (and the recorder) from Redis, with service-wide news ids.
-        bus = redis_bus = RedisBus(url, sink, role=role, on_resync=hub.resync_all)
+        bus = redis_bus = RedisBus(url, sink, role=role, on_resync=hub.resync_all, bars=hub.bars)
     app[BUS] = bus
     sources = app[SOURCES] if role != "edge" else []
     feed_sink = bus.publish
@@ -248,6 +256,7 @@ def create_app(
     bus: str = "memory://",
     role: str = "all",
     auth: AuthConfig | None = None,
+    history: Path | None = None,
 ) -> web.Application:
     """Build the application. Feeds start when the app starts and stop when it stops.
 
@@ -262,6 +271,8 @@ def create_app(
             clients from the bus). Only ``all`` makes sense on the memory bus.
         auth: origins, tokens and entitlements (ticker.core.auth; default: no tokens, the server's
             own origin and localhost).
+        history: a directory of recordings to load bars and last quotes from at start
+            (``ticker serve --history``; ticker.store.load).
 
     Raises:
         ValueError: an unknown bus scheme or role, or a role other than ``all`` on memory.
@@ -284,6 +295,8 @@ def create_app(
     app[STARTED] = time.time()
     if recorder is not None:
         app[RECORDER] = recorder
+    if history is not None:
+        app[HISTORY] = history
     app.cleanup_ctx.append(_run_feeds)
     app.cleanup_ctx.append(_observe)
     app.on_shutdown.append(_close_sockets)

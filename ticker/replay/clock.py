@@ -126,15 +126,23 @@ class ReplayClock:
             self.state = "finished"
             self._anchor_market = float(self.times[-1]) if n else 0.0
 
+    @property
+    def at_end(self) -> bool:
+        """Every row has been emitted (finished, or paused at the end)."""
+        return self.position >= len(self.times)
+
     def pause(self, now: float) -> None:
-        """Stop the clock where it is (no-op unless playing)."""
+        """Stop the clock where it is, in any state: a finished replay is then paused at its end
+        (a seek keeps it paused; a resume starts it over)."""
         if self.state == "playing":
             self._anchor_market = self.market_time(now)
+        if len(self.times):
             self.state = "paused"
 
     def resume(self, now: float) -> None:
-        """Run the clock again from where it stopped; a finished replay starts over."""
-        if self.state == "finished":
+        """Run the clock again from where it stopped; at the end (finished, or paused there) it
+        starts over."""
+        if self.at_end:
             self.restart(now)
         elif self.state == "paused":
             self._anchor_wall = now
@@ -149,28 +157,28 @@ class ReplayClock:
             self.state = "playing"
 
     def seek(self, to: float, now: float) -> int:
-        """Move the market clock to ``to``; rows at or before it count as past.
+        """Move the market clock to ``to``: rows before it count as past, the rows at ``to`` and
+        after are still to play (every row sharing the time ``to``: a seek is inclusive).
 
-        Playing or paused stays so; a finished replay plays again unless the seek is to its end.
+        Paused stays paused; otherwise the replay plays from there (finished only when ``to`` is
+        past the last row).
 
         Args:
-            to: the market time in epoch ms, clamped to the data.
+            to: the market time in epoch ms (the clock is clamped to the data).
             now: the current time.
 
         Returns:
-            The new position: the first row after ``to``.
+            The new position: the first row at or after ``to``.
         """
         n = len(self.times)
         if not n:
             return 0
         t = min(max(float(to), float(self.times[0])), float(self.times[-1]))
-        self.position = int(np.searchsorted(self.times, t, side="right"))
+        self.position = int(np.searchsorted(self.times, float(to), side="left"))
         self._anchor_market = t
         self._anchor_wall = now
-        if self.position >= n:
-            self.state = "finished"
-        elif self.state == "finished":
-            self.state = "playing"
+        if self.state != "paused":
+            self.state = "finished" if self.position >= n else "playing"
         return self.position
 
     def set_speed(self, speed: float, now: float) -> None:

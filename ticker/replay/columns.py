@@ -6,11 +6,14 @@ Layouts (:func:`detect_layout`):
 
 - ``recording``: what :mod:`ticker.store.recorder` writes (ticks, news and listings, in ingest
   order).
-- ``ticks``: a time column, a price and optionally symbol, size, bid, ask, volume.
+- ``ticks``: a time column, a price and optionally symbol, size, bid, ask, volume. A per-trade
+  quantity (``size``, ``qty``, or a plain ``Volume`` column) is ``size``; only a column named as
+  cumulative (``cum_volume``, ``total_volume``...) or declared with ``columns=volume:NAME`` is the
+  session's running ``volume``.
 - ``bars``: OHLCV bars as finance sites export them (Date, Open, High, Low, Close, Adj Close,
-  Volume); one tick per bar at its close, the bar's volume as the tick's ``size``. Without a symbol
-  column the symbol comes from the file name (:func:`symbol_from_filename`) or the ``symbol``
-  option.
+  Volume): roles ``open``, ``high``, ``low``, ``price`` (the close) and ``size`` (the bar's own
+  volume). Without a symbol column the symbol comes from the file name
+  (:func:`symbol_from_filename`) or the ``symbol`` option.
 - ``long``: symbol, time and one value column (``close``, ``value``...).
 - ``wide``: a time column and one numeric column per symbol.
 """
@@ -34,7 +37,19 @@ __all__ = [
 ]
 
 LAYOUTS = ("recording", "ticks", "bars", "long", "wide")
-ROLES = ("ts", "symbol", "price", "size", "bid", "ask", "volume", "prev_close")
+ROLES = (
+    "ts",
+    "symbol",
+    "price",
+    "size",
+    "bid",
+    "ask",
+    "volume",
+    "prev_close",
+    "open",
+    "high",
+    "low",
+)
 """Roles a ``columns=role:Name+...`` override may assign."""
 
 # Candidates per role, best first, as normalised names (lower case, runs of other chars -> "_").
@@ -73,10 +88,12 @@ _OPEN = ("open", "open_price")
 _HIGH = ("high", "high_price")
 _LOW = ("low", "low_price")
 _VALUE = ("value", "val", "quote", "rate")
-_SIZE = ("size", "qty", "quantity", "trade_size", "last_size", "amount")
+# A plain "volume" column of a trades (or bars) table is the row's own quantity, not a running
+# total: a running total is named so, or declared with columns=volume:NAME.
+_SIZE = ("size", "qty", "quantity", "trade_size", "last_size", "amount", "volume", "vol")
 _BID = ("bid", "bid_price", "bid_px", "bid_px_00", "best_bid", "bidprice")
 _ASK = ("ask", "ask_price", "ask_px", "ask_px_00", "best_ask", "askprice", "offer")
-_VOLUME = ("volume", "vol", "cum_volume", "total_volume")
+_VOLUME = ("cum_volume", "cumulative_volume", "total_volume", "day_volume", "session_volume")
 _PREV_CLOSE = ("prev_close", "previous_close", "prevclose")
 _OPTIONAL = (
     ("symbol", _SYMBOL),
@@ -148,9 +165,16 @@ class _Names:
             self.by_norm.setdefault(_norm(c), c)
         self.found = ", ".join(self.cols) or "(none)"
 
-    def pick(self, candidates: Sequence[str]) -> str | None:
-        """The column of the best candidate present, None if none is."""
-        return next((self.by_norm[c] for c in candidates if c in self.by_norm), None)
+    def pick(self, candidates: Sequence[str], taken: Collection[str] = ()) -> str | None:
+        """The column of the best candidate present and not ``taken``, None if none is."""
+        return next(
+            (
+                self.by_norm[c]
+                for c in candidates
+                if c in self.by_norm and self.by_norm[c] not in taken
+            ),
+            None,
+        )
 
     def resolve(self, name: str) -> str:
         """The column an override names: as written, else by its normalised form."""
@@ -200,10 +224,13 @@ def detect_layout(
             f"the table has: {names.found}; name it with columns=ts:NAME"
         )
     roles: dict[str, str] = {"ts": ts}
+    # A column plays one role: what an override names is not detected for another.
+    taken = {ts, *over.values()}
     for role, candidates in _OPTIONAL:
-        col = over.get(role) or names.pick(candidates)
+        col = over.get(role) or names.pick(candidates, taken)
         if col is not None and col != ts:
             roles[role] = col
+            taken.add(col)
     return _classify(names, roles, over, numeric)
 
 
@@ -213,14 +240,19 @@ def _classify(
     """Bars, ticks, long or wide, from the roles found so far (``roles`` gains the price)."""
     cols, ts = names.cols, roles["ts"]
     close = names.pick(_CLOSE)
-    ohlc = sum(names.pick(c) is not None for c in (_OPEN, _HIGH, _LOW))
+    ohlc = {
+        role: over.get(role) or names.pick(cands)
+        for role, cands in (("open", _OPEN), ("high", _HIGH), ("low", _LOW))
+    }
     price = over.get("price") or names.pick(_PRICE)
-    if close is not None and ohlc >= 2:
+    if (close is not None or price is not None) and sum(c is not None for c in ohlc.values()) >= 2:
         kind = "bars"
-        roles["price"] = price or close
-        # A bar's volume is that bar's, not the session's running total: it replays as size.
+        roles["price"] = price or close or ""
+        # Bars replay as bars with all of open, high and low (else as ticks at their close).
+        roles.update({role: col for role, col in ohlc.items() if col is not None})
+        # A bar's volume is that bar's own: a running total is not a bar's.
         vol = roles.pop("volume", None)
-        if vol is not None and "size" not in over:
+        if vol is not None and "size" not in roles:
             roles["size"] = vol
     elif price is not None:
         kind = "ticks"

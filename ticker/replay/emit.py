@@ -1,7 +1,7 @@
-"""Pure; no I/O. What a replay emits: the events (ticks and news) of a tape's rows.
+"""Pure; no I/O. What a replay emits: the events (ticks, bars and news) of a tape's rows.
 
-Vectorised with numpy. Ticks are built column-wise, a batch at a time: building them is the main
-cost of a replay, so nothing here runs a Python step per tick.
+Vectorised with numpy. Ticks and bars are built column-wise, a batch at a time: building them is
+the main cost of a replay, so nothing here runs a Python step per row.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from ticker.core.events import Event, News, Tick
+from ticker.core.bars import INTERVALS
+from ticker.core.events import Bar, Event, News, Tick
 from ticker.replay.tape import Floats, Tape
 
 __all__ = ["events_between"]
@@ -33,27 +35,54 @@ def _optional(a: Floats) -> Iterable[float | None]:
     return o.tolist()  # type: ignore[no-any-return]
 
 
-# ``Tick`` is a frozen slots dataclass: its generated __init__ sets each field through
-# ``object.__setattr__``, a Python call per field per tick. For a batch, we allocate the
+# ``Tick`` and ``Bar`` are frozen slots dataclasses: the generated __init__ sets each field
+# through ``object.__setattr__``, a Python call per field per event. For a batch, we allocate the
 # instances and fill each slot for all of them with ``map`` over the slot descriptor's setter: no
-# Python frame per tick, and the very same objects (equal, hashable, frozen afterwards). Fields
-# this module does not know get their default; a Tick with a __post_init__ (validation) is built
+# Python frame per event, and the very same objects (equal, hashable, frozen afterwards). Fields
+# this module does not know get their default; a class with a __post_init__ (validation) is built
 # the ordinary way.
-_TICK_FIELDS = tuple(f.name for f in fields(Tick))
-_TICK_SETTERS = tuple(Tick.__dict__[name].__set__ for name in _TICK_FIELDS)
-_TICK_DEFAULTS = {f.name: f.default for f in fields(Tick) if f.default is not MISSING}
-_FAST_TICKS = not hasattr(Tick, "__post_init__") and set(_TICK_FIELDS) <= {
-    "symbol",
-    "price",
-    "ts",
-    *_TICK_DEFAULTS,
-}
+class _Maker:
+    """Builds instances of one frozen slots dataclass column-wise."""
+
+    def __init__(self, cls: type[Any], known: set[str]) -> None:
+        self.cls = cls
+        self.fields = tuple(f.name for f in fields(cls))
+        self.setters = tuple(cls.__dict__[name].__set__ for name in self.fields)
+        self.defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+        self.fast = not hasattr(cls, "__post_init__") and set(self.fields) <= known | set(
+            self.defaults
+        )
+
+    def build(self, cols: dict[str, Iterable[Any]], n: int) -> list[Event]:
+        if not self.fast:
+            return [
+                self.cls(**dict(zip(cols, row, strict=True)))
+                for row in zip(*cols.values(), strict=True)
+            ]
+        # A batch allocates thousands of objects and creates no reference cycles: the cyclic
+        # collector would only rescan them midway. Refcounting still frees them.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            out: list[Event] = list(map(object.__new__, repeat(self.cls, n)))
+            for name, setter in zip(self.fields, self.setters, strict=True):
+                values = cols[name] if name in cols else repeat(self.defaults[name], n)
+                _consume(map(setter, out, values))
+        finally:
+            if collecting:
+                gc.enable()
+        return out
+
+
 _consume = deque[Any](maxlen=0).extend
+_TICKS = _Maker(Tick, {"symbol", "price", "ts", "size", "bid", "ask", "volume", "prev_close"})
+_BARS = _Maker(Bar, {"symbol", "ts", "interval", "open", "high", "low", "close", "volume"})
+_WIDTHS = np.array(list(INTERVALS.values()), dtype=np.float64)
+_NAMES = np.array(list(INTERVALS), dtype=object)
 
 
 def _ticks(tape: Tape, i: int, j: int) -> list[Event]:
     """Rows ``i`` to ``j`` (exclusive) as ticks, whatever their kind."""
-    n = j - i
     cols: dict[str, Iterable[Any]] = {
         "symbol": tape.symbol[i:j].tolist(),
         "price": tape.price[i:j].tolist(),
@@ -64,27 +93,30 @@ def _ticks(tape: Tape, i: int, j: int) -> list[Event]:
         "volume": _optional(tape.volume[i:j]),
         "prev_close": _optional(tape.prev_close[i:j]),
     }
-    if not _FAST_TICKS:
-        return [
-            Tick(**dict(zip(cols, row, strict=True))) for row in zip(*cols.values(), strict=True)
-        ]
-    # A batch allocates thousands of objects and creates no reference cycles: the cyclic
-    # collector would only rescan them midway. Refcounting still frees them.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        out: list[Event] = list(map(object.__new__, repeat(Tick, n)))
-        for name, setter in zip(_TICK_FIELDS, _TICK_SETTERS, strict=True):
-            values = cols[name] if name in cols else repeat(_TICK_DEFAULTS[name], n)
-            _consume(map(setter, out, values))
-    finally:
-        if collecting:
-            gc.enable()
-    return out
+    return _TICKS.build(cols, j - i)
+
+
+def _bars(tape: Tape, rows: npt.NDArray[np.intp]) -> list[Event]:
+    """The bar rows ``rows`` as bars (the row's volume NaN: 0)."""
+    assert tape.interval is not None and tape.open is not None
+    assert tape.high is not None and tape.low is not None
+    volume = tape.size[rows]
+    cols: dict[str, Iterable[Any]] = {
+        "symbol": tape.symbol[rows].tolist(),
+        "ts": tape.ts[rows].tolist(),
+        "interval": _NAMES[np.searchsorted(_WIDTHS, tape.interval[rows])].tolist(),
+        "open": tape.open[rows].tolist(),
+        "high": tape.high[rows].tolist(),
+        "low": tape.low[rows].tolist(),
+        "close": tape.price[rows].tolist(),
+        "volume": np.nan_to_num(volume, nan=0.0).tolist(),
+    }
+    return _BARS.build(cols, len(rows))
 
 
 def events_between(tape: Tape, i: int, j: int) -> list[Event]:
-    """The events of a tape's rows, in order: ticks, and news where a row is news.
+    """The events of a tape's rows, in order: ticks, bars where a row is a bar, news where a row
+    is news.
 
     Args:
         tape: the tape.
@@ -97,12 +129,23 @@ def events_between(tape: Tape, i: int, j: int) -> list[Event]:
     j = min(j, len(tape))
     if i >= j:
         return []
+    bars = None if tape.interval is None else ~np.isnan(tape.interval[i:j])
+    if bars is not None and bars.all():
+        return _bars(tape, np.arange(i, j))
+    out: list[Event] = _ticks(tape, i, j)
+    if bars is not None and bars.any():
+        at = np.flatnonzero(bars)
+        placed = np.empty(j - i, dtype=object)
+        placed[:] = out
+        built = np.empty(len(at), dtype=object)
+        built[:] = _bars(tape, at + i)
+        placed[at] = built
+        out = placed.tolist()
     if tape.is_news is None or not tape.is_news[i:j].any():
-        return _ticks(tape, i, j)
+        return out
     assert tape.headline is not None and tape.source is not None and tape.tags is not None
     assert tape.url is not None and tape.summary is not None
     news = tape.is_news[i:j]
-    out: list[Event] = _ticks(tape, i, j)
     for k in np.flatnonzero(news).tolist():
         r = i + k
         out[k] = News(

@@ -8,12 +8,13 @@ What a table means is the pure modules' work: :func:`~ticker.replay.normalise.ta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ticker.core.bars import INTERVALS
 from ticker.replay.columns import symbol_from_filename
 from ticker.replay.errors import ReplayError
 from ticker.replay.normalise import RowCounts, normalise, table_layout
@@ -52,6 +53,9 @@ class LoadReport:
         ignored: the columns that played no part, each once.
         start: the market time of the first event (ms), None without events.
         end: the market time of the last event (ms), None without events.
+        bars: interval name -> the bars of that interval among the events.
+        adjusted: what was kept but changed -> rows (``floored to the interval``: bars moved to
+            the start of their interval; ``merged``: bars merged into one that shares its start).
     """
 
     files: int
@@ -63,6 +67,8 @@ class LoadReport:
     ignored: tuple[str, ...] = ()
     start: float | None = None
     end: float | None = None
+    bars: Mapping[str, int] = field(default_factory=dict)
+    adjusted: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def skipped(self) -> int:
@@ -82,12 +88,17 @@ class LoadReport:
             f"({', '.join(self.layouts) or 'no data'}), {self.rows:,} rows -> "
             f"{self.events:,} events, {self.symbols:,} symbol{'s' if self.symbols != 1 else ''}"
         )
+        if self.bars:
+            kinds = ", ".join(f"{n:,} bars of {name}" for name, n in self.bars.items())
+            s = s.replace(" events, ", f" events ({kinds}), ", 1)
         if self.events:
             s += f", {when(self.start)} .. {when(self.end)}"
         bad = {k: v for k, v in self.bad.items() if v}
         if bad:
             detail = ", ".join(f"{v:,} {k}" for k, v in sorted(bad.items()))
             s += f"; skipped {self.skipped:,} bad rows ({detail})"
+        if self.adjusted:
+            s += "; " + ", ".join(f"{v:,} {k}" for k, v in self.adjusted.items())
         if self.ignored:
             names = ", ".join(self.ignored[:4]) + (", ..." if len(self.ignored) > 4 else "")
             s += f"; ignored {len(self.ignored)} columns ({names})"
@@ -207,6 +218,7 @@ def load(
     columns: Mapping[str, str] | None = None,
     symbol: str | None = None,
     probe: bool = False,
+    interval: str | None = None,
 ) -> tuple[Tape, LoadReport]:
     """Read ``path`` (a file or a directory of them) into one tape, bad rows skipped and counted.
 
@@ -216,6 +228,8 @@ def load(
             (:func:`~ticker.replay.columns.parse_columns_option`).
         symbol: the symbol for tables without a symbol column (default: from the file name).
         probe: read only the first rows of each file (a quick check of readability and layout).
+        interval: the interval of bar files' rows (default: detected per symbol from their
+            spacing).
 
     Returns:
         The tape, and the report of what was read and skipped.
@@ -236,7 +250,11 @@ def load(
         try:
             layout = table_layout(df, columns)
             tape = normalise(
-                df, layout, symbol=symbol or symbol_from_filename(f.name), counts=counts
+                df,
+                layout,
+                symbol=symbol or symbol_from_filename(f.name),
+                counts=counts,
+                interval=interval,
             )
         except ReplayError as exc:
             raise ReplayError(f"{f}: {exc}") from None
@@ -256,5 +274,10 @@ def load(
         ignored=tuple(dict.fromkeys(ignored)),
         start=float(tape.clock[0]) if len(tape) else None,
         end=float(tape.clock[-1]) if len(tape) else None,
+        bars={_NAMES[w]: n for w, n in tape.bar_counts().items()},
+        adjusted=dict(counts.adjusted),
     )
     return tape, report
+
+
+_NAMES = {w: name for name, w in INTERVALS.items()}

@@ -2,11 +2,14 @@
 
 Needs pandas for a few vectorised queries (distinct symbols, case-insensitive matching, the last
 row of each symbol). Nothing here loops over rows in Python.
+
+A row is a tick, a news item (``is_news``) or an OHLCV bar (``interval`` set: its width in ms;
+``price`` is its close, ``size`` its own volume, ``ts`` its open time).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,7 +17,27 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["Floats", "Objects", "Tape", "concat", "nan_floats", "none_objects", "state_rows"]
+from ticker.core.bars import DEFAULT_RETAIN, INTERVALS
+
+__all__ = [
+    "BAR_FIELDS",
+    "CATCH_UP_ROWS",
+    "DAY_MS",
+    "Floats",
+    "Objects",
+    "SeekPlan",
+    "Tape",
+    "concat",
+    "nan_floats",
+    "none_objects",
+    "seek_plan",
+    "state_rows",
+]
+
+BAR_FIELDS = ("interval", "open", "high", "low")
+"""The tape's columns that only bar rows fill."""
+
+DAY_MS = 86_400_000.0
 
 Floats = npt.NDArray[np.float64]
 Objects = npt.NDArray[np.object_]
@@ -36,7 +59,9 @@ class Tape:
 
     ``clock`` is non-decreasing (the schedule's time, ms): ``ts`` itself for sorted sources, its
     running maximum for recordings (which keep their ingest order). Optional numbers are NaN when
-    absent. News rows have ``is_news`` set and ``symbol`` ``""``.
+    absent. News rows have ``is_news`` set and ``symbol`` ``""``. Bar rows have ``interval`` (the
+    bar's width in ms; NaN on other rows), ``open``, ``high`` and ``low``; their ``price`` is the
+    close and their ``size`` the bar's volume. Tapes without bars leave the four None.
     """
 
     ts: Floats
@@ -55,6 +80,10 @@ class Tape:
     summary: Objects | None = None
     tags: Objects | None = None
     listed: tuple[str, ...] = ()
+    interval: Floats | None = None
+    open: Floats | None = None
+    high: Floats | None = None
+    low: Floats | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -95,7 +124,25 @@ class Tape:
             sel(self.summary),
             sel(self.tags),
             self.listed,
+            sel(self.interval),
+            sel(self.open),
+            sel(self.high),
+            sel(self.low),
         )
+
+    def bar_rows(self) -> npt.NDArray[np.bool_]:
+        """Which rows are bars."""
+        if self.interval is None:
+            return np.zeros(len(self), dtype=bool)
+        out: npt.NDArray[np.bool_] = ~np.isnan(self.interval)
+        return out
+
+    def bar_counts(self) -> dict[int, int]:
+        """Bar rows per interval width (ms), finest first; {} without bars."""
+        if self.interval is None:
+            return {}
+        widths, counts = np.unique(self.interval[~np.isnan(self.interval)], return_counts=True)
+        return {int(w): int(c) for w, c in zip(widths.tolist(), counts.tolist(), strict=True)}
 
     def symbols(self) -> tuple[str, ...]:
         """Every symbol: recorded listings first, then in order of first tick."""
@@ -160,13 +207,19 @@ def concat(tapes: Sequence[Tape], *, keep_order: bool = False) -> Tape:
     if len(tapes) == 1:
         return tapes[0]
     has_news = any(t.is_news is not None for t in tapes)
+    has_bars = any(t.interval is not None for t in tapes)
 
     def cat(name: str) -> Any:
         parts = []
         for t in tapes:
             a = getattr(t, name)
             if a is None:
-                a = np.zeros(len(t), dtype=bool) if name == "is_news" else none_objects(len(t))
+                if name == "is_news":
+                    a = np.zeros(len(t), dtype=bool)
+                elif name in BAR_FIELDS:
+                    a = nan_floats(len(t))
+                else:
+                    a = none_objects(len(t))
             parts.append(a)
         return np.concatenate(parts)
 
@@ -182,6 +235,7 @@ def concat(tapes: Sequence[Tape], *, keep_order: bool = False) -> Tape:
         volume=cat("volume"),
         prev_close=cat("prev_close"),
         **({f: cat(f) for f in news} if has_news else {}),
+        **({f: cat(f) for f in BAR_FIELDS} if has_bars else {}),
         listed=tuple(dict.fromkeys(s for t in tapes for s in t.listed)),
     )
     if keep_order:
@@ -211,3 +265,102 @@ def state_rows(tape: Tape, position: int) -> npt.NDArray[np.intp]:
         return rows
     last = pd.Series(rows).groupby(pd.Series(tape.symbol[rows], dtype=object), sort=False).last()
     return np.sort(last.to_numpy(dtype=np.intp))
+
+
+CATCH_UP_ROWS = 10_000
+"""At most this many rows per symbol before the day of a seek's target are replayed as history."""
+
+_RETAIN_MS = {INTERVALS[k]: n * INTERVALS[k] for k, n in DEFAULT_RETAIN.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class SeekPlan:
+    """What a seek replays, in order: a reset, the state rows, then the catch-up rows at once.
+
+    Args:
+        reset: the market time (ms, a UTC midnight) from which the consumer forgets the symbols'
+            bars and restarts their day statistics.
+        state: row indices (ascending) of each symbol's last row before ``reset``: a symbol with
+            nothing since still shows its last values.
+        catch_up: the rows ``[catch_up, position)``, all before the target, replayed at once.
+        position: the first row at or after the target: play continues from it.
+    """
+
+    reset: float
+    state: npt.NDArray[np.intp]
+    catch_up: int
+    position: int
+
+
+def seek_plan(
+    tape: Tape,
+    to: float,
+    since: int | None = None,
+    retain: Mapping[int, int] | None = None,
+    limit: int = CATCH_UP_ROWS,
+) -> SeekPlan:
+    """Plan a seek to market time ``to``: reset to a UTC midnight ``D``, replay the state before
+    it and every row in ``[D, to)``; the rows at ``to`` and after play on (inclusive seek).
+
+    ``D`` is the UTC midnight of ``to`` (so the day's open/high/low/volume as of ``to`` are
+    exact), or earlier:
+
+    - for a tape of bars only, the UTC midnight at or before ``to`` less the retention of its
+      finest interval (:data:`ticker.core.bars.DEFAULT_RETAIN`: 5 days of ``1m``, 20 years of
+      ``1d``), never before the tape's first day, so that a chart shows that history;
+    - for a seek forward past rows never emitted (``since``), the midnight before the first of
+      them, so that the history has no hole;
+
+    then moved later (to a midnight, at most the target's) so that at most ``limit`` rows of any
+    symbol come before the target's day.
+
+    Args:
+        tape: the tape.
+        to: the target, market ms; clamped to the tape's first and last clock.
+        since: the first row the consumer has not been sent (None: no constraint).
+        retain: the history kept per interval width (ms -> ms); default: DEFAULT_RETAIN's.
+        limit: the most rows per symbol replayed before the target's day.
+
+    Returns:
+        The plan.
+    """
+    n = len(tape)
+    clock = tape.clock
+    if not n:
+        return SeekPlan(0.0, np.empty(0, dtype=np.intp), 0, 0)
+    position = int(np.searchsorted(clock, to, side="left"))
+    t = min(max(float(to), float(clock[0])), float(clock[-1]))
+    midnight = t - t % DAY_MS
+    d = midnight
+    widths = tape.bar_counts()
+    news = tape.is_news
+    if widths and int(tape.bar_rows().sum()) + (0 if news is None else int(news.sum())) == n:
+        spans = retain if retain is not None else _RETAIN_MS
+        start = max(t - min(spans.get(w, 0) for w in widths), float(clock[0]))
+        d = min(start - start % DAY_MS, midnight)
+    if since is not None and since < n:
+        gap = float(clock[since])
+        d = min(d, gap - gap % DAY_MS)
+    if d < midnight:
+        d = _bounded(tape, d, midnight, limit)
+    first = int(np.searchsorted(clock, d, side="left"))
+    return SeekPlan(d, state_rows(tape, first), first, max(first, position))
+
+
+def _bounded(tape: Tape, d: float, midnight: float, limit: int) -> float:
+    """``d``, or a later midnight (at most ``midnight``): at most ``limit`` rows of each symbol
+    in ``[d, midnight)``."""
+    clock = tape.clock
+    i = int(np.searchsorted(clock, d, side="left"))
+    j = int(np.searchsorted(clock, midnight, side="left"))
+    if j - i <= limit:
+        return d
+    syms = pd.Series(tape.symbol[i:j], dtype=object)
+    back = syms.groupby(syms, sort=False).cumcount(ascending=False).to_numpy()
+    over = back == limit  # each symbol's row ``limit + 1`` from the end, if it has one
+    if tape.is_news is not None:
+        over &= ~tape.is_news[i:j]
+    if not over.any():
+        return d
+    last = float(clock[i:j][over].max())
+    return min(last - last % DAY_MS + DAY_MS, midnight)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ticker.replay.errors import ReplayError
 
-__all__ = ["epoch_to_ms", "parse_time", "parse_timestamps"]
+__all__ = ["epoch_to_ms", "local_offsets", "parse_time", "parse_timestamps"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -105,6 +105,48 @@ def parse_timestamps(values: pd.Series) -> Floats:
         if still.any():
             free = pd.to_datetime(text[still], utc=True, format="mixed", errors="coerce")
             out[still] = _datetimes_to_ms(free)
+    return out
+
+
+# A UTC offset after a time of day: "09:30:00-04:00", "00:00+0900", "12:00Z", "12:00 UTC".
+_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d*)?)?\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)\s*$"
+
+
+def local_offsets(values: pd.Series) -> Floats:
+    """The UTC offset (ms) each time was written with: add it to :func:`parse_timestamps` for the
+    local wall clock (``2019-01-04 00:00+09:00`` -> 9 h: local midnight of 2019-01-04).
+
+    Naive times, epochs and unparseable values have offset 0.
+
+    Args:
+        values: the column, as given to :func:`parse_timestamps`.
+
+    Returns:
+        Offsets in ms, one per value.
+    """
+    n = len(values)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        local = _datetimes_to_ms(values.dt.tz_localize(None))
+        out: Floats = local - _datetimes_to_ms(values)
+        out[np.isnan(out)] = 0.0
+        return out
+    if (
+        n == 0
+        or pd.api.types.is_numeric_dtype(values.dtype)
+        or (pd.api.types.is_datetime64_any_dtype(values.dtype))
+    ):
+        return np.zeros(n)
+    found = values.astype("string").str.extract(_OFFSET, expand=False)
+    text = found.fillna("").str.replace(":", "", regex=False)
+    sign = np.where(text.str.startswith("-").to_numpy(dtype=bool), -1.0, 1.0)
+    digits = text.str.slice(1)
+    hours = pd.to_numeric(digits.str.slice(0, 2), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    minutes = pd.to_numeric(digits.str.slice(2, 4), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    out = sign * (np.nan_to_num(hours) * 60.0 + np.nan_to_num(minutes)) * 60_000.0
     return out
 
 
