@@ -120,7 +120,7 @@ function onDelta(updates) {
 }
 
 function onError(m) {
-  if (panel.onError(m)) return;
+  panel.onError(m); // the chart's own `bars` op (bad_interval: its fallback)
   if (m.code === "unknown_symbol" && Array.isArray(m.symbols)) watch.markUnknown(m.symbols);
   else if (m.code === "rate_limited") status.note("rate limited");
 }

@@ -341,8 +341,9 @@ def test_points_per_trace_are_bounded(
         "localStorage.setItem('ticker.v1.mode', 'line');"
         """localStorage.setItem('ticker.v1.watchlist', '["AAPL","NOPE","MSFT"]');"""
     )
-    page.goto(server.url + "/?points=20")
-    page.wait_for_function(f"({TRACE_LEN.format(i=2)}) === 20", timeout=WAIT)
+    # The line draws 1 s bars: 10 points (the lowest bound) fill in 10 s.
+    page.goto(server.url + "/?points=10")
+    page.wait_for_function(f"({TRACE_LEN.format(i=2)}) === 10", timeout=WAIT)
     assert page.eval_on_selector_all(ROWS, "rs => rs.map(r => r.dataset.symbol)") == [
         "AAPL",
         "NOPE",
@@ -354,7 +355,8 @@ def test_points_per_trace_are_bounded(
     x_end = page.evaluate(last)
     page.wait_for_function(f"{last} > {x_end}", timeout=WAIT)  # still moving ...
     for i in range(3):  # ... and every trace of the line (band high, band low, price) bounded
-        assert trace_len(page, i) == 20
+        assert trace_len(page, i) == 10
+    assert page.evaluate("window.__ticker.chart.bars.length") == 10  # and the bars held
     assert console.errors == []
 
 
