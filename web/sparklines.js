@@ -3,6 +3,7 @@
 // budget in the frame's table pass.
 
 import { api, historyUrl } from "./api.js";
+import { fallbackInterval } from "./logic/bars.js";
 import { SparkSeries, sparkGeometry } from "./logic/spark.js";
 
 const SPARK_POINTS = 120;
@@ -74,7 +75,7 @@ export class Sparklines {
     return s;
   }
 
-  /** Start with the last two minutes of 1 s bars, or 1-minute ones (a few requests at a time). */
+  /** Start with the last two minutes of 1 s bars, or the data's own when coarser (a few requests at a time). */
   async backfill(symbols) {
     const queue = symbols.filter((sym) => this.market.known.includes(sym));
     const worker = async () => {
@@ -82,8 +83,13 @@ export class Sparklines {
         const sym = queue.shift();
         try {
           let r = await api(historyUrl(sym, "1s", SPARK_POINTS));
-          // 400: the symbol's data is coarser (a replayed 1-minute bar file has no 1 s bars).
-          if (r.status === 400) r = await api(historyUrl(sym, "1min", SPARK_POINTS));
+          if (r.status === 400) {
+            // bad_interval: the symbol's data is coarser (a replayed 1-minute or daily bar file);
+            // its message names the data's interval.
+            const err = await r.json().catch(() => ({}));
+            const iv = fallbackInterval("1s", err.message);
+            if (iv) r = await api(historyUrl(sym, iv, SPARK_POINTS));
+          }
           if (!r.ok) continue;
           const body = await r.json();
           if (body.bars && body.bars.t.length) {

@@ -148,6 +148,7 @@ export class Watchlist {
       cells[c] = td;
     }
     cells.sym.textContent = sym;
+    cells.sym.title = sym; // a long name is cut on screen
     cells.spark.appendChild(this.sparklines.create(sym));
     const arr = document.createElement("span");
     arr.className = "arr";
