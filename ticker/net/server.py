@@ -61,7 +61,16 @@ __all__ = ["HUB", "RUNNERS", "WEB_DIR", "create_app", "plotly_js_path", "serve",
 
 log = logging.getLogger("ticker.server")
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+def _web_dir() -> Path:
+    """The dashboard's files: ``web/`` of a source checkout, else ``ticker/web`` of an installed
+    wheel (pyproject.toml installs ``web/`` there)."""
+    here = Path(__file__).resolve()
+    checkout = here.parents[2] / "web"
+    return checkout if (checkout / "index.html").is_file() else here.parents[1] / "web"
+
+
+WEB_DIR = _web_dir()
 
 
 def plotly_js_path() -> Path:
