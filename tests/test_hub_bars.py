@@ -147,6 +147,9 @@ async def test_errors_and_limits(aiohttp_client: AiohttpClient) -> None:
     assert err["code"] == "bad_interval" and "1s, 5s, 15s, 1m" in err["message"]
     err, _ = await ask(ws, symbol="MSFT", interval="1s")  # finer than the data
     assert err["code"] == "bad_interval" and "1m bars" in err["message"], err
+    assert err["finest"] == "1m"  # what a chart falls back to
+    symbols = (await (await srv.client.get("/api/symbols")).json())["symbols"]
+    assert {s["symbol"]: s["finest"] for s in symbols} == {"AAPL": None, "MSFT": "1m"}
     err, _ = await ask(ws, symbol="NOPE", interval="1m")
     assert err["code"] == "unknown_symbol" and err["symbols"] == ["NOPE"]
     err, _ = await ask(ws, symbol="AAPL", interval="1m", limit=5001)
@@ -172,7 +175,10 @@ async def test_errors_and_limits(aiohttp_client: AiohttpClient) -> None:
         ({"symbol": "MSFT", "interval": "1m", "before": "nan"}, 400, "bad_request"),
     ):
         resp = await srv.client.get("/api/bars", params=params)
-        assert resp.status == status and (await resp.json())["error"] == code, params
+        body = await resp.json()
+        assert resp.status == status and body["error"] == code, params
+        if params.get("interval") == "1s":
+            assert body["finest"] == "1m"
 
 
 async def test_unbars_stops_the_stream(aiohttp_client: AiohttpClient) -> None:

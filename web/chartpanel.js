@@ -158,7 +158,8 @@ export class ChartPanel {
     const iv = this.stream.interval;
     this.requestId = null;
     if (m.code === "bad_interval" && sym && iv) {
-      const next = fallbackInterval(iv, m.message);
+      // The server names the data's finest interval (`finest`); older servers only in the text.
+      const next = m.finest && m.finest !== iv ? m.finest : fallbackInterval(iv, m.message);
       if (next) {
         this.finest.set(sym, next);
         this.open();

@@ -69,7 +69,15 @@ _FIELDS = 6
 
 
 class IntervalError(ValueError):
-    """An interval that is not one of :data:`INTERVALS`, or finer than a symbol's data."""
+    """An interval that is not one of :data:`INTERVALS`, or finer than a symbol's data.
+
+    Attributes:
+        finest: for the latter, the finest interval the symbol's data has (its name).
+    """
+
+    def __init__(self, message: str, finest: str | None = None) -> None:
+        super().__init__(message)
+        self.finest = finest
 
 
 def interval_ms(name: str) -> int:
@@ -374,6 +382,11 @@ class SymbolBars:
             for row in rows:
                 ring.append(row)
 
+    @property
+    def finest_interval(self) -> str | None:
+        """The name of the finest interval this symbol has bars of (None: no data yet)."""
+        return None if self.finest is None else _name(_WIDTHS[self.finest])
+
     def clear(self) -> None:
         """Forget every bar."""
         for ring in self._rings:
@@ -416,9 +429,10 @@ class SymbolBars:
         """
         level = _WIDTHS.index(width)
         if self.finest is not None and level < self.finest:
+            finest = _name(_WIDTHS[self.finest])
             raise IntervalError(
-                f"this symbol's data has {_name(_WIDTHS[self.finest])} bars: "
-                f"{_name(width)} bars cannot be made from it"
+                f"this symbol's data has {finest} bars: {_name(width)} bars cannot be made from it",
+                finest,
             )
         tail: list[Row] = []
         p = self._partial[level]

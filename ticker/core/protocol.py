@@ -158,6 +158,7 @@ class Error:
     message: str
     id: RequestId = None
     symbols: tuple[str, ...] | None = None
+    finest: str | None = None  # bad_interval: the finest interval the symbol's data has
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +351,7 @@ def _as_dict(msg: ServerMessage | Request) -> dict[str, Any]:
     out = {key: name}
     for f in msg.__slots__:
         v = getattr(msg, f)
-        if v is None and f in ("id", "url", "summary", "symbols", "since", "t", "before"):
+        if v is None and f in ("id", "url", "summary", "symbols", "since", "t", "before", "finest"):
             continue
         out[f] = list(v) if isinstance(v, tuple) else v
     return out

@@ -311,7 +311,7 @@ class Hub:
             if out.stream is not None:
                 c.session.streams.pop((req.symbol, req.interval), None)
             self.stats["error_bad_interval"] += 1
-            self.delivery.send(c, Error("bad_interval", str(exc), req.id))
+            self.delivery.send(c, Error("bad_interval", str(exc), req.id, finest=exc.finest))
             return
         if req.id is not None:
             fields = {"symbol": req.symbol, "interval": req.interval, "live": req.live}

@@ -80,11 +80,17 @@ async def metrics(request: web.Request) -> web.Response:
 async def api_symbols(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     quotes = hub.book.quotes
+    bars = hub.bars.symbols
     known = entitled_only(hub.book.known, grant_of(request).symbols)
     return _json(
         {
             "symbols": [
-                {"symbol": s, "price": quotes[s]["price"] if s in quotes else None} for s in known
+                {
+                    "symbol": s,
+                    "price": quotes[s]["price"] if s in quotes else None,
+                    "finest": bars[s].finest_interval if s in bars else None,
+                }
+                for s in known
             ]
         }
     )
@@ -211,7 +217,7 @@ async def api_bars(request: web.Request) -> web.Response:
     try:
         rows = request.app[HUB].bar_rows(sym, interval, limit, before)
     except IntervalError as exc:
-        return json_error(400, "bad_interval", str(exc))
+        return json_error(400, "bad_interval", str(exc), extra={"finest": exc.finest})
     return _json({"symbol": sym, "interval": interval, "bars": wire_rows(rows)})
 
 
@@ -226,7 +232,7 @@ async def api_history(request: web.Request) -> web.Response:
     try:
         rows = hub.bar_rows(sym, interval, limit, before)
     except IntervalError as exc:
-        return json_error(400, "bad_interval", str(exc))
+        return json_error(400, "bad_interval", str(exc), extra={"finest": exc.finest})
     names = ("t", "open", "high", "low", "close", "volume")
     columns = {n: [r[i] for r in rows] for i, n in enumerate(names)}
     quote = hub.book.quotes.get(sym)
