@@ -644,9 +644,9 @@ async def test_api_symbols_and_quotes(srv: Server) -> None:
     assert r.status == 200
     assert await r.json() == {
         "symbols": [
-            {"symbol": "AAPL", "price": 100.0},
-            {"symbol": "MSFT", "price": 200.0},
-            {"symbol": "GOOGL", "price": None},
+            {"symbol": "AAPL", "price": 100.0, "finest": "1s"},
+            {"symbol": "MSFT", "price": 200.0, "finest": "1s"},
+            {"symbol": "GOOGL", "price": None, "finest": None},
         ]
     }
     await srv.push(tick("AAPL", 101.0))

@@ -3,7 +3,7 @@
 // budget in the frame's table pass.
 
 import { api, historyUrl } from "./api.js";
-import { fallbackInterval } from "./logic/bars.js";
+import { coarser, fallbackInterval } from "./logic/bars.js";
 import { SparkSeries, sparkGeometry } from "./logic/spark.js";
 
 const SPARK_POINTS = 120;
@@ -75,14 +75,27 @@ export class Sparklines {
     return s;
   }
 
+  /** Symbol -> the finest interval its data has (`/api/symbols`), so no request is refused. */
+  async finestIntervals() {
+    try {
+      const r = await api("/api/symbols");
+      if (!r.ok) return new Map();
+      const body = await r.json();
+      return new Map((body.symbols || []).filter((s) => s.finest).map((s) => [s.symbol, s.finest]));
+    } catch {
+      return new Map();
+    }
+  }
+
   /** Start with the last two minutes of 1 s bars, or the data's own when coarser (a few requests at a time). */
   async backfill(symbols) {
     const queue = symbols.filter((sym) => this.market.known.includes(sym));
+    const finest = await this.finestIntervals();
     const worker = async () => {
       while (queue.length) {
         const sym = queue.shift();
         try {
-          let r = await api(historyUrl(sym, "1s", SPARK_POINTS));
+          let r = await api(historyUrl(sym, coarser("1s", finest.get(sym) ?? null), SPARK_POINTS));
           if (r.status === 400) {
             // bad_interval: the symbol's data is coarser (a replayed 1-minute or daily bar file);
             // its message names the data's interval.
