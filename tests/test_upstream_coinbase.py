@@ -106,7 +106,106 @@ async def test_replayed_session_maps_onto_ticks(real_data: Path) -> None:
     h = feed.health()
     assert h["garbage"] == 0 and h["gaps"] == 0 and h["out_of_order"] == 0
     assert h["ignored"] >= 9719  # the recording's level2 traffic: known, not mapped
-    assert h["duplicates"] + len([t for t in ticks if t.size is None]) == 107  # ticker and match
+    # Each of the 107 tickers either rode on its own trade's tick (it came before its match: 17
+    # matches and 10 last_matches) or came after it, as a quote update without a size.
+    riding = [t for t in ticks if t.size is not None and t.bid is not None]
+    assert (len(riding), len([t for t in ticks if t.size is None])) == (27, 80)
+    assert h["duplicates"] == 0
+
+
+def _batched(frames: list[str]) -> tuple[list[str], int]:
+    """The recorded session as the ticker channel sends a cascade: for each product's trades taken
+    two by two (k, k+1), one ticker for k+1 goes out before the match of k, and none for k. Also
+    returns how many such batches it made."""
+    trades: dict[tuple[str, int], dict[str, int]] = {}
+    for i, f in enumerate(frames):
+        m = json.loads(f)
+        if m.get("type") in ("ticker", "match", "last_match"):
+            role = "ticker" if m["type"] == "ticker" else "match"
+            trades.setdefault((m["product_id"], m["trade_id"]), {})[role] = i
+    move: dict[int, int] = {}  # the position a batched ticker goes to -> its frame index
+    drop: set[int] = set()
+    for (prod, tid), at in trades.items():
+        nxt = trades.get((prod, tid + 1))
+        if tid % 2 or nxt is None or len(at) < 2 or len(nxt) < 2:
+            continue
+        drop |= {at["ticker"], nxt["ticker"]}
+        move[min(at.values())] = nxt["ticker"]
+    out = []
+    for i, f in enumerate(frames):
+        if i in move:
+            out.append(frames[move[i]])
+        if i not in drop:
+            out.append(f)
+    return out, len(move)
+
+
+async def test_batched_tickers_lose_no_trade_and_keep_trade_order(real_data: Path) -> None:
+    frames, batches = _batched(_frames(real_data))
+    assert batches >= 20
+    async with ReplayServer(frames) as server:
+        feed = _feed(server.url, _products(real_data))
+        ticks = await _run_until_done(feed, server)
+    # Every match of the session is reported exactly once, with its own price, size and time...
+    matches = [
+        (m["product_id"], m["trade_id"], float(m["price"]), float(m["size"]), m["time"])
+        for m in map(json.loads, frames)
+        if m.get("type") in ("match", "last_match")
+    ]
+    reported: list[tuple[str, float, float | None, float | None]] = [
+        (t.symbol, t.price, t.size, t.ts) for t in ticks if t.size is not None
+    ]
+    for prod, _, price, size, when in matches:
+        assert reported.count((prod, price, size, parse_iso_ms(when))) == 1
+    assert len(reported) == len(matches) == 107
+    # ...in trade-id order within each product.
+    for prod in {m[0] for m in matches}:
+        ids = [tid for p, tid, *_ in matches if p == prod]
+        assert ids == sorted(ids)
+        times = [t.ts for t in ticks if t.symbol == prod and t.size is not None]
+        assert times == sorted(times)
+    h = feed.health()
+    assert (h["out_of_order"], h["duplicates"], h["gaps"]) == (0, 0, 0)
+
+
+def _ticker(tid: int, seq: int, price: str = "100.5") -> str:
+    return json.dumps(
+        {
+            "type": "ticker",
+            "trade_id": tid,
+            "sequence": seq,
+            "product_id": "BTC-USD",
+            "price": price,
+            "last_size": "0.3",
+            "best_bid": "100.4",
+            "best_ask": "100.6",
+            "volume_24h": "1234.5",
+            "open_24h": "99",
+            "time": "2021-04-17T16:43:37.089723Z",
+        }
+    )
+
+
+def test_a_batched_ticker_ahead_of_its_matches_reports_every_trade_once_in_order() -> None:
+    c = CoinbaseCodec(["BTC-USD"])
+    assert c.handle(_ticker(12, 120, "101"), NOW_MS) == []  # held for its match
+    ticks: list[Tick] = []
+    for seq, tid in ((100, 10), (110, 11), (120, 12)):
+        ticks += [t for t in c.handle(_match(tid, seq), NOW_MS) if isinstance(t, Tick)]
+    assert [t.size for t in ticks] == [0.1, 0.1, 0.1]  # every trade once, in order
+    assert (ticks[2].bid, ticks[2].ask, ticks[2].volume) == (100.4, 100.6, 1234.5)
+    assert ticks[0].bid is None and ticks[1].bid is None  # 10 and 11 had no ticker of their own
+    assert c.counters["out_of_order"] == c.counters["duplicates"] == 0
+    # A ticker after its match is a quote update; a held one whose match is lost comes out with
+    # its size once a heartbeat shows the trade was done.
+    [q] = c.handle(_ticker(12, 121), NOW_MS)
+    assert isinstance(q, Tick) and q.size is None and q.bid == 100.4
+    assert c.handle(_ticker(13, 130), NOW_MS) == []
+    hb = {"type": "heartbeat", "product_id": "BTC-USD", "sequence": 140, "last_trade_id": 13}
+    [lost] = c.handle(json.dumps(hb), NOW_MS)
+    assert isinstance(lost, Tick) and lost.size == 0.3
+    assert c.handle(_match(13, 130), NOW_MS) == []  # late: already reported
+    assert c.counters["duplicates"] == 1
 
 
 async def test_drop_mid_stream_reconnects_and_resubscribes(real_data: Path) -> None:
