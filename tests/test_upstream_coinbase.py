@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from feeds.coinbase import CoinbaseCodec, CoinbaseFeed, parse_iso_ms
+from feeds.coinbase import AdvancedTradeCodec, CoinbaseCodec, CoinbaseFeed, parse_iso_ms
 from feeds.testing import check_event, check_feed
 from tests.upstream.ws import ReplayServer, load_recording
+from tests.wsutil import until
 from ticker.core.events import Listing, Tick
 
 NOW_MS = 1_618_677_900_000.0
@@ -260,6 +261,173 @@ async def test_coinbase_conforms(real_data: Path) -> None:
             max_events=30,
         )
     assert isinstance(events[0], Listing) and len(events[0].symbols) == 10
+
+
+# Advanced Trade (api=advanced), from the messages Coinbase documents for each channel
+
+
+def _envelope(channel: str, seq: int, events: list[dict[str, Any]], ts: str) -> str:
+    return json.dumps(
+        {
+            "channel": channel,
+            "client_id": "",
+            "timestamp": ts,
+            "sequence_num": seq,
+            "events": events,
+        }
+    )
+
+
+ADV_TICKER = {
+    "type": "ticker",
+    "product_id": "BTC-USD",
+    "price": "21932.98",
+    "volume_24_h": "16038.28770938",
+    "low_24_h": "21835.29",
+    "high_24_h": "23011.18",
+    "low_52_w": "15460",
+    "high_52_w": "48240",
+    "price_percent_chg_24_h": "-4.15775596190603",
+    "best_bid": "21931.98",
+    "best_bid_quantity": "8000.21000000",
+    "best_ask": "21933.98",
+    "best_ask_quantity": "8038.07000000",
+}
+
+
+def _adv_trade(tid: str, price: str, when: str, prod: str = "ETH-USD") -> dict[str, str]:
+    return {
+        "trade_id": tid,
+        "product_id": prod,
+        "price": price,
+        "size": "0.3",
+        "side": "BUY",
+        "time": when,
+    }
+
+
+def _advanced_session() -> list[str]:
+    t1 = _adv_trade("000000000", "1260.01", "2019-08-14T20:42:27.265Z")
+    t2 = _adv_trade("000000001", "1260.02", "2019-08-14T20:42:27.5Z")
+    t3 = _adv_trade("000000002", "1260.5", "2019-08-14T20:42:28.1Z")
+    subs = {"subscriptions": {"market_trades": ["BTC-USD", "ETH-USD"]}}
+    hb = {"current_time": "2023-06-23 20:31:56.121961769 +0000 UTC", "heartbeat_counter": 3049}
+    return [
+        _envelope("subscriptions", 0, [subs], "2023-02-09T20:19:35.1Z"),
+        _envelope(
+            "market_trades",
+            1,
+            [{"type": "snapshot", "trades": [t2, t1]}],
+            "2023-02-09T20:19:35.39625135Z",
+        ),
+        _envelope(
+            "ticker",
+            2,
+            [{"type": "snapshot", "tickers": [ADV_TICKER]}],
+            "2023-02-09T20:30:37.167359596Z",
+        ),
+        _envelope("heartbeats", 3, [hb], "2023-06-23T20:31:26.122969572Z"),
+        _envelope(
+            "market_trades", 5, [{"type": "update", "trades": [t3, t2]}], "2023-02-09T20:30:38Z"
+        ),
+        _match(20, 200),  # an Exchange message on this endpoint: not what it documents
+        _envelope("candles", 6, [{"type": "update", "candles": []}], "2023-02-09T20:30:39Z"),
+    ]
+
+
+async def test_advanced_trade_documented_channels_map_onto_ticks() -> None:
+    async with ReplayServer(_advanced_session()) as server:
+        feed = CoinbaseFeed({"products": "BTC-USD+ETH-USD", "api": "advanced", "url": server.url})
+        ticks: list[Tick] = []
+
+        async def consume() -> None:
+            async for ev in feed.events():
+                assert check_event(ev) == []
+                if isinstance(ev, Tick):
+                    ticks.append(ev)
+
+        task = asyncio.create_task(consume())
+        try:
+            await until(lambda: feed.link.frames >= server.sent and server.done.is_set(), 10)
+            await until(lambda: len(server.received[0]) == 3, 10)  # the other two, paced
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await feed.aclose()
+    eth = [(t.price, t.size, t.ts) for t in ticks if t.symbol == "ETH-USD"]
+    assert eth == [  # oldest first, trade 1 once although it came twice
+        (1260.01, 0.3, parse_iso_ms("2019-08-14T20:42:27.265Z")),
+        (1260.02, 0.3, parse_iso_ms("2019-08-14T20:42:27.5Z")),
+        (1260.5, 0.3, parse_iso_ms("2019-08-14T20:42:28.1Z")),
+    ]
+    [btc] = [t for t in ticks if t.symbol == "BTC-USD"]
+    assert (btc.price, btc.size, btc.bid, btc.ask, btc.volume) == (
+        21932.98,
+        None,
+        21931.98,
+        21933.98,
+        16038.28770938,
+    )
+    assert btc.prev_close == pytest.approx(21932.98 / (1 - 0.0415775596190603))
+    assert btc.ts == parse_iso_ms("2023-02-09T20:30:37.167359596Z")
+    assert [json.loads(m) for m in server.received[0]] == [
+        {"type": "subscribe", "channel": "market_trades", "product_ids": ["BTC-USD", "ETH-USD"]},
+        {"type": "subscribe", "channel": "ticker", "product_ids": ["BTC-USD", "ETH-USD"]},
+        {"type": "subscribe", "channel": "heartbeats"},
+    ]
+    h = feed.health()
+    assert (h["duplicates"], h["heartbeats"], h["gaps"], h["missed_messages"]) == (1, 1, 1, 1)
+    assert (h["garbage"], h["ignored"], h["connects"]) == (1, 1, 1)
+    assert feed.config.url == server.url
+    assert CoinbaseFeed({"api": "advanced"}).config.url == "wss://advanced-trade-ws.coinbase.com"
+    assert CoinbaseFeed({}).config.url == "wss://ws-feed.exchange.coinbase.com"
+    with pytest.raises(ValueError, match="exchange or advanced"):
+        CoinbaseFeed({"api": "pro"})
+
+
+async def test_advanced_trade_conforms() -> None:
+    async with ReplayServer(_advanced_session()) as server:
+        events = await check_feed(
+            CoinbaseFeed,
+            {"products": "BTC-USD+ETH-USD", "api": "advanced", "url": server.url},
+            min_events=4,
+            max_events=4,
+        )
+    assert isinstance(events[0], Listing) and events[0].symbols == ("BTC-USD", "ETH-USD")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.builds(
+        lambda ch, seq, evs: {"channel": ch, "sequence_num": seq, "events": evs},
+        st.sampled_from(["market_trades", "ticker", "heartbeats", "x"]),
+        st.integers(-2, 5),
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(["type", "trades", "tickers"]),
+                st.lists(
+                    st.dictionaries(
+                        st.sampled_from(
+                            ["trade_id", "product_id", "price", "size", "time", "best_bid"]
+                        ),
+                        st.none()
+                        | st.integers()
+                        | st.text(max_size=6)
+                        | st.just("1.5")
+                        | st.just("2023-02-09T20:30:38Z"),
+                    ),
+                    max_size=3,
+                ),
+            ),
+            max_size=3,
+        ),
+    )
+    | st.text(max_size=30)
+)
+def test_advanced_arbitrary_frames_never_raise(msg: Any) -> None:
+    c = AdvancedTradeCodec(["BTC-USD"])
+    for ev in c.handle(msg if isinstance(msg, str) else json.dumps(msg), NOW_MS):
+        assert check_event(ev) == []
 
 
 # Pure codec
