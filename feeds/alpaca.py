@@ -14,9 +14,9 @@ Alpaca sends JSON arrays of messages keyed by ``T``:
   core builds the coarser intervals from it. ``"u"`` is an updated bar (late trades corrected a
   bar already sent): the core keeps the first final bar of a minute, so a correction is not
   applied; an updated bar newer than the last bar sent is emitted as that minute's bar, an older
-  one is counted in ``bar_corrections``. A symbol's bars come from its finest source: with trades
-  or quotes subscribed too, the core builds its bars from those ticks and refuses Alpaca's, so
-  subscribe ``channels=bars`` alone to chart Alpaca's own minute bars,
+  one is counted in ``bar_corrections``. A symbol's bars come from one source: with trades or
+  quotes subscribed too, the core takes whichever reaches it first (in practice the ticks) and
+  refuses the other, so subscribe ``channels=bars`` alone to chart Alpaca's own minute bars,
 * ``"n"`` news -> ``News`` (HTML stripped from headline and summary, time ``created_at``, source
   ``alpaca/<source>``, e.g. ``alpaca/benzinga``); an update of an item already seen (same ``id``)
   is counted, not repeated,
