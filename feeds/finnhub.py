@@ -12,7 +12,7 @@ heartbeat (liveness only).
 :class:`FinnhubFeed` is the I/O shell (:func:`feeds._ws.stream`). The shell sends the first
 subscribe at once and the others at 5 a second while ticks already flow, so the free tier's 50
 symbols take 10 s to subscribe without holding anything back. Finnhub allows **one connection per
-API key**: a second feed (or another program) with the same key takes the connection over. The
+API key**: run one finnhub feed per key, and no other program with the same key. The
 API key is read from an environment variable, goes only into the connection URL (as Finnhub
 requires), and is scrubbed from every error it logs or reports.
 """
