@@ -6,12 +6,15 @@ the adapter keeps its counters, sequence/trade-id tracking and per-symbol last-u
 reconnects, which a restart (a new instance) would lose. The loop:
 
 * connect (``heartbeat`` pings find a dead link; aiohttp answers the upstream's pings itself),
-* send the codec's subscribe messages at most ``send_rate`` per second, all within
-  ``subscribe_within`` seconds (Coinbase drops a client that has not subscribed within 5 s),
+* send the codec's first subscribe message within ``subscribe_within`` seconds (Coinbase drops a
+  client that has not subscribed within 5 s), then the rest at most ``send_rate`` per second from
+  a sender task that runs alongside the read loop (so 50 Finnhub symbols at 5/s, 10 s of sends,
+  neither trip that limit nor hold back the first ticks); the sender ends with the connection,
 * read frames; text goes to the codec, anything else is counted as garbage, never fatal,
 * after ``lifetime`` seconds reconnect on purpose (Binance closes connections at 24 h),
 * on any failure, wait ``backoff_delay`` (exponential, equal jitter: ticker.core.backoff) and go
-  again; the attempt count resets once a connection has delivered data.
+  again; the attempt count resets once a connection has delivered data. Every failure is logged
+  with a message that says what happened (:func:`describe`: never a bare ``TimeoutError: ``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -39,7 +42,9 @@ __all__ = [
     "WsConfig",
     "WsFeed",
     "backoff_delay",  # (ticker.core.backoff's, for the adapters built on this shell)
+    "describe",
     "link_options",
+    "reconnect_now",
     "stream",
 ]
 
@@ -109,6 +114,7 @@ class WsConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     secrets: tuple[str, ...] = ()  # never logged: scrubbed from errors (an API key in the URL)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with the handshake (auth)
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -166,19 +172,55 @@ class SymbolClock:
         }
 
 
+def reconnect_now(codec: Codec) -> bool:
+    """Whether the codec saw the upstream announce its shutdown (Binance's ``serverShutdown``):
+    a codec that can tell sets ``reconnect`` to True; the shell clears it and reconnects at once,
+    without a backoff (a planned reconnect)."""
+    if getattr(codec, "reconnect", False):
+        codec.reconnect = False  # type: ignore[attr-defined]
+        return True
+    return False
+
+
 class _Closed(Exception):
     """The upstream closed the connection (or it failed)."""
 
 
-async def _send_paced(
-    ws: aiohttp.ClientWebSocketResponse, msgs: Iterable[str], rate: float, stats: LinkStats
+def describe(exc: BaseException) -> str:
+    """Pure. ``"Type: message"`` for a log line, never with an empty message: exceptions such as
+    ``TimeoutError()`` carry none, so their kind is spelled out instead."""
+    text = str(exc).strip()
+    if not text:
+        if isinstance(exc, TimeoutError):
+            text = "timed out"
+        else:
+            doc = (type(exc).__doc__ or "").strip().splitlines()
+            text = doc[0].rstrip(".") if doc else "no detail given"
+    return f"{type(exc).__name__}: {text}"
+
+
+async def _send_rest(
+    ws: aiohttp.ClientWebSocketResponse,
+    msgs: list[str],
+    rate: float,
+    stats: LinkStats,
+    name: str,
 ) -> None:
+    """Send ``msgs`` at most ``rate`` per second, one gap after the first subscribe; runs as a
+    task beside the read loop, which cancels it when the connection ends."""
     gap = 1.0 / rate if rate > 0 else 0.0
-    for i, m in enumerate(msgs):
-        if i and gap:
-            await asyncio.sleep(gap)  # the upstream's incoming message limit
-        await ws.send_str(m)
-        stats.sent += 1
+    try:
+        for m in msgs:
+            if gap:
+                await asyncio.sleep(gap)  # the upstream's incoming message limit
+            await ws.send_str(m)
+            stats.sent += 1
+    except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+        # The read loop sees the connection end and reconnects; just say why sending stopped.
+        log.info("%s: subscribing stopped: %s", name, describe(exc))
+    else:
+        if stats.state == "subscribing":
+            stats.state = "connected"
 
 
 async def stream(
@@ -200,43 +242,71 @@ async def stream(
             delivered = planned = False
             try:
                 async with session.ws_connect(
-                    cfg.url, heartbeat=cfg.heartbeat, autoping=True, max_msg_size=16 * 2**20
+                    cfg.url,
+                    heartbeat=cfg.heartbeat,
+                    autoping=True,
+                    max_msg_size=16 * 2**20,
+                    headers=cfg.headers or None,
                 ) as ws:
                     stats.connects += 1
                     stats.state = "subscribing"
-                    async with asyncio.timeout(cfg.subscribe_within):
-                        await _send_paced(ws, codec.subscribe_messages(), cfg.send_rate, stats)
-                    stats.state = "connected"
-                    deadline = loop.time() + cfg.lifetime
-                    while not closed.is_set():
-                        left = deadline - loop.time()
-                        if left <= 0:
-                            stats.planned_reconnects += 1
-                            planned = True
-                            log.info("%s: planned reconnect after %.0fs", name, cfg.lifetime)
-                            break
+                    msgs = codec.subscribe_messages()
+                    if msgs:
                         try:
-                            msg = await ws.receive(timeout=min(left, cfg.idle_timeout))
+                            async with asyncio.timeout(cfg.subscribe_within):
+                                await ws.send_str(msgs[0])
                         except TimeoutError:
-                            if loop.time() < deadline:
-                                raise _Closed(f"no frame for {cfg.idle_timeout:g}s") from None
-                            continue
-                        if msg.type is aiohttp.WSMsgType.TEXT:
-                            stats.frames += 1
-                            events = codec.handle(msg.data, time.time() * 1000.0)
-                            if not delivered:
-                                delivered, attempt = True, 0
-                            for ev in events:
-                                yield ev
-                        elif msg.type is aiohttp.WSMsgType.BINARY:
-                            stats.frames += 1
-                            codec.garbage("binary frame")
-                        elif msg.type is aiohttp.WSMsgType.ERROR:
-                            raise _Closed(f"connection error: {ws.exception()!r}")
-                        else:  # CLOSE, CLOSING, CLOSED
-                            raise _Closed(f"closed by upstream (code {ws.close_code})")
+                            raise _Closed(
+                                f"first subscribe not sent within {cfg.subscribe_within:g}s"
+                            ) from None
+                        stats.sent += 1
+                    sender: asyncio.Task[None] | None = None
+                    if len(msgs) > 1:
+                        sender = asyncio.create_task(
+                            _send_rest(ws, msgs[1:], cfg.send_rate, stats, name)
+                        )
+                    else:
+                        stats.state = "connected"
+                    try:
+                        deadline = loop.time() + cfg.lifetime
+                        while not closed.is_set():
+                            left = deadline - loop.time()
+                            if left <= 0:
+                                stats.planned_reconnects += 1
+                                planned = True
+                                log.info("%s: planned reconnect after %.0fs", name, cfg.lifetime)
+                                break
+                            try:
+                                msg = await ws.receive(timeout=min(left, cfg.idle_timeout))
+                            except TimeoutError:
+                                if loop.time() < deadline:
+                                    raise _Closed(f"no frame for {cfg.idle_timeout:g}s") from None
+                                continue
+                            if msg.type is aiohttp.WSMsgType.TEXT:
+                                stats.frames += 1
+                                events = codec.handle(msg.data, time.time() * 1000.0)
+                                if not delivered:
+                                    delivered, attempt = True, 0
+                                for ev in events:
+                                    yield ev
+                                if reconnect_now(codec):
+                                    stats.planned_reconnects += 1
+                                    planned = True
+                                    log.info("%s: the upstream asked for a new connection", name)
+                                    break
+                            elif msg.type is aiohttp.WSMsgType.BINARY:
+                                stats.frames += 1
+                                codec.garbage("binary frame")
+                            elif msg.type is aiohttp.WSMsgType.ERROR:
+                                raise _Closed(f"connection error: {ws.exception()!r}")
+                            else:  # CLOSE, CLOSING, CLOSED
+                                raise _Closed(f"closed by upstream (code {ws.close_code})")
+                    finally:
+                        if sender is not None:
+                            sender.cancel()
+                            await asyncio.gather(sender, return_exceptions=True)
             except (_Closed, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                stats.last_error = cfg.scrub(f"{type(exc).__name__}: {exc}")[:300]
+                stats.last_error = cfg.scrub(describe(exc))[:300]
                 log.warning("%s: %s", name, stats.last_error)
             if closed.is_set():
                 break

@@ -1,27 +1,36 @@
 """Feeds layer: Alpaca real-time market data (trades, quotes, bars) and news over its WebSocket API.
 
-:class:`AlpacaCodec` is pure (no I/O). On every connect it sends ``{"action": "auth", "key",
-"secret"}`` then one ``{"action": "subscribe", "trades": [...], "quotes": [...], "bars": [...]}``
-(or ``"news": [...]``), paced by the shared shell (0.2 s apart) rather than waiting for the
-``authenticated`` reply (the shell's codec cannot send mid-stream); were the subscribe to arrive
-first, Alpaca's error 401 ends the session and it is retried. Alpaca sends JSON arrays of messages
-keyed by ``T``:
+:class:`AlpacaCodec` is pure (no I/O). The key and secret go in the handshake's
+``APCA-API-KEY-ID``/``APCA-API-SECRET-KEY`` headers, as Alpaca allows, so the session is
+authenticated before the first message: the one ``{"action": "subscribe", "trades": [...],
+"quotes": [...], "bars": [...]}`` (or ``"news": [...]``) goes out at once, with no race against
+the ``authenticated`` reply (a subscribe before it is Alpaca's error 401, which ends the session).
+Alpaca sends JSON arrays of messages keyed by ``T``:
 
 * ``"t"`` trade -> ``Tick`` (price ``p``, size ``s``, time ``t``),
 * ``"q"`` quote -> ``Tick`` with ``bid``/``ask``; its price is the symbol's last trade price when a
   trade has been seen (so quotes never move the last price), else the mid (or the only side quoted),
-* ``"b"``/``"u"`` bar (and updated bar) -> ``Tick`` at the close; the bar's volume is the tick size
-  only when trades are not subscribed too (else the trades already carry that volume),
-* ``"n"`` news -> ``News`` (HTML stripped from headline and summary, time ``created_at``); an update
-  of an item already seen (same ``id``) is counted, not repeated,
+* ``"b"`` minute bar -> ``Bar`` (``t`` is the minute's start, interval ``1m``, ``o h l c v``); the
+  core builds the coarser intervals from it. ``"u"`` is an updated bar (late trades corrected a
+  bar already sent): the core keeps the first final bar of a minute, so a correction is not
+  applied; an updated bar newer than the last bar sent is emitted as that minute's bar, an older
+  one is counted in ``bar_corrections``. A symbol's bars come from one source: with trades or
+  quotes subscribed too, the core takes whichever reaches it first (in practice the ticks) and
+  refuses the other, so subscribe ``channels=bars`` alone to chart Alpaca's own minute bars,
+* ``"n"`` news -> ``News`` (HTML stripped from headline and summary, time ``created_at``, source
+  ``alpaca/<source>``, e.g. ``alpaca/benzinga``); an update of an item already seen (same ``id``)
+  is counted, not repeated,
 * ``"success"``/``"subscription"``/``"error"`` control messages are tracked, never events.
 
 Times are RFC-3339 with up to nanoseconds (``2021-02-22T15:51:45.335689322Z``) -> epoch ms.
 :class:`AlpacaFeed` is the I/O shell (:func:`feeds._ws.stream`). The key and secret are read from
-environment variables, go only into the auth message, and are scrubbed from every error logged or
-reported. Alpaca's errors that end a session (auth failed, auth timeout, not authenticated,
-connection limit exceeded, insufficient subscription) close the connection and retry with
-exponential backoff and jitter, growing while they repeat.
+environment variables, go only into the handshake headers, and are scrubbed from every error
+logged or reported. Alpaca's documented errors that end a session (401 not authenticated, 402 auth
+failed, 404 auth timeout, 406 connection limit exceeded, 407 slow client, 409 insufficient
+subscription, 410 invalid subscribe action) close the connection and retry with exponential
+backoff and jitter, growing while they repeat; the others (400 invalid syntax, 403 already
+authenticated, 405 symbol limit exceeded, 500 internal error) are counted and logged. Most
+subscriptions allow one connection per endpoint (error 406 for a second one).
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ from feeds.base import (
     positive_number,
 )
 from feeds.rss import strip_html
+from ticker.core.events import Bar
 
 __all__ = ["AlpacaCodec", "AlpacaFeed", "rfc3339_ms"]
 
@@ -74,8 +84,10 @@ MARKET_URL = "wss://stream.data.alpaca.markets/v2/iex"
 NEWS_URL = "wss://stream.data.alpaca.markets/v1beta1/news"
 CHANNELS = ("trades", "quotes", "bars", "news")
 
-# Alpaca error codes after which the session is useless: close, back off, connect and auth again.
-FATAL_CODES = frozenset({401, 402, 404, 406, 408, 409})
+# Alpaca's documented error codes after which the session is useless (auth failed or timed out,
+# connection limit, slow client dropped, feed or channel not in the subscription): close, back off,
+# connect and auth again.
+FATAL_CODES = frozenset({401, 402, 404, 406, 407, 409, 410})
 AUTH_CODES = frozenset({401, 402, 404})
 # Documented message types we do not subscribe to (daily bars, statuses, LULD, corrections, ...).
 _OTHER_TYPES = frozenset({"d", "s", "l", "c", "x", "o", "i", "e", "p", "ds"})
@@ -147,7 +159,7 @@ class AlpacaCodec:
     ) -> None:
         self.symbols = symbols
         self.channels = channels
-        self._auth = json.dumps({"action": "auth", "key": key, "secret": secret})
+        self.headers = {"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret}
         self._secrets = (key, secret)
         self.on_fatal = on_fatal
         market = [s for s in symbols if s != "*"] if channels != ("news",) else []
@@ -157,6 +169,7 @@ class AlpacaCodec:
                 "trades",
                 "quotes",
                 "bars",
+                "bar_corrections",
                 "news",
                 "news_updates",
                 "crossed_quotes",
@@ -173,6 +186,7 @@ class AlpacaCodec:
         self.subscribed: dict[str, list[str]] = {}
         self.last_problem: str | None = None
         self.last_trade: dict[str, float] = {}
+        self.last_bar: dict[str, float] = {}  # start of the last bar sent, per symbol
         self._seen_news: OrderedDict[int | str, None] = OrderedDict()
 
     def scrub(self, text: str) -> str:
@@ -183,14 +197,15 @@ class AlpacaCodec:
         return text
 
     def subscribe_messages(self) -> list[str]:
-        """Auth, then one subscribe; called on every connect (a new session)."""
+        """One subscribe (the handshake's headers authenticated the session); called on every
+        connect (a new session)."""
         self.authenticated = False
         self.fatal_code = None
         self.subscribed = {}
         sub: dict[str, Any] = {"action": "subscribe"}
         for c in self.channels:
             sub[c] = self.symbols
-        return [self._auth, json.dumps(sub)]
+        return [json.dumps(sub)]
 
     def garbage(self, what: str) -> None:
         self.counters["garbage"] += 1
@@ -231,6 +246,7 @@ class AlpacaCodec:
                 self.authenticated = True
             return None
         if kind == "subscription":
+            self.authenticated = True  # only an authenticated session gets one
             self.counters["subscription_acks"] += 1
             self.subscribed = {
                 k: [s for s in v if isinstance(s, str)]
@@ -294,16 +310,24 @@ class AlpacaCodec:
         self.counters["quotes"] += 1
         return Tick(sym, price, ts, bid=bid, ask=ask)
 
-    def _bar(self, d: dict[str, Any], now_ms: float) -> Tick | None:
-        sym, close, ts = self._symbol(d), _pos(d.get("c")), rfc3339_ms(d.get("t"))
-        if sym is None or close is None or ts is None:
+    def _bar(self, d: dict[str, Any], now_ms: float) -> Bar | None:
+        sym, ts = self._symbol(d), rfc3339_ms(d.get("t"))
+        o, h, lo, c = (_pos(d.get(k)) for k in ("o", "h", "l", "c"))
+        if sym is None or ts is None or o is None or h is None or lo is None or c is None:
             self.garbage(f"bad bar: {str(d)[:80]!r}")
             return None
-        vol = _num(d.get("v"))
-        size = vol if vol is not None and vol > 0 and "trades" not in self.channels else None
+        if ts % 60_000 or not lo <= min(o, c) <= max(o, c) <= h:
+            self.garbage(f"bad bar (not a minute, or low/high not around open/close): {d!r}"[:200])
+            return None
         self.clock.touch(sym, now_ms)
+        if ts <= self.last_bar.get(sym, float("-inf")):
+            # An updated bar ("u") of a minute already sent: the core keeps the first final bar.
+            self.counters["bar_corrections"] += 1
+            return None
+        self.last_bar[sym] = ts
+        vol = _num(d.get("v"))
         self.counters["bars"] += 1
-        return Tick(sym, close, ts, size=size)
+        return Bar(sym, ts, "1m", o, h, lo, c, vol if vol is not None and vol > 0 else 0.0)
 
     def _news(self, d: dict[str, Any]) -> News | None:
         headline = strip_html(d["headline"]) if isinstance(d.get("headline"), str) else ""
@@ -327,7 +351,7 @@ class AlpacaCodec:
         )
         summary = strip_html(d["summary"]) if isinstance(d.get("summary"), str) else ""
         url = link.strip() if isinstance(link := d.get("url"), str) else ""
-        who = next((v for k in ("author", "source") if isinstance(v := d.get(k), str) and v), "")
+        who = d["source"] if isinstance(d.get("source"), str) else ""
         self.counters["news"] += 1
         return News(
             headline=headline,
@@ -374,7 +398,12 @@ class AlpacaFeed:
         channels: tuple[str, ...] = opts["channels"]
         self.codec = AlpacaCodec(opts["symbols"], channels, key, secret, self._fatal)
         url = opts["url"] or (NEWS_URL if channels == ("news",) else MARKET_URL)
-        self.config = WsConfig(url=url, backoff_initial=opts["backoff"], secrets=(key, secret))
+        self.config = WsConfig(
+            url=url,
+            backoff_initial=opts["backoff"],
+            secrets=(key, secret),
+            headers=self.codec.headers,
+        )
         self.stale_after: float = opts["stale_after"]
         self.link = LinkStats()
         self.fatal_in_a_row = 0

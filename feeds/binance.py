@@ -11,6 +11,13 @@ trade price (or the mid before any trade); a 24hrTicker carries last price, bid/
 of the stream (depthUpdate, kline) are counted as ignored; frames that are not JSON objects of a
 known shape are counted as garbage and skipped.
 
+Control messages: a reply to a SUBSCRIBE ``{"result": null, "id": 1}`` is an acknowledgement; an
+error reply (``{"code": 2, "msg": "Invalid request: ...", "id": 1}``, or the ``{"error": {"code",
+"msg"}, "id"}`` form) is counted in ``errors``, kept as ``last_problem`` and logged. A
+``serverShutdown`` event (``{"event": {"e": "serverShutdown", "E": ...}}``; also taken bare or
+inside a combined-stream wrapper) means the server is about to close the connection: the feed
+reconnects at once, before it does, without a backoff.
+
 Limits honoured: at most 5 outgoing messages per second (SUBSCRIBE batches are paced), at most
 1024 streams per connection, and a planned reconnect before Binance's 24 h connection lifetime.
 Update ids: aggTrade ``a`` (trade ``t``) ids are consecutive per symbol, so a jump is a gap
@@ -92,9 +99,20 @@ class BinanceCodec(CountsGarbage):
         self.streams = streams
         self.clock = SymbolClock(tuple(s.upper() for s in symbols))
         self.counters: dict[str, int] = dict.fromkeys(
-            ("ticks", "garbage", "ignored", "gaps", "missed_trades", "out_of_order", "errors"), 0
+            (
+                "ticks",
+                "garbage",
+                "ignored",
+                "gaps",
+                "missed_trades",
+                "out_of_order",
+                "errors",
+                "shutdowns",
+            ),
+            0,
         )
         self.last_problem: str | None = None
+        self.reconnect = False  # a serverShutdown was seen: the shell reconnects at once
         self._trade_id: dict[str, int] = {}
         self._book_u: dict[str, int] = {}
         self._last_price: dict[str, float] = {}
@@ -141,12 +159,17 @@ class BinanceCodec(CountsGarbage):
             return []
         if "result" in msg and "id" in msg:
             return []  # SUBSCRIBE acknowledged
-        if "error" in msg:
-            self.counters["errors"] += 1
-            self.last_problem = f"error: {str(msg['error'])[:200]}"
-            log.warning("binance: %s", self.last_problem)
+        if "error" in msg or ("code" in msg and "msg" in msg):
+            raw = msg.get("error", msg)
+            self._error(raw if isinstance(raw, dict) else {"msg": raw}, msg.get("id"))
             return []
         data = msg.get("data", msg) if "stream" in msg else msg
+        data = data.get("event", data) if isinstance(data, dict) and "e" not in data else data
+        if isinstance(data, dict) and data.get("e") == "serverShutdown":
+            self.counters["shutdowns"] += 1
+            self.reconnect = True
+            log.info("binance: serverShutdown announced; reconnecting now")
+            return []
         if not isinstance(data, dict):
             self.garbage(f"data is not an object: {str(data)[:80]!r}")
             return []
@@ -162,6 +185,11 @@ class BinanceCodec(CountsGarbage):
             return []
         self.garbage(f"unknown frame: {str(data)[:80]!r}")
         return []
+
+    def _error(self, err: dict[str, Any], rid: Any) -> None:
+        self.counters["errors"] += 1
+        self.last_problem = f"error {err.get('code')}: {err.get('msg')} (id {rid})"[:200]
+        log.warning("binance: %s", self.last_problem)
 
     def _emit(self, tick: Tick, now_ms: float) -> list[Event]:
         self.counters["ticks"] += 1

@@ -1,11 +1,20 @@
-"""Finnhub real-time trades (stocks, forex, crypto) over its WebSocket API.
+"""Finnhub real-time trades (stocks, forex, crypto) and news over its WebSocket API.
 
-:class:`FinnhubCodec` is pure (no I/O): one ``{"type": "subscribe", "symbol": ...}`` per symbol,
-and ``{"type": "trade", "data": [{"p", "s", "t", "v"}]}`` frames mapped onto ``Tick`` (price,
-volume as the trade size, ``t`` the trade time in ms). ``{"type": "ping"}`` frames are the
-upstream's heartbeat (liveness only). :class:`FinnhubFeed` is the I/O shell
-(:func:`feeds._ws.stream`); the API key is read from an environment variable, goes only into the
-connection URL (as Finnhub requires), and is scrubbed from every error it logs or reports.
+:class:`FinnhubCodec` is pure (no I/O): one ``{"type": "subscribe", "symbol": ...}`` per symbol
+(and, with ``news=yes``, one ``{"type": "subscribe-news", "symbol": ...}``), and
+``{"type": "trade", "data": [{"p", "s", "t", "v"}]}`` frames mapped onto ``Tick`` (price, volume
+as the trade size, ``t`` the trade time in ms). ``{"type": "news", "data": [{"category",
+"datetime", "headline", "id", "image", "related", "source", "summary", "url"}]}`` frames (a
+premium stream) become ``News`` (``datetime`` in seconds, ``related`` the comma-separated symbols,
+an ``id`` already seen counted, not repeated). ``{"type": "ping"}`` frames are the upstream's
+heartbeat (liveness only).
+
+:class:`FinnhubFeed` is the I/O shell (:func:`feeds._ws.stream`). The shell sends the first
+subscribe at once and the others at 5 a second while ticks already flow, so the free tier's 50
+symbols take 10 s to subscribe without holding anything back. Finnhub allows **one connection per
+API key**: run one finnhub feed per key, and no other program with the same key. The
+API key is read from an environment variable, goes only into the connection URL (as Finnhub
+requires), and is scrubbed from every error it logs or reports.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import asyncio
 import json
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import quote
@@ -28,7 +38,7 @@ from feeds._ws import (
     link_options,
     load_frame,
 )
-from feeds.base import Event, Option, Tick, finite_number
+from feeds.base import Event, News, Option, Tick, finite_number
 
 __all__ = ["FinnhubCodec", "FinnhubFeed"]
 
@@ -36,6 +46,16 @@ log = logging.getLogger("ticker.feeds.finnhub")
 
 # JSON numbers as floats, None when absent or not finite (feeds.base)
 _num = finite_number
+
+
+_SEEN_NEWS = 4096
+
+
+def _yes_no(value: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("yes", "no"):
+        raise ValueError(f"{value!r} is not yes or no")
+    return v == "yes"
 
 
 def _symbols(value: str) -> list[str]:
@@ -48,14 +68,21 @@ def _symbols(value: str) -> list[str]:
 class FinnhubCodec(CountsGarbage):
     """Pure; no I/O. Finnhub frames -> ticks."""
 
-    def __init__(self, symbols: list[str]) -> None:
+    def __init__(self, symbols: list[str], news: bool = False) -> None:
         self.symbols = symbols
+        self.news = news
         self.clock = SymbolClock(tuple(symbols))
-        self.counters: dict[str, int] = {"ticks": 0, "garbage": 0, "pings": 0, "errors": 0}
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("ticks", "news", "news_updates", "garbage", "pings", "errors"), 0
+        )
         self.last_problem: str | None = None
+        self._seen_news: OrderedDict[object, None] = OrderedDict()
 
     def subscribe_messages(self) -> list[str]:
-        return [json.dumps({"type": "subscribe", "symbol": s}) for s in self.symbols]
+        out = [json.dumps({"type": "subscribe", "symbol": s}) for s in self.symbols]
+        if self.news:
+            out += [json.dumps({"type": "subscribe-news", "symbol": s}) for s in self.symbols]
+        return out
 
     def handle(self, text: str, now_ms: float) -> list[Event]:
         """One text frame -> events. Never raises."""
@@ -71,6 +98,8 @@ class FinnhubCodec(CountsGarbage):
             self.last_problem = f"error: {str(msg.get('msg'))[:200]}"
             log.warning("finnhub: %s", self.last_problem)
             return []
+        if kind == "news" and isinstance(msg.get("data"), list):
+            return self._news(msg["data"])
         if kind != "trade" or not isinstance(msg.get("data"), list):
             self.garbage(f"unknown frame: {text[:80]!r}")
             return []
@@ -91,6 +120,44 @@ class FinnhubCodec(CountsGarbage):
         self.counters["ticks"] += len(out)
         return out
 
+    def _news(self, items: list[object]) -> list[Event]:
+        out: list[Event] = []
+        for d in items:
+            news = self._one_news(d)
+            if news is not None:
+                out.append(news)
+        return out
+
+    def _one_news(self, d: object) -> News | None:
+        if not isinstance(d, dict):
+            self.garbage(f"news item is not an object: {str(d)[:80]!r}")
+            return None
+        headline, secs = d.get("headline"), _num(d.get("datetime"))
+        if not isinstance(headline, str) or not headline.strip() or secs is None or secs <= 0:
+            self.garbage(f"bad news: {str(d)[:80]!r}")
+            return None
+        nid = d.get("id")
+        if isinstance(nid, int | str) and not isinstance(nid, bool):
+            if nid in self._seen_news:
+                self.counters["news_updates"] += 1
+                return None
+            self._seen_news[nid] = None
+            if len(self._seen_news) > _SEEN_NEWS:
+                self._seen_news.popitem(last=False)
+        related = d.get("related")
+        syms = related.split(",") if isinstance(related, str) else []
+        source, url, summary = d.get("source"), d.get("url"), d.get("summary")
+        who = source.strip() if isinstance(source, str) else ""
+        self.counters["news"] += 1
+        return News(
+            headline=" ".join(headline.split()),
+            ts=secs * 1000.0,
+            source=f"finnhub/{who}" if who else "finnhub",
+            symbols=tuple(dict.fromkeys(s.strip() for s in syms if s.strip())),
+            url=url.strip() or None if isinstance(url, str) else None,
+            summary=" ".join(summary.split()) or None if isinstance(summary, str) else None,
+        )
+
 
 class FinnhubFeed(WsFeed):
     """Finnhub trades; the API key comes from an environment variable."""
@@ -102,6 +169,7 @@ class FinnhubFeed(WsFeed):
             "WebSocket endpoint (the key is added as ?token=)", "wss://ws.finnhub.io", str
         ),
         "key_env": Option("environment variable holding the API key", "FINNHUB_API_KEY", str),
+        "news": Option("also subscribe to news of the symbols (premium): yes or no", "no", _yes_no),
         **link_options("300", "a trade before a symbol"),
     }
     codec: FinnhubCodec
@@ -112,7 +180,7 @@ class FinnhubFeed(WsFeed):
         if not key:
             raise ValueError(f"set the Finnhub API key in ${opts['key_env']}")
         self.name = "finnhub"
-        self.codec = FinnhubCodec(opts["symbols"])
+        self.codec = FinnhubCodec(opts["symbols"], opts["news"])
         sep = "&" if "?" in opts["url"] else "?"
         self.config = WsConfig(
             url=f"{opts['url']}{sep}token={quote(key)}",

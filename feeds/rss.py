@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
+import charset_normalizer
 import feedparser
 
 from feeds.base import Event, News, Option, as_float, help_of, parse_options
@@ -237,7 +238,9 @@ def parse_document(
     feedparser copes with most flaws (a blank line before the XML declaration, broken CDATA,
     bad ampersands) and says so (``bozo``); such a document still yields its clean items, and the
     flaw is reported as ``problem``. A document whose bytes are not ASCII and whose encoding is
-    declared nowhere yields nothing: any guess would turn headlines into mojibake.
+    declared nowhere (a KOI8-R or Big5 feed served without a charset) is decoded with the
+    encoding charset-normalizer detects, and the guess is reported as ``problem``; when nothing
+    fits, it yields nothing: a wrong guess would turn headlines into mojibake.
     """
     headers = {"content-type": content_type} if content_type else {}
     try:
@@ -245,13 +248,27 @@ def parse_document(
         d = feedparser.parse(io.BytesIO(body), response_headers=headers)
     except Exception as exc:  # feedparser is meant not to raise; a parse must never kill a poll
         return Parsed(problem=f"unparseable: {type(exc).__name__}: {exc}"[:200])
+    flaw = d.get("bozo_exception") if d.get("bozo") else None
+    guessed = None
+    if isinstance(flaw, feedparser.CharacterEncodingOverride) and not body.isascii():
+        guessed = _detect_encoding(body)
+        if guessed is None:
+            return Parsed(
+                problem="encoding not declared, not UTF-8 and not detected; items dropped"
+            )
+        try:
+            d = feedparser.parse(
+                io.BytesIO(body),
+                response_headers={"content-type": f"application/xml; charset={guessed}"},
+            )
+        except Exception as exc:
+            return Parsed(problem=f"unparseable as {guessed}: {type(exc).__name__}: {exc}"[:200])
+        flaw = d.get("bozo_exception") if d.get("bozo") else None
     out = Parsed(title=strip_html(str(d.get("feed", {}).get("title") or "")))
-    if d.get("bozo"):
-        flaw = d.get("bozo_exception")
-        out.problem = f"{type(flaw).__name__}: {flaw}"[:200]
-        if isinstance(flaw, feedparser.CharacterEncodingOverride) and not body.isascii():
-            out.problem = "encoding not declared and not UTF-8; items dropped"
-            return out
+    if guessed is not None:
+        out.problem = f"encoding not declared; decoded as {guessed} (detected)"
+    if flaw is not None:
+        out.problem = out.problem or f"{type(flaw).__name__}: {flaw}"[:200]
     label = source or out.title
     out.entries = len(d.get("entries", []))
     for entry in d.get("entries", []):
@@ -269,6 +286,12 @@ def parse_document(
     if not out.items and not d.get("entries") and out.problem is None and not out.title:
         out.problem = "no feed found in the document"
     return out
+
+
+def _detect_encoding(body: bytes) -> str | None:
+    """Pure; no I/O. The encoding charset-normalizer finds most likely for ``body``, or None."""
+    best = charset_normalizer.from_bytes(body).best()
+    return best.encoding if best is not None else None
 
 
 def parse_urls(value: str) -> list[str]:
@@ -331,7 +354,7 @@ def _state(url: str) -> _UrlState:
 
 _OPTIONS: dict[str, Option] = {
     "urls": Option("feed URLs, +-separated", None, parse_urls),
-    "interval": Option("seconds between polls of each URL, 1..86400", "60", as_float(0.01, 86_400)),
+    "interval": Option("seconds between polls of each URL, 1..86400", "60", as_float(1, 86_400)),
     "watch": Option("tickers to tag when named as whole words, +-separated", "", parse_watch),
     "companies": Option("company names to tag, SYMBOL:Name+SYMBOL:Name", "", parse_companies),
     "source": Option("source label (default: each feed's own title)", "", str),

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from ticker.core.events import (
+    Bar,
     Controllable,
     Event,
     Feed,
@@ -29,6 +30,7 @@ from ticker.core.events import (
     Preloadable,
     Tick,
 )
+from ticker.core.validate import event_problem
 
 __all__ = ["FakeFeed", "FeedCheckError", "check_event", "check_feed"]
 
@@ -58,7 +60,7 @@ def _check_ts(ts: object, what: str) -> list[str]:
 def check_event(ev: object) -> list[str]:
     """What is wrong with one event (empty when nothing). Pure.
 
-    Checks what the core relies on: the exact types ``Tick``/``News``/``Listing`` (the hub
+    Checks what the core relies on: the exact types ``Tick``/``News``/``Listing``/``Bar`` (the hub
     dispatches on them), finite positive prices, ``ts`` in epoch milliseconds, ``bid <= ask``,
     tuples of non-empty symbols, and news ids left at 0 (the core assigns them).
     """
@@ -107,7 +109,14 @@ def check_event(ev: object) -> list[str]:
         if not isinstance(e.symbols, tuple) or not all(isinstance(s, str) and s for s in e.symbols):
             return [f"Listing: symbols must be a tuple of non-empty strings, got {e.symbols!r}"]
         return []
-    return [f"{t.__name__} is not a Tick, News or Listing (exactly; the core drops anything else)"]
+    if t is Bar:
+        # The core's own check (interval, ts a multiple of it, low <= open, close <= high), and
+        # the time unit.
+        problem = event_problem(ev)
+        return ([problem] if problem else []) + _check_ts(e.ts, f"Bar {e.symbol!r}")
+    return [
+        f"{t.__name__} is not a Tick, News or Listing, nor a Bar (exactly; the core drops the rest)"
+    ]
 
 
 def _plain_method(method: object, name: str, *args: object, **kwargs: object) -> list[str]:

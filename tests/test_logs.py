@@ -406,7 +406,7 @@ def failing_feeds(dead: int) -> list[str]:
         "--feed",
         "sim:symbols=3,rate=50,seed=1",
         "--feed",
-        f"rss:urls=http://127.0.0.1:{dead}/feed.xml?token={URL_SECRET},interval=0.2,timeout=1",
+        f"rss:urls=http://127.0.0.1:{dead}/feed.xml?token={URL_SECRET},interval=1,timeout=1",
         "--feed",
         f"finnhub:url=ws://127.0.0.1:{dead}/ws,backoff=0.05",
     ]

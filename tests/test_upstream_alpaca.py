@@ -16,14 +16,14 @@ from feeds.alpaca import AlpacaCodec, AlpacaFeed, rfc3339_ms
 from feeds.testing import check_event, check_feed
 from tests.upstream.local import LocalServer
 from tests.wsutil import until
-from ticker.core.events import Event, Listing, News, Tick
+from ticker.core.events import Bar, Event, Listing, News, Tick
 
 __all__: list[str] = []
 
 KEY = "PKTESTKEY0123456789"
 SECRET = "sekrit/Secret+abc987"
 ENV = {"key_env": "TEST_APCA_KEY", "secret_env": "TEST_APCA_SECRET"}
-E = TypeVar("E", Tick, News)
+E = TypeVar("E", Tick, News, Bar)
 BAR_TIME = "2021-02-22T15:52:00Z"  # the documented bar has t = null (msgpack in the real stream)
 
 
@@ -57,27 +57,68 @@ def _ms(y: int, mo: int, d: int, h: int, mi: int, sec: int, frac_ms: float = 0.0
 
 TRADE = Tick("AAPL", 126.55, _ms(2021, 2, 22, 15, 51, 44, 208.0), size=1.0)
 QUOTE = Tick("AMD", 87.67, _ms(2021, 2, 22, 15, 51, 45, 335.689322), bid=87.66, ask=87.68)
-BAR = Tick("AAPL", 178.005, _ms(2021, 2, 22, 15, 52, 0))  # no size: trades carry the volume
+BAR = Bar("AAPL", _ms(2021, 2, 22, 15, 52, 0), "1m", 177.94, 178.005, 177.94, 178.005, 8547.0)
 
 
 class AlpacaServer(LocalServer):
     """Alpaca's documented session on loopback, one connection after another.
 
-    Each connection: send the welcome (``connected``), read the auth message and answer
-    ``authenticated`` (or, for the first ``fail_auth`` connections, error 402 and close), read the
-    subscribe and acknowledge it with a ``subscription`` message, then send ``data`` frames from
-    where the previous connection stopped; the first connection is dropped after ``drop_after``.
+    Each connection: authenticate with the handshake's ``APCA-API-KEY-ID``/``APCA-API-SECRET-KEY``
+    headers when given (then send the welcome, ``connected``, and ``authenticated`` at once), or
+    else send the welcome and read an auth message, answering ``authenticated`` after
+    ``auth_delay`` seconds; the first ``fail_auth`` connections (or wrong credentials) get error
+    402 and are closed. A subscribe before ``authenticated`` gets error 401 and is closed, as
+    Alpaca does. A subscribe is acknowledged with a ``subscription`` message, then ``data``
+    frames are sent from where the previous connection stopped; the first connection is dropped
+    after ``drop_after``.
     """
 
     def __init__(
-        self, welcome: str, data: list[str], *, fail_auth: int = 0, drop_after: int | None = None
+        self,
+        welcome: str,
+        data: list[str],
+        *,
+        fail_auth: int = 0,
+        drop_after: int | None = None,
+        auth_delay: float = 0.0,
     ) -> None:
         self.welcome = welcome
         self.data = data
         self.fail_auth = fail_auth
         self.drop_after = drop_after
+        self.auth_delay = auth_delay
         self.received: list[list[Any]] = []  # per connection, decoded client messages
+        self.auth_headers: list[tuple[str | None, str | None]] = []  # per connection
         self.position = 0
+
+    async def _authenticate(self, request: web.Request, ws: web.WebSocketResponse, n: int) -> bool:
+        got = self.received[-1]
+        key = request.headers.get("APCA-API-KEY-ID")
+        secret = request.headers.get("APCA-API-SECRET-KEY")
+        self.auth_headers.append((key, secret))
+        await ws.send_str(self.welcome)
+        if key is not None:
+            ok = (key, secret) == (KEY, SECRET)
+        else:
+            auth = json.loads((await ws.receive(timeout=5)).data)
+            got.append(auth)
+            ok = auth == {"action": "auth", "key": KEY, "secret": SECRET}
+            if ok and n > self.fail_auth and self.auth_delay:
+                try:  # anything sent before the reply is a subscribe before authentication
+                    early = await ws.receive(timeout=self.auth_delay)
+                except TimeoutError:
+                    pass
+                else:
+                    got.append(json.loads(early.data))
+                    await ws.send_str('[{"T":"error","code":401,"msg":"not authenticated"}]')
+                    await ws.close()
+                    return False
+        if n <= self.fail_auth or not ok:
+            await ws.send_str('[{"T":"error","code":402,"msg":"auth failed"}]')
+            await ws.close()
+            return False
+        await ws.send_str('[{"T":"success","msg":"authenticated"}]')
+        return True
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
@@ -85,15 +126,8 @@ class AlpacaServer(LocalServer):
         got: list[Any] = []
         self.received.append(got)
         n = len(self.received)
-        await ws.send_str(self.welcome)
-        auth = json.loads((await ws.receive(timeout=5)).data)
-        got.append(auth)
-        ok = auth == {"action": "auth", "key": KEY, "secret": SECRET}
-        if n <= self.fail_auth or not ok:
-            await ws.send_str('[{"T":"error","code":402,"msg":"auth failed"}]')
-            await ws.close()
+        if not await self._authenticate(request, ws, n):
             return ws
-        await ws.send_str('[{"T":"success","msg":"authenticated"}]')
         sub = json.loads((await ws.receive(timeout=5)).data)
         got.append(sub)
         chans = ("trades", "quotes", "bars", "news")
@@ -125,7 +159,7 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_APCA_SECRET", SECRET)
 
 
-async def _collect(feed: AlpacaFeed, n: int, kind: type = Tick) -> list[Any]:
+async def _collect(feed: AlpacaFeed, n: int, kind: type | tuple[type, ...] = Tick) -> list[Any]:
     out: list[Any] = []
     agen = feed.events()
     try:
@@ -162,19 +196,28 @@ def test_documented_data_messages_map_onto_ticks(real_data: Path) -> None:
     assert codec.clock.stale(1.7e12, 60) == []  # both symbols updated
 
 
-def test_bar_volume_is_the_size_when_trades_are_not_subscribed(real_data: Path) -> None:
+def test_minute_bars_are_bars_and_corrections_are_counted_not_applied(real_data: Path) -> None:
     codec = AlpacaCodec(["AAPL"], ("bars",), KEY, SECRET)
-    bar = _only(Tick, codec.handle(_bar_frame(_samples(real_data)), 1.7e12))
-    assert (bar.price, bar.size) == (178.005, 8547.0)
+    bar = _only(Bar, codec.handle(_bar_frame(_samples(real_data)), 1.7e12))
+    assert bar == BAR and check_event(bar) == []  # ts: the minute's start; the close is close
+    item = {**json.loads(_bar_frame(_samples(real_data)))[0], "T": "u", "c": 178.1, "h": 178.1}
+    assert codec.handle(json.dumps([item]), 1.7e12) == []  # a correction of a bar already sent
+    later = {**item, "t": "2021-02-22T15:53:00Z"}
+    upd = _only(Bar, codec.handle(json.dumps([later]), 1.7e12))  # an updated bar, newer: sent
+    assert (upd.ts - bar.ts, upd.close, upd.interval) == (60_000.0, 178.1, "1m")
+    odd = {**later, "t": "2021-02-22T15:54:30Z"}  # not a minute's start
+    assert codec.handle(json.dumps([odd]), 1.7e12) == []
+    assert (codec.counters["bars"], codec.counters["bar_corrections"]) == (2, 1)
+    assert codec.counters["garbage"] == 1
 
 
 def test_control_messages_track_the_session_and_never_make_events(real_data: Path) -> None:
     s = _samples(real_data)
     reasons: list[str] = []
     codec = AlpacaCodec(["AAPL"], ("trades",), KEY, SECRET, reasons.append)
-    auth, sub = codec.subscribe_messages()
-    assert json.loads(auth) == {"action": "auth", "key": KEY, "secret": SECRET}
+    [sub] = codec.subscribe_messages()  # the handshake's headers authenticate: no auth message
     assert json.loads(sub) == {"action": "subscribe", "trades": ["AAPL"]}
+    assert codec.headers == {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
     assert [codec.handle(s["messages"], 1.7e12), codec.authenticated] == [[], False]  # connected
     assert codec.handle('[{"T":"success","msg":"authenticated"}]', 1.7e12) == []
     assert codec.authenticated
@@ -194,13 +237,41 @@ def test_control_messages_track_the_session_and_never_make_events(real_data: Pat
     assert state == {"authenticated": False, "fatal": None} and codec.subscribed == {}
 
 
+@pytest.mark.parametrize(
+    ("code", "msg", "ends_session"),
+    [  # Alpaca's documented error table for the market data stream
+        (400, "invalid syntax", False),
+        (401, "not authenticated", True),
+        (402, "auth failed", True),
+        (403, "already authenticated", False),
+        (404, "auth timeout", True),
+        (405, "symbol limit exceeded", False),
+        (406, "connection limit exceeded", True),
+        (407, "slow client", True),
+        (409, "insufficient subscription", True),
+        (410, "invalid subscribe action", True),
+        (500, "internal error", False),
+    ],
+)
+def test_documented_errors_end_the_session_or_are_counted(
+    code: int, msg: str, ends_session: bool
+) -> None:
+    reasons: list[str] = []
+    codec = AlpacaCodec(["AAPL"], ("trades",), KEY, SECRET, reasons.append)
+    frame = json.dumps([{"T": "error", "code": code, "msg": msg}])
+    assert codec.handle(frame, 1.7e12) == []
+    assert reasons == ([f"error {code}: {msg}"] if ends_session else [])
+    assert (codec.counters["errors"], codec.counters["garbage"]) == (1, 0)
+    assert codec.counters["auth_failures"] == (code in (401, 402, 404))
+
+
 def test_documented_news_and_its_updates(real_data: Path) -> None:
     raw = _samples(real_data)["news"]
     codec = AlpacaCodec(["*"], ("news",), KEY, SECRET)
     n = _only(News, codec.handle(raw, 1.7e12))
     assert n.headline.startswith("Corsair Reports Purchase Of Majority Ownership In iDisplay")
     assert n.ts == _ms(2022, 1, 5, 22, 0, 37)
-    assert (n.source, n.symbols) == ("alpaca/Benzinga Newsdesk", ("CRSR",))
+    assert (n.source, n.symbols) == ("alpaca/benzinga", ("CRSR",))  # source, not the author
     assert n.url is not None and n.url.startswith("https://www.benzinga.com/m-a/22/01/24918784/")
     assert n.summary is not None and n.summary.startswith("Corsair Gaming, Inc. (NASDAQ:CRSR)")
     assert codec.handle(raw, 1.7e12) == []  # the same id again is an update, not new news
@@ -273,6 +344,19 @@ def test_arbitrary_text_never_raises(text: str) -> None:
 # --- I/O: the feed against the loopback server ---------------------------------------------------
 
 
+async def test_subscribe_never_races_authentication(real_data: Path, keys: None) -> None:
+    # The server takes 0.5 s to authenticate a message auth; a subscribe before that is its
+    # error 401, which ends the session. The handshake's headers authenticate before any message.
+    s = _samples(real_data)
+    async with AlpacaServer(s["messages"], [s["trades"]], auth_delay=0.5) as server:
+        feed = AlpacaFeed({"url": server.url, "backoff": "0.01", "channels": "trades", **ENV})
+        ticks = await _collect(feed, 1)
+    assert ticks == [TRADE]
+    h = feed.health()
+    assert (h["errors"], h["connects"], h["authenticated"]) == (0, 1, True)
+    assert server.received == [[{"action": "subscribe", "trades": ["AAPL"]}]]
+
+
 async def test_documented_session_over_a_drop_reauths_and_resubscribes_secrets_never_logged(
     real_data: Path, keys: None, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -288,12 +372,12 @@ async def test_documented_session_over_a_drop_reauths_and_resubscribes_secrets_n
                 **ENV,
             }
         )
-        ticks = await _collect(feed, 3)
+        ticks = await _collect(feed, 3, (Tick, Bar))
     assert ticks == [TRADE, QUOTE, BAR]
-    auth = {"action": "auth", "key": KEY, "secret": SECRET}
     syms = ["AAPL", "AMD", "MSFT"]
     sub = {"action": "subscribe", "trades": syms, "quotes": syms, "bars": syms}
-    assert server.received[:2] == [[auth, sub], [auth, sub]]  # dropped, then auth + subscribe again
+    assert server.received[:2] == [[sub], [sub]]  # dropped, then subscribed again
+    assert server.auth_headers[:2] == [(KEY, SECRET)] * 2  # authenticated by the handshake
     h = feed.health()
     assert (h["connects"], h["reconnects"], h["garbage"], h["subscription_acks"]) == (2, 1, 1, 2)
     assert h["authenticated"] is True and h["subscribed"]["bars"] == syms
@@ -312,7 +396,7 @@ async def test_auth_error_is_counted_reported_and_retried_with_growing_backoff(
         feed = AlpacaFeed({"url": server.url, "backoff": "0.01", "channels": "trades", **ENV})
         ticks = await _collect(feed, 1)
     assert ticks == [TRADE]
-    assert [c[0]["action"] for c in server.received] == ["auth"] * 4  # 3 x 402, then ok
+    assert server.auth_headers == [(KEY, SECRET)] * 4  # 3 x 402, then ok
     h = feed.health()
     assert (h["auth_failures"], h["errors"], h["connects"], h["reconnects"]) == (3, 3, 4, 3)
     assert 0.02 <= h["retry_in_s"] <= 0.04  # the 3rd failure in a row: 0.01 * 2**2, jittered
@@ -352,7 +436,7 @@ async def test_news_stream_over_loopback(real_data: Path, keys: None) -> None:
         feed = AlpacaFeed({"url": server.url, "channels": "news", "symbols": "*", **ENV})
         news = await _collect(feed, 1, News)
     assert [n.symbols for n in news] == [("CRSR",)]
-    assert server.received[0][1] == {"action": "subscribe", "news": ["*"]}
+    assert server.received[0][0] == {"action": "subscribe", "news": ["*"]}
     assert feed.health()["subscribed"] == {"news": ["*"]}
 
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 from feeds.binance import BinanceCodec, BinanceFeed
 from feeds.testing import check_event, check_feed
 from tests.upstream.ws import ReplayServer, load_recording
+from tests.wsutil import until
 from ticker.core.events import Event, Listing, Tick
 
 SYMBOLS = "nknusdt+blzeth+lrcbtc+runeeur"
@@ -239,3 +240,55 @@ async def test_planned_reconnect_before_the_connection_lifetime(real_data: Path)
     assert h["planned_reconnects"] >= 1 and h["connects"] >= 2
     first, again = (json.loads(c[0]) for c in server.received[:2])
     assert again["params"] == first["params"] and again["id"] > first["id"]  # same streams
+
+
+async def test_error_replies_are_errors_and_server_shutdown_reconnects_early(
+    real_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frames = _frames(real_data)[:40]
+    error = '{"code": 2, "msg": "Invalid request: property name must be a string", "id": 1}'
+    shutdown = '{"event": {"e": "serverShutdown", "E": 1770123456789}}'  # Binance's documented form
+    async with ReplayServer([*frames, error, shutdown]) as server:
+        feed = _feed(server.url)
+        task = asyncio.create_task(_collect(feed, 10_000, within=30))
+        try:
+            await until(lambda: len(server.received) >= 2 and len(server.received[1]) >= 1, 10)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    h = feed.health()
+    assert (h["errors"], h["garbage"], h["shutdowns"]) == (1, 0, 1)
+    assert h["last_problem"] == ("error 2: Invalid request: property name must be a string (id 1)")
+    assert "Invalid request" in caplog.text
+    # A new connection at once, as planned (no backoff, no failure counted), same streams.
+    assert (h["connects"], h["planned_reconnects"], h["reconnects"]) == (2, 1, 0)
+    first, again = (json.loads(c[0]) for c in server.received[:2])
+    assert again["params"] == first["params"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"error": {"code": 0, "msg": "Unknown property"}, "id": 7}',
+        '{"code": 0, "msg": "Unknown property", "id": 7}',
+    ],
+)
+def test_both_error_reply_forms_are_counted_as_errors(frame: str) -> None:
+    codec = BinanceCodec(["btcusdt"], ["aggTrade"])
+    assert codec.handle(frame, NOW_MS) == []
+    assert (codec.counters["errors"], codec.counters["garbage"]) == (1, 0)
+    assert codec.last_problem == "error 0: Unknown property (id 7)"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"event": {"e": "serverShutdown", "E": 1770123456789}}',
+        '{"e": "serverShutdown", "E": 1770123456789}',
+        '{"stream": "btcusdt@aggTrade", "data": {"e": "serverShutdown", "E": 1770123456789}}',
+    ],
+)
+def test_server_shutdown_asks_for_a_new_connection(frame: str) -> None:
+    codec = BinanceCodec(["btcusdt"], ["aggTrade"])
+    assert codec.handle(frame, NOW_MS) == [] and codec.reconnect
+    assert (codec.counters["shutdowns"], codec.counters["garbage"]) == (1, 0)

@@ -77,10 +77,10 @@ async def test_every_real_document_yields_clean_items_or_a_counted_problem(
     assert counts["feedjira/TypePadNews.xml"] == 10  # Atom, same flaw
     assert counts["feedjira/google_alerts_atom.xml"] == 20
     assert counts["feedparser/large_atom_feed_touchnokia_ru.xml"] == 15
-    # Undeclared non-ASCII encodings: no mojibake headlines, a counted problem instead.
-    assert counts["feedparser/chardet__big5.xml"] == 0
-    assert counts["feedparser/chardet__koi8r.xml"] == 0
-    assert "encoding not declared" in feed.last_problem[server.url("feedparser/chardet__koi8r.xml")]
+    # Undeclared non-ASCII encodings: decoded as detected (the guess is a counted problem).
+    assert counts["feedparser/chardet__koi8r.xml"] == 1
+    koi8r = feed.last_problem[server.url("feedparser/chardet__koi8r.xml")]
+    assert koi8r == "encoding not declared; decoded as koi8_r (detected)"
     # Specific values from the documents.
     sec = got["sec_litigation_releases_rss_2024-07-01.xml"]
     assert sec[0].headline == "Adrian J. Kawuba"
@@ -161,7 +161,7 @@ async def test_rss_conforms(real_data: Path) -> None:
     name = "feedjira/youtube_atom.xml"
     async with NewsServer({name: (real_data / "news" / name).read_bytes()}) as server:
         events = await check_feed(
-            RssFeed, {"urls": server.url(name), "interval": "0.05"}, max_events=15
+            RssFeed, {"urls": server.url(name), "interval": "1"}, max_events=15
         )
     assert len(events) == 15
 
@@ -213,7 +213,31 @@ def test_epoch_dc_date_and_missing_dates() -> None:
     assert parsed.skipped == 1
 
 
+@pytest.mark.parametrize(
+    ("name", "headline"),
+    [  # feedparser's test feeds that declare no encoding anywhere (their charset detection cases)
+        ("chardet__koi8r.xml", "Как пережить новогоднюю ночь"),
+        ("chardet__eucjp.xml", "ゲーム三昧な正月"),
+        ("chardet__euckr.xml", "EUC-KR 에서 TypeKey 한글닉네임 표시하기"),
+        ("chardet__gb2312.xml", "不归移民漫画系列：专业工作"),  # noqa: RUF001
+        ("chardet__shiftjis.xml", "DrecomRSSに記事投稿が反映されない…"),
+    ],
+)
+def test_undeclared_encodings_are_detected_not_dropped(
+    real_data: Path, name: str, headline: str
+) -> None:
+    body = (real_data / "news" / "feedparser" / name).read_bytes()
+    assert not body.isascii() and b"encoding=" not in body[:200]
+    parsed = parse_document(body, source="x", now_ms=NOW_MS)
+    assert [n.headline for _, n in parsed.items] == [headline]
+    assert parsed.problem is not None and "encoding not declared; decoded as" in parsed.problem
+
+
 def test_options() -> None:
+    for bad in ("0.01", "0", "86401"):
+        with pytest.raises(ValueError, match=r"^option interval: .* out of range 1\.\.86400$"):
+            RssFeed({"urls": "http://x/", "interval": bad})
+    assert RssFeed({"urls": "http://x/", "interval": "1"}).interval == 1.0
     with pytest.raises(ValueError, match="urls is required"):
         RssFeed({})
     with pytest.raises(ValueError, match="not an http"):
