@@ -257,3 +257,22 @@ def test_a_trade_in_a_second_already_final_is_late() -> None:
     sb.trade(T0 + 500, 99.0, 1.0)
     assert sb.late == 1
     assert sb.bars(1_000, 10) == [(T0, 10.0, 10.0, 10.0, 10.0, 1.0)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(trades_st, st.integers(0, 119))
+def test_a_restored_copy_continues_exactly_where_the_original_was(
+    raw: list[tuple[int, float, float]], cut: int
+) -> None:
+    """state() and closed() of one instance, restore()d into another, give the same bars, and
+    both go on identically (what a Redis edge does with the ingest node's bars)."""
+    trades = timed(raw)
+    a, b = SymbolBars(RETAIN), SymbolBars(RETAIN)
+    for ts, price, size in trades[:cut]:
+        a.trade(ts, price, size)
+    b.restore(a.state(), {w: a.closed(w, -1.0) for w in INTERVALS.values()})
+    for ts, price, size in trades[cut:]:
+        a.trade(ts, price, size)
+        b.trade(ts, price, size)
+    for width in INTERVALS.values():
+        assert b.bars(width, 100_000) == a.bars(width, 100_000)
