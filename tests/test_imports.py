@@ -45,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # What a feed adapter may import of ticker: the feed API (and the replay engine for the replay
 # feed, the backoff rule for upstream reconnects).
-FEED_API = {"ticker.core.events", "ticker.core.backoff", "ticker.replay"}
+FEED_API = {"ticker.core.events", "ticker.core.backoff", "ticker.core.validate", "ticker.replay"}
 
 # Modules that must import neither asyncio, aiohttp, pandas nor pyarrow.
 PURE = [
