@@ -30,23 +30,13 @@ from ticker.config import HubConfig
 from ticker.core.bars import INTERVALS, BarBook, IntervalError, Row
 from ticker.core.book import Book
 from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
-from ticker.core.protocol import (
-    Ack,
-    BarHistory,
-    BarUpdate,
-    Error,
-    NewsItem,
-    delta_payload,
-    delta_tail,
-    encode,
-    quote_fragments,
-    wire_rows,
-)
-from ticker.core.wsframe import ws_ping_frame, ws_text_frame
+from ticker.core.protocol import Ack, BarHistory, BarUpdate, Error, NewsItem, wire_rows
+from ticker.core.wire import WS_JSON, Format, Wire
+from ticker.core.wsframe import ws_ping_frame
 from ticker.hub.closing import CLOSE_GOING_AWAY, Closer
 from ticker.hub.delivery import Delivery
 from ticker.hub.flow import CLOSE_TRY_AGAIN, Flow, FlowRules, FlowState, Step
-from ticker.hub.news import NewsRing
+from ticker.hub.news import NewsRing, payload_in
 from ticker.hub.session import (
     CLOSE_POLICY,
     Bars,
@@ -203,7 +193,7 @@ class Hub:
         self.stats["news_in"] += 1
         prev = self.news.last_id
         entry = self.news.add(ev, time.time() * 1000.0)
-        frame = ws_text_frame(entry.payload)
+        frames: dict[Wire, bytes] = {}  # (encoded and framed once per wire)
         now = self.loop.time()
         for c in self._news_clients:
             if not c.session.wants_news(ev.symbols):
@@ -213,6 +203,11 @@ class Hub:
             if step is PAUSE:
                 self.delivery.paused(c)
             elif step is WRITE and not transport.is_closing():
+                wire = c.wire
+                frame = frames.get(wire)
+                if frame is None:
+                    payload = payload_in(entry, wire.encoding)
+                    frame = frames[wire] = wire.frame("news", payload, entry.id)
                 transport.write(frame)
                 self.stats["frames_sent"] += 1
                 self.stats["bytes_sent"] += len(frame)
@@ -231,8 +226,9 @@ class Hub:
         """Send what changed in ``window`` since its last flush to every connection in it.
 
         Runs on the window's timer. One ``drain`` of its conflator serves all its connections:
-        each changed symbol is encoded once, each group (one subscription) gets one delta tail,
-        and per connection only ``seq`` is spliced in front before a non-blocking write. Its
+        each changed symbol is encoded once per format (encoding and field selection), each
+        group (one subscription, wire and format) gets one delta tail, and per connection only
+        ``seq`` is spliced in front before a non-blocking write. Its
         :class:`Flow` decides per connection: write (with a marker ping, sometimes), or
         remember the symbols for a catch-up.
         """
@@ -246,7 +242,7 @@ class Hub:
             return
         if self._bar_clients:
             self._flush_bars(window, changes)
-        fragments = quote_fragments(changes)
+        by_format: dict[Format, dict[str, bytes]] = {}
         window.drained(changes)
         sent_at = time.time() * 1000.0
         flush = conflator.flushes
@@ -256,10 +252,17 @@ class Hub:
         # (The loop below runs for every connection of the window: locals only, no allocation
         # but the frame itself.)
         for group in window.groups.values():
+            fmt = group.format
+            fragments = by_format.get(fmt)
+            if fragments is None:
+                fragments = by_format[fmt] = fmt.fragments(changes)
             symbols = group.covered(fragments)
             if not symbols:
                 continue
-            tail = delta_tail(sent_at, [fragments[s] for s in symbols])
+            encoding = fmt.encoding
+            tail = encoding.delta_tail(sent_at, [fragments[s] for s in symbols])
+            delta_payload = encoding.delta_payload
+            framed = group.wire.delta
             for client in group.members:
                 transport = client.transport
                 if transport.is_closing():
@@ -269,10 +272,10 @@ class Hub:
                     symbols, flush, now, transport.get_write_buffer_size(), news_id
                 )
                 if step is WRITE:
-                    frame = ws_text_frame(delta_payload(flow.seq, tail))
+                    frame = framed(delta_payload(flow.seq, tail))
                     transport.write(frame)
                 elif step is WRITE_MARKED:  # (the marker ping in the same write: one segment)
-                    frame = ws_text_frame(delta_payload(flow.seq, tail))
+                    frame = framed(delta_payload(flow.seq, tail))
                     transport.write(frame + ws_ping_frame(flow.marker or b""))
                 else:
                     if step is PAUSE:
@@ -348,12 +351,13 @@ class Hub:
             except IntervalError:
                 return
             stream.fresh = False
-            message = encode(BarHistory(stream.symbol, stream.interval, wire_rows(rows)))
-            self.delivery.send_payload(c, message)
+            self.delivery.send(c, BarHistory(stream.symbol, stream.interval, wire_rows(rows)))
             self.stats["bars_sent"] += 1
         elif rows:
+            wire = c.wire
+            encode = wire.encoding.encode
             frames = b"".join(
-                ws_text_frame(encode(BarUpdate(stream.symbol, stream.interval, r)))
+                wire.frame("bar", encode(BarUpdate(stream.symbol, stream.interval, r)))
                 for r in wire_rows(rows)
             )
             transport = c.transport
@@ -391,11 +395,13 @@ class Hub:
 
     # Inbound (the answers are Session's)
 
-    def receive(self, c: Client, data: bytes | None) -> None:
-        """Handle one inbound frame (``None`` for a binary frame). Never raises for bad input."""
+    def receive(self, c: Client, data: bytes | None, binary: bool = False) -> None:
+        """Handle one inbound message (``binary``: from a binary frame; ``None``: a binary
+        frame's payload not given). Never raises for bad input."""
         if c.closing:
             return
-        self._apply(c, c.session.receive(data, self.loop.time(), self.book.known, self.news))
+        now = self.loop.time()
+        self._apply(c, c.session.receive(data, now, self.book.known, self.news, binary))
 
     def _apply(self, c: Client, outputs: list[Output]) -> None:
         """Carry out what a :class:`Session` answered, in order."""
@@ -405,7 +411,7 @@ class Hub:
                     self.stats[f"error_{out.message.code}"] += 1
                 self.delivery.send(c, out.message)
             elif isinstance(out, Move):
-                self.windows.seat(c, out.window, out.sub)
+                self.windows.seat(c, out.window, out.sub, out.fields)
             elif isinstance(out, Snapshot):
                 self.delivery.snapshot(c, out.symbols)
             elif isinstance(out, Listen):
@@ -474,18 +480,28 @@ class Hub:
         remote: str = "",
         entitled: frozenset[str] | None = None,
         preamble: bytes = b"",
+        wire: Wire = WS_JSON,
     ) -> Client:
         """Register a new connection and send it ``hello`` (listing only ``entitled`` symbols,
-        when given), behind ``preamble`` in the same write (the ``101`` answer: one syscall)."""
+        when given), behind ``preamble`` in the same write (the ``101`` answer, or an SSE
+        response's head: one syscall).
+
+        Args:
+            wire: its encoding and framing (the negotiated subprotocol; SSE).
+        """
         session = Session(
-            "s-" + secrets.token_hex(6), self.session_rules, self.loop.time(), entitled
+            "s-" + secrets.token_hex(6),
+            self.session_rules,
+            self.loop.time(),
+            entitled,
+            binary=wire.encoding.binary,
         )
-        c = Client(transport, close, remote, session, Flow(self.flow_rules))
+        c = Client(transport, close, remote, session, Flow(self.flow_rules), wire)
         self.clients[c] = None
         self.windows.seat(c, session.window, session.sub)
         self.stats["connections_total"] += 1
         hello = session.hello(self.book.known, self.news.last_id, f"ticker/{__version__}")
-        self.delivery.send_payload(c, encode(hello), prefix=preamble)
+        self.delivery.send_payload(c, "hello", wire.encoding.encode(hello), prefix=preamble)
         return c
 
     def disconnect(self, c: Client, code: int | None = None) -> None:

@@ -29,11 +29,12 @@ from ticker.config import HubConfig, ServerConfig
 from ticker.core.auth import AuthConfig
 from ticker.core.events import Event, Feed
 from ticker.core.roles import check_role
+from ticker.core.wire import SUBPROTOCOLS, select_subprotocol
 from ticker.core.wsframe import handshake_response
 from ticker.hub.broadcaster import Hub
 from ticker.net.admission import Slot, admit, install as install_admission
 from ticker.net.api import MAX_BODY, add_api_routes
-from ticker.net.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard
+from ticker.net.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard, ws_offer
 from ticker.net.keys import (
     BUS,
     BUS_URL,
@@ -135,8 +136,11 @@ def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
     transport.set_protocol(conn)
     tail = detach(request.protocol, transport)
     grant = grant_of(request)
-    answer = handshake_response(key, ready.protocol)  # the 101, in one write with the hello
-    client = hub.connect(transport, conn.close, request.remote or "", grant.symbols, answer)
+    # The first offer we speak, in the client's order (bearer.<token> is never selected).
+    protocol = select_subprotocol(ws_offer(request)[1])
+    answer = handshake_response(key, protocol)  # the 101, in one write with the hello
+    wire = SUBPROTOCOLS[protocol] if protocol is not None else SUBPROTOCOLS["ticker.v1"]
+    client = hub.connect(transport, conn.close, request.remote or "", grant.symbols, answer, wire)
     on_lost: list[Callable[[], object]] = [slot.release]
     expiry = expire_when_due(grant, functools.partial(hub.close_client, client))
     if expiry is not None:
