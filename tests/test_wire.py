@@ -10,8 +10,18 @@ import orjson
 import pytest
 from hypothesis import given, strategies as st
 
-from ticker.core.protocol import FIELDS, Delta, Snapshot, encode
-from ticker.core.sse import http_chunk, sse_event
+from ticker.core.protocol import (
+    FIELDS,
+    Delta,
+    Fields,
+    NewsRequest,
+    ProtocolError,
+    Snapshot,
+    Subscribe,
+    Throttle,
+    encode,
+)
+from ticker.core.sse import http_chunk, sse_event, sse_requests
 from ticker.core.wire import JSON, MSGPACK, SUBPROTOCOLS, Format, SseWire, ws_binary_frame
 
 symbols = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=8)
@@ -90,3 +100,46 @@ def test_sse_events_and_chunks() -> None:
     assert plain.frame("news", b"{}", 3) == sse_event("news", b"{}", 3)
     assert chunked.comment() == b"3\r\n:\n\n\r\n" and chunked.end() == b"0\r\n\r\n"
     assert plain.end() == b""
+
+
+def test_sse_query_becomes_requests_in_order() -> None:
+    reqs = sse_requests(
+        {
+            "news": "*",
+            "symbols": "AAPL, MSFT,",
+            "throttle_ms": "250",
+            "fields": "price",
+            "since": "7",
+        }
+    )
+    assert reqs == [
+        Throttle(250.0),
+        Fields(("price",)),
+        Subscribe(("AAPL", "MSFT")),
+        NewsRequest(("*",), 7),
+    ]
+    assert sse_requests({"news": "AAPL", "since": "7"}, "9") == [NewsRequest(("AAPL",), 9)]
+    assert sse_requests({"news": "AAPL", "since": "7"}, "junk") == [NewsRequest(("AAPL",), 7)]
+    assert sse_requests({}) == []
+    bad_queries: list[dict[str, str]] = [
+        {"throttle_ms": "x"},
+        {"fields": "colour"},
+        {"news": "*", "since": "-1"},
+        {"news": "*", "since": "²"},
+    ]
+    for bad in bad_queries:
+        err = sse_requests(bad)
+        assert isinstance(err, ProtocolError) and err.code == "bad_request", bad
+    many = sse_requests({"symbols": ",".join(f"S{i}" for i in range(11))}, max_symbols=10)
+    assert isinstance(many, ProtocolError) and many.code == "too_many_symbols"
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["symbols", "news", "throttle_ms", "fields", "since"]), st.text(max_size=20)
+    ),
+    st.none() | st.text(max_size=12),
+)
+def test_sse_query_never_raises(query: dict[str, str], last: str | None) -> None:
+    out = sse_requests(query, last)
+    assert isinstance(out, list | ProtocolError)

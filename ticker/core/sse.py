@@ -1,12 +1,17 @@
-"""Server-Sent Events framing (the WHATWG HTML "server-sent events" event stream), and the
-HTTP/1.1 chunks that carry it.
+"""Server-Sent Events (the WHATWG HTML "server-sent events" event stream): framing, the HTTP/1.1
+chunks that carry it, and what an ``/sse`` query asks for.
 
 Pure; no I/O.
 """
 
 from __future__ import annotations
 
-__all__ = ["http_chunk", "sse_event"]
+from collections.abc import Mapping
+from typing import Any
+
+from ticker.core.protocol import ProtocolError, Request, parse_object
+
+__all__ = ["http_chunk", "sse_event", "sse_requests"]
 
 
 def sse_event(kind: str, data: bytes, id: int | None = None) -> bytes:
@@ -30,3 +35,53 @@ def http_chunk(data: bytes) -> bytes:
     if not data:
         raise ValueError("an empty chunk ends the body")
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def sse_requests(
+    query: Mapping[str, str], last_event_id: str | None = None, max_symbols: int | None = 1000
+) -> list[Request] | ProtocolError:
+    """The requests an SSE stream's query stands for, in the order the hub applies them:
+    ``throttle`` (``throttle_ms``), ``fields``, ``subscribe`` (``symbols``), ``news`` (``news``
+    topics, replaying after ``since`` or the ``Last-Event-ID`` header, which wins: it is where a
+    reconnecting ``EventSource`` left off). Lists are comma-separated; empty items are ignored.
+
+    Returns:
+        the requests, or the :class:`ProtocolError` that refuses the stream (``bad_request``,
+        ``too_many_symbols``); a malformed ``Last-Event-ID`` is ignored (``since`` applies).
+    """
+    out: list[Request] = []
+    objs: list[dict[str, Any]] = []
+    ms = query.get("throttle_ms")
+    if ms is not None:
+        try:
+            objs.append({"op": "throttle", "ms": float(ms)})
+        except ValueError:
+            return ProtocolError("bad_request", "'throttle_ms' must be a number >= 0")
+    if "fields" in query:
+        objs.append({"op": "fields", "fields": _items(query["fields"])})
+    if "symbols" in query:
+        objs.append({"op": "subscribe", "symbols": _items(query["symbols"])})
+    if "news" in query:
+        since: Any = query.get("since")
+        if last_event_id is not None and _is_id(last_event_id.strip()):
+            since = last_event_id.strip()
+        news: dict[str, Any] = {"op": "news", "topics": _items(query["news"])}
+        if since is not None:
+            if not _is_id(since):
+                return ProtocolError("bad_request", "'since' must be a news id (integer >= 0)")
+            news["since"] = int(since)
+        objs.append(news)
+    for obj in objs:
+        req = parse_object(obj, max_symbols=max_symbols)
+        if isinstance(req, ProtocolError):
+            return req
+        out.append(req)
+    return out
+
+
+def _is_id(s: str) -> bool:
+    return s.isascii() and s.isdigit()
+
+
+def _items(value: str) -> list[str]:
+    return [s.strip() for s in value.split(",") if s.strip()]

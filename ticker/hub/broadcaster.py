@@ -30,7 +30,7 @@ from ticker.config import HubConfig
 from ticker.core.bars import INTERVALS, BarBook, IntervalError, Row
 from ticker.core.book import Book
 from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
-from ticker.core.protocol import Ack, BarHistory, BarUpdate, Error, NewsItem, wire_rows
+from ticker.core.protocol import Ack, BarHistory, BarUpdate, Error, NewsItem, Request, wire_rows
 from ticker.core.wire import WS_JSON, Format, Wire
 from ticker.core.wsframe import ws_ping_frame
 from ticker.hub.closing import CLOSE_GOING_AWAY, Closer
@@ -402,6 +402,12 @@ class Hub:
             return
         now = self.loop.time()
         self._apply(c, c.session.receive(data, now, self.book.known, self.news, binary))
+
+    def request(self, c: Client, req: Request) -> None:
+        """Carry out one request made on ``c``'s behalf (an SSE stream's query), charging no
+        rate token."""
+        if not c.closing:
+            self._apply(c, c.session.handle(req, self.book.known, self.news))
 
     def _apply(self, c: Client, outputs: list[Output]) -> None:
         """Carry out what a :class:`Session` answered, in order."""

@@ -4,9 +4,9 @@ I/O shell around :mod:`ticker.core.auth`. Every decision is made before the hand
 refused WebSocket is never upgraded:
 
 ========================================  ==================================================
-``/ws``, ``/api/*`` (``HOST_CHECKED``)    first a ``Host`` this server is known by (else
+``/ws``, ``/sse``, ``/api/*``             first a ``Host`` this server is known by (else
                                           421: DNS rebinding; ticker.core.auth.host_allowed)
-``GET /ws``                               allowed ``Origin`` (else 403), then a client token
+``GET /ws``, ``GET /sse``                 allowed ``Origin`` (else 403), then a client token
                                           when required (else 401)
 ``GET /api/symbols|quotes|history|bars``  a client token when required (else 401); the
 ``GET /api/news``                         same
@@ -71,7 +71,7 @@ WS_PROTOCOLS = tuple(SUBPROTOCOLS)
 
 BEARER_PROTOCOL = "bearer."
 
-HOST_CHECKED = ("/ws", "/api/")
+HOST_CHECKED = ("/ws", "/sse", "/api/")
 """Paths that answer only an allowed ``Host`` (421 otherwise): exact, or every path under an
 entry ending in ``/``. A new route a page could read from another site (SSE...) goes here."""
 
@@ -167,6 +167,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             # Without a protocol we can select, aiohttp would log the offer (the token).
             return _refuse(400, "bad_request", "offer ticker.v1 together with bearer.<token>")
         grant = _client_grant(request, cfg, token)
+        if grant is None:
+            return _refuse(401, "unauthorized", "a valid client token is required")
+        request[GRANT] = grant
+    elif path == "/sse":  # the event stream: as /ws (its token by header or ?token=)
+        if not _origin_ok(request, cfg):
+            return _refuse(403, "forbidden", "origin not allowed")
+        grant = _client_grant(request, cfg, None)
         if grant is None:
             return _refuse(401, "unauthorized", "a valid client token is required")
         request[GRANT] = grant

@@ -51,6 +51,7 @@ from ticker.net.keys import (
 )
 from ticker.net.publish import add_publish_routes
 from ticker.net.responses import bad_request, json_error
+from ticker.net.sse import add_sse_route
 from ticker.net.wsconn import Sockets, WsConnection, detach
 from ticker.ops.metrics import Metrics
 
@@ -292,6 +293,7 @@ def create_app(
     app.cleanup_ctx.append(_observe)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", ws_handler)
+    add_sse_route(app)
     add_api_routes(app)
     add_publish_routes(app)
     app.router.add_get("/vendor/plotly.min.js", plotly_js)
