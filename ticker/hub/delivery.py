@@ -78,6 +78,9 @@ class Delivery:
         catch-up while it is paused)."""
         window, group = c.window, c.group
         assert window is not None and group is not None
+        if c.pacer is not None:  # capped: the snapshot goes as its bytes allow (Hub._pace)
+            c.pacer.refresh(symbols)
+            return
         flow = c.flow
         unsent = c.transport.get_write_buffer_size()
         step = flow.snapshot(symbols, self.loop.time(), unsent, self.news.last_id)
@@ -104,7 +107,10 @@ class Delivery:
                     if step is Step.PAUSE:
                         self.paused(c)
                     return
-                self.send_payload(c, "news", payload_in(entry, encoding), id=entry.id)
+                payload = payload_in(entry, encoding)
+                self.send_payload(c, "news", payload, id=entry.id)
+                if c.pacer is not None:
+                    c.pacer.spend(len(payload), now)
             last = entry.id
         flow.news_id = max(flow.news_id, self.news.last_id)
 

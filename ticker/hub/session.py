@@ -48,6 +48,7 @@ from ticker.core.protocol import (
 )
 from ticker.core.wire import JSON, MSGPACK
 from ticker.hub.news import NewsRing
+from ticker.hub.pacing import effective_bps
 
 __all__ = [
     "CLOSE_POLICY",
@@ -94,6 +95,8 @@ class SessionRules:
     rate: float
     burst: float
     max_bar_streams: int = 16
+    bandwidth_bps: int = 0
+    max_bandwidth_bps: int = 0
 
     @property
     def default_window(self) -> int:
@@ -113,11 +116,13 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """Seat the connection in the group of (``window`` ms, ``sub``, ``fields``)."""
+    """Seat the connection in the group of (``window`` ms, ``sub``, ``fields``, capped or not),
+    with the bandwidth cap ``max_bps`` (0: none; ticker.hub.pacing)."""
 
     window: int
     sub: Subscription
     fields: frozenset[str] | None = None
+    max_bps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +214,7 @@ class Session:
         "entitled",
         "fields",
         "id",
+        "max_bps",
         "news_all",
         "news_topics",
         "rules",
@@ -229,6 +235,7 @@ class Session:
         self.id = id
         self.binary = binary
         self.fields: frozenset[str] | None = None  # the selected quote fields (None: all)
+        self.max_bps = effective_bps(rules.bandwidth_bps, rules.max_bandwidth_bps)
         self.rules = rules
         self.entitled = entitled
         self.bucket = TokenBucket(rules.rate, rules.burst, now)
@@ -367,12 +374,14 @@ class Session:
 
     # Requests
 
-    def _move(self, window: int, sub: Subscription) -> list[Output]:
-        if window == self.window and sub == self.sub:
+    def _move(self, window: int, sub: Subscription, max_bps: int | None = None) -> list[Output]:
+        bps = self.max_bps if max_bps is None else max_bps
+        if window == self.window and sub == self.sub and bps == self.max_bps:
             return []
         self.window = window
         self.sub = sub
-        return [Move(window, sub, self.fields)]
+        self.max_bps = bps
+        return [Move(window, sub, self.fields, bps)]
 
     def _fields(self, req: Fields, known: Collection[str]) -> list[Output]:
         fields = frozenset(req.fields) if req.fields else None
@@ -380,7 +389,7 @@ class Session:
         out: list[Output] = []
         if changed:
             self.fields = fields
-            out.append(Move(self.window, self.sub, fields))
+            out.append(Move(self.window, self.sub, fields, self.max_bps))
         if req.id is not None:
             out.append(Send(Ack(req.id, {"fields": list(req.fields)})))
         if changed and not self.sub.empty:
@@ -438,9 +447,15 @@ class Session:
     def _throttle(self, req: Throttle, known: Collection[str]) -> list[Output]:
         ms = effective_window(req.ms, self.rules.max_throttle_ms)
         changed = ms != self.window
-        out = self._move(ms, self.sub)
+        bps = None
+        if req.max_bps is not None:
+            bps = effective_bps(req.max_bps, self.rules.max_bandwidth_bps)
+        out = self._move(ms, self.sub, bps)
         if req.id is not None:
-            out.append(Send(Ack(req.id, {"ms": ms})))
+            ack: dict[str, Any] = {"ms": ms}
+            if req.max_bps is not None or self.max_bps:
+                ack["max_bps"] = self.max_bps
+            out.append(Send(Ack(req.id, ack)))
         if changed and not self.sub.empty:
             # The new window's clients hold its state, not the old one's: start from a snapshot
             # of it so deltas apply cleanly.

@@ -19,6 +19,7 @@ from ticker.core.book import Book
 from ticker.core.conflate import Conflator, Subscription
 from ticker.core.wire import WS_JSON, Format, Wire
 from ticker.hub.flow import Flow, FlowRules
+from ticker.hub.pacing import Pacer
 from ticker.hub.session import Session
 
 __all__ = [
@@ -63,6 +64,7 @@ class Client:
         "closing",
         "flow",
         "group",
+        "pacer",
         "remote",
         "session",
         "transport",
@@ -87,23 +89,28 @@ class Client:
         self.flow = flow
         self.window: Window | None = None
         self.group: Group | None = None
+        self.pacer: Pacer | None = None  # its bandwidth cap (None: uncapped)
         self.closing = False
 
 
-GroupKey = tuple[Subscription, Wire, frozenset[str] | None]
+GroupKey = tuple[Subscription, Wire, frozenset[str] | None, bool]
 
 
 class Group:
     """Connections that share a window, a subscription, a wire and a field selection, hence the
-    same delta bytes."""
+    same delta bytes; or (``paced``) capped connections, each sent its own frames by its
+    :class:`~ticker.hub.pacing.Pacer`."""
 
-    __slots__ = ("format", "key", "members", "sub", "wire")
+    __slots__ = ("format", "key", "members", "paced", "sub", "wire")
 
-    def __init__(self, sub: Subscription, wire: Wire, fields: frozenset[str] | None) -> None:
+    def __init__(
+        self, sub: Subscription, wire: Wire, fields: frozenset[str] | None, paced: bool = False
+    ) -> None:
         self.sub = sub
         self.wire = wire
+        self.paced = paced
         self.format = Format(wire.encoding, fields)
-        self.key: GroupKey = (sub, wire, fields)
+        self.key: GroupKey = (sub, wire, fields, paced)
         self.members: dict[Client, None] = {}
 
     def covered(self, changed: Collection[str]) -> list[str]:
@@ -202,11 +209,16 @@ class Windows:
         return iter(self.by_ms.values())
 
     def seat(
-        self, c: Client, ms: int, sub: Subscription, fields: frozenset[str] | None = None
+        self,
+        c: Client,
+        ms: int,
+        sub: Subscription,
+        fields: frozenset[str] | None = None,
+        paced: bool = False,
     ) -> None:
-        """Put ``c`` in the group for (window ``ms``, ``sub``, its wire, ``fields``), creating
-        either when needed."""
-        key: GroupKey = (sub, c.wire, fields)
+        """Put ``c`` in the group for (window ``ms``, ``sub``, its wire, ``fields``, ``paced``),
+        creating either when needed."""
+        key: GroupKey = (sub, c.wire, fields, paced)
         if (
             c.window is not None
             and c.window.ms == ms
@@ -231,7 +243,7 @@ class Windows:
         window.clients += 1
         group = window.groups.get(key)
         if group is None:
-            group = window.groups[key] = Group(sub, c.wire, fields)
+            group = window.groups[key] = Group(sub, c.wire, fields, paced)
         group.members[c] = None
         c.window = window
         c.group = group
