@@ -144,6 +144,15 @@ async def test_query_errors_are_400_before_any_stream(srv: Server) -> None:
     await es.until("snapshot")
 
 
+async def test_a_capped_stream(srv: Server) -> None:
+    es = await open_stream(srv, "symbols=AAPL&max_bps=1500")
+    await es.until("snapshot")
+    (c,) = srv.hub.clients
+    assert c.pacer is not None and c.pacer.max_bps == 1500 and c.session.window == 100
+    await srv.push(tick("AAPL", 105.0))
+    assert (await es.until("delta")).obj["quotes"]["AAPL"]["price"] == 105.0
+
+
 async def test_last_event_id_resumes_news_nothing_missed_or_repeated(srv: Server) -> None:
     es = await open_stream(srv, "news=*")
     await es.until("hello")

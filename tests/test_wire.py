@@ -121,8 +121,12 @@ def test_sse_query_becomes_requests_in_order() -> None:
     assert sse_requests({"news": "AAPL", "since": "7"}, "9") == [NewsRequest(("AAPL",), 9)]
     assert sse_requests({"news": "AAPL", "since": "7"}, "junk") == [NewsRequest(("AAPL",), 7)]
     assert sse_requests({}) == []
+    assert sse_requests({"max_bps": "2000"}, default_ms=250) == [Throttle(250, None, 2000.0)]
+    assert sse_requests({"throttle_ms": "0", "max_bps": "0"}) == [Throttle(0.0, None, 0.0)]
     bad_queries: list[dict[str, str]] = [
         {"throttle_ms": "x"},
+        {"max_bps": "lots"},
+        {"max_bps": "-3"},
         {"fields": "colour"},
         {"news": "*", "since": "-1"},
         {"news": "*", "since": "²"},

@@ -38,12 +38,22 @@ def http_chunk(data: bytes) -> bytes:
 
 
 def sse_requests(
-    query: Mapping[str, str], last_event_id: str | None = None, max_symbols: int | None = 1000
+    query: Mapping[str, str],
+    last_event_id: str | None = None,
+    max_symbols: int | None = 1000,
+    default_ms: float = 100.0,
 ) -> list[Request] | ProtocolError:
     """The requests an SSE stream's query stands for, in the order the hub applies them:
-    ``throttle`` (``throttle_ms``), ``fields``, ``subscribe`` (``symbols``), ``news`` (``news``
-    topics, replaying after ``since`` or the ``Last-Event-ID`` header, which wins: it is where a
-    reconnecting ``EventSource`` left off). Lists are comma-separated; empty items are ignored.
+    ``throttle`` (``throttle_ms``, ``max_bps``), ``fields``, ``subscribe`` (``symbols``),
+    ``news`` (``news`` topics, replaying after ``since`` or the ``Last-Event-ID`` header, which
+    wins: it is where a reconnecting ``EventSource`` left off). Lists are comma-separated; empty
+    items are ignored.
+
+    Args:
+        query: the query string's parameters.
+        last_event_id: the ``Last-Event-ID`` header.
+        max_symbols: symbols (or topics) one request may name.
+        default_ms: the window of a stream that asks for a cap (``max_bps``) but no window.
 
     Returns:
         the requests, or the :class:`ProtocolError` that refuses the stream (``bad_request``,
@@ -51,12 +61,16 @@ def sse_requests(
     """
     out: list[Request] = []
     objs: list[dict[str, Any]] = []
-    ms = query.get("throttle_ms")
-    if ms is not None:
+    ms, bps = query.get("throttle_ms"), query.get("max_bps")
+    if ms is not None or bps is not None:
+        throttle: dict[str, Any] = {"op": "throttle"}
         try:
-            objs.append({"op": "throttle", "ms": float(ms)})
+            throttle["ms"] = default_ms if ms is None else float(ms)
+            if bps is not None:
+                throttle["max_bps"] = float(bps)
         except ValueError:
-            return ProtocolError("bad_request", "'throttle_ms' must be a number >= 0")
+            return ProtocolError("bad_request", "'throttle_ms' and 'max_bps' must be numbers >= 0")
+        objs.append(throttle)
     if "fields" in query:
         objs.append({"op": "fields", "fields": _items(query["fields"])})
     if "symbols" in query:

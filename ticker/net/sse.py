@@ -173,6 +173,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         request.query,
         request.headers.get("Last-Event-ID"),
         hub.session_rules.max_symbols_per_request,
+        hub.default_window,
     )
     if not isinstance(requests, list):
         return json_error(400, requests.code, requests.message)
