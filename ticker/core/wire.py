@@ -15,7 +15,7 @@ gets equal objects.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,11 +169,14 @@ MSGPACK = MsgpackEncoding()
 # Formats: an encoding and a field selection, the unit of encode-once caching
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Format:
     """What a quote becomes on a connection: its encoding and the quote fields it asked for
     (``op`` ``fields``; None: all). Connections of one window with equal formats share each
     symbol's encoded fragment.
+
+    Compared by identity (a cheap hash on the flush path): :meth:`of` gives the one instance of
+    each (encoding, fields).
 
     Attributes:
         encoding: the payload encoding.
@@ -182,6 +185,17 @@ class Format:
 
     encoding: Encoding
     fields: frozenset[str] | None = None
+
+    @staticmethod
+    def of(encoding: Encoding, fields: frozenset[str] | None = None) -> Format:
+        """The shared instance for (``encoding``, ``fields``)."""
+        key = (encoding, fields)
+        fmt = _FORMATS.get(key)
+        if fmt is None:
+            fmt = Format(encoding, fields)
+            if len(_FORMATS) < MAX_FORMATS:  # (beyond: equal selections just encode apart)
+                _FORMATS[key] = fmt
+        return fmt
 
     def fragments(self, quotes: Mapping[str, Mapping[str, Any]]) -> dict[str, bytes]:
         """Encoded delta parts of ``quotes`` (changed fields), only the selected fields and
@@ -211,6 +225,12 @@ class Format:
         )
 
 
+MAX_FORMATS = 4096
+"""Distinct (encoding, fields) kept for sharing; each selection a client invents is one more."""
+
+_FORMATS: dict[tuple[Encoding, frozenset[str] | None], Format] = {}
+
+
 # Framing
 
 
@@ -228,37 +248,34 @@ class Wire:
     Attributes:
         encoding: the payload encoding.
         pings: whether the connection answers WebSocket pings (flow-control markers).
+        delta: one ``delta`` payload -> its frame (the hot path: a plain function where it can
+            be, so the per-connection loop makes one call).
     """
 
-    __slots__ = ("encoding", "pings")
+    __slots__ = ("delta", "encoding", "pings")
 
-    def __init__(self, encoding: Encoding, pings: bool) -> None:
+    def __init__(self, encoding: Encoding, pings: bool, delta: Callable[[bytes], bytes]) -> None:
         self.encoding = encoding
         self.pings = pings
+        self.delta = delta
 
     def frame(self, kind: str, payload: bytes, id: int | None = None) -> bytes:
         """One message of type ``kind`` (``id``: a news item's id)."""
-        raise NotImplementedError
-
-    def delta(self, payload: bytes) -> bytes:
-        """One ``delta`` (the hot path)."""
         raise NotImplementedError
 
 
 class WsWire(Wire):
     """WebSocket frames: text for JSON, binary for MessagePack."""
 
-    __slots__ = ("_frame",)
+    __slots__ = ()
 
     def __init__(self, encoding: Encoding) -> None:
-        super().__init__(encoding, pings=True)
-        self._frame = ws_binary_frame if encoding.binary else ws_text_frame
+        super().__init__(
+            encoding, pings=True, delta=ws_binary_frame if encoding.binary else ws_text_frame
+        )
 
     def frame(self, kind: str, payload: bytes, id: int | None = None) -> bytes:
-        return self._frame(payload)
-
-    def delta(self, payload: bytes) -> bytes:
-        return self._frame(payload)
+        return self.delta(payload)
 
 
 class SseWire(Wire):
@@ -268,14 +285,14 @@ class SseWire(Wire):
     __slots__ = ("chunked",)
 
     def __init__(self, chunked: bool) -> None:
-        super().__init__(JSON, pings=False)
+        super().__init__(JSON, pings=False, delta=self._delta)
         self.chunked = chunked
 
     def frame(self, kind: str, payload: bytes, id: int | None = None) -> bytes:
         event = sse_event(kind, payload, id)
         return http_chunk(event) if self.chunked else event
 
-    def delta(self, payload: bytes) -> bytes:
+    def _delta(self, payload: bytes) -> bytes:
         event = b"event: delta\ndata: " + payload + b"\n\n"
         return http_chunk(event) if self.chunked else event
 

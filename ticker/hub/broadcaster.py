@@ -685,5 +685,6 @@ class Hub:
             "news_last_id": self.news.last_id,
             "news_retained": len(self.news),
             "bar_streams": sum(len(c.session.streams) for c in self._bar_clients),
+            "capped": len(self._paced),
             "stats": dict(self.stats),
         }

@@ -109,7 +109,7 @@ class Group:
         self.sub = sub
         self.wire = wire
         self.paced = paced
-        self.format = Format(wire.encoding, fields)
+        self.format = Format.of(wire.encoding, fields)
         self.key: GroupKey = (sub, wire, fields, paced)
         self.members: dict[Client, None] = {}
 
