@@ -125,6 +125,16 @@ async def test_a_stream_carries_the_websocket_messages_as_events(srv: Server) ->
     assert srv.hub.window_stats()[20][0] == 1, "a hub connection in the 20 ms window"
 
 
+async def test_shutdown_ends_the_stream_with_its_reason(srv: Server) -> None:
+    es = await open_stream(srv, "symbols=AAPL")
+    await es.until("snapshot")
+    await srv.hub.close_all()
+    with pytest.raises(EOFError):
+        await es.next()
+    assert es.comments[-1] == "close 1001 server shutdown"
+    await until(lambda: not srv.hub.clients, what="gone from the hub")
+
+
 async def test_query_errors_are_400_before_any_stream(srv: Server) -> None:
     for q, word in [
         ("fields=colour", "change_pct"),
