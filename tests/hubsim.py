@@ -14,10 +14,12 @@ import itertools
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, cast
 
+import msgspec
 import orjson
 
 from tests.wsutil import apply_frame
 from ticker.core.events import Listing
+from ticker.core.wire import WS_JSON, Wire
 from ticker.hub.broadcaster import Client, Hub, HubConfig
 
 __all__ = ["Conn", "ManualLoop", "Sim", "SimTransport", "server_frames"]
@@ -126,7 +128,7 @@ class SimTransport:
 class Conn:
     """One simulated connection: its transport, the hub's view of it, what it has read."""
 
-    def __init__(self, hub: Hub, entitled: frozenset[str] | None) -> None:
+    def __init__(self, hub: Hub, entitled: frozenset[str] | None, wire: Wire = WS_JSON) -> None:
         self.hub = hub
         self.entitled = entitled
         self.transport = SimTransport()
@@ -134,7 +136,7 @@ class Conn:
         async def close(code: int, reason: str) -> None:  # (never run: see _Task)
             pass
 
-        self.client: Client = hub.connect(self.transport, close, "10.0.0.1", entitled)
+        self.client: Client = hub.connect(self.transport, close, "10.0.0.1", entitled, wire=wire)
         self.frames: list[Frame] = []
         self.pings: list[bytes] = []  # marker pings read, in order
         self.quotes: dict[str, dict[str, Any]] = {}  # its copy, from snapshots and deltas
@@ -146,8 +148,9 @@ class Conn:
             if op == 0x9:
                 self.pings.append(payload)
                 continue
-            assert op == 0x1, op
-            frame = orjson.loads(payload)
+            assert op in (0x1, 0x2), op
+            # Binary: MessagePack (ticker.v1.msgpack), decoded by an independent decoder.
+            frame = orjson.loads(payload) if op == 0x1 else msgspec.msgpack.decode(payload)
             apply_frame(self.quotes, frame)
             new.append(frame)
         self.transport.data.clear()
@@ -180,7 +183,7 @@ class Sim:
         self.hub.publish(Listing(tuple(symbols)))
         self.conns: list[Conn] = []
 
-    def connect(self, entitled: frozenset[str] | None = None) -> Conn:
-        conn = Conn(self.hub, entitled)
+    def connect(self, entitled: frozenset[str] | None = None, wire: Wire = WS_JSON) -> Conn:
+        conn = Conn(self.hub, entitled, wire)
         self.conns.append(conn)
         return conn

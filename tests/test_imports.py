@@ -64,6 +64,7 @@ PURE = [
     "ticker.hub.news",
     "ticker.hub.session",
     "ticker.hub.windows",
+    "ticker.hub.pacing",
 ]
 
 

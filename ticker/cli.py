@@ -80,6 +80,14 @@ LIMIT_FLAGS = {
     "--max-buffer-bytes": ("max_buffer_bytes", "unsent bytes while replaying news"),
     "--slow-close-after": ("slow_close_after", "seconds stuck before a slow consumer is closed"),
     "--http-idle-s": ("http_idle_s", "seconds an HTTP connection may go without a whole request"),
+    "--bandwidth-bps": (
+        "bandwidth_bps",
+        "bandwidth cap of a new connection's quote frames, bytes/s; 0 = none",
+    ),
+    "--max-bandwidth-bps": (
+        "max_bandwidth_bps",
+        "highest bandwidth cap a connection may ask for, bytes/s; 0 = none (may be uncapped)",
+    ),
 }
 # A flag's ``dest`` is where its value goes in the config file's shape (``server.rate``: ``rate``
 # of ``[server]``), so flags and file merge by one rule (ticker.config); but for these, which steer

@@ -126,6 +126,10 @@ class HubConfig:
         max_symbols_per_connection: symbols a connection's subscription may name: its symbols,
             or while on ``"*"`` the ones it unsubscribed (``"*"`` itself counts 0). A request
             that would go over is refused whole with ``too_many_symbols``. 0: no limit.
+        bandwidth_bps: the bandwidth cap of a new connection, bytes per second of its quote
+            frames (``throttle`` ``max_bps`` changes it; ticker.hub.pacing). 0: none.
+        max_bandwidth_bps: the highest cap a connection may ask for (higher, or none, is clamped
+            to it). 0: no maximum (a connection may be uncapped).
 
     Raises:
         ValueError: a field that is not a number >= 0 (an integer where the default is one), a
@@ -145,6 +149,8 @@ class HubConfig:
     bars: Mapping[str, int] = field(default_factory=dict)
     max_bar_streams: int = 16
     max_symbols_per_connection: int = 2_000
+    bandwidth_bps: int = 0
+    max_bandwidth_bps: int = 0
 
     def __post_init__(self) -> None:
         _check_numbers(self, skip=("bars",))

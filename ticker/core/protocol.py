@@ -16,10 +16,12 @@ from typing import Any, TypeGuard
 import orjson
 
 from ticker.core.bars import INTERVALS, IntervalError, interval_ms
+from ticker.core.book import QUOTE_FIELDS
 
 __all__ = [
     "BARS_LIMIT",
     "ERROR_CODES",
+    "FIELDS",
     "PROTOCOL_VERSION",
     "Ack",
     "BarHistory",
@@ -28,6 +30,7 @@ __all__ = [
     "ClientMessage",
     "Delta",
     "Error",
+    "Fields",
     "Hello",
     "NewsItem",
     "NewsRequest",
@@ -47,6 +50,9 @@ __all__ = [
     "delta_payload",
     "delta_tail",
     "encode",
+    "message_dict",
+    "message_type",
+    "parse_object",
     "parse_request",
     "quote_fragments",
     "snapshot_from_fragments",
@@ -67,6 +73,10 @@ ERROR_CODES = frozenset(
         "bad_interval",
     }
 )
+
+WINDOW_FIELDS = ("w_high", "w_low", "w_count")
+FIELDS = (*QUOTE_FIELDS, *WINDOW_FIELDS)
+"""The quote fields an ``op`` ``fields`` may select: a quote's and a delta's window stats."""
 
 BARS_LIMIT = (1, 5000, 500)
 """A ``bars`` request's ``limit``: lowest, highest, default."""
@@ -242,12 +252,26 @@ class NewsRequest:
 
 @dataclass(frozen=True, slots=True)
 class Throttle:
-    """Op throttle: set this connection's window in ms (0 = as soon as possible).
+    """Op throttle: set this connection's window in ms (0 = as soon as possible), and
+    optionally a cap on its quote bytes per second (``max_bps``; 0 = the server's maximum).
 
-    ``{"op":"throttle","ms":250,"id":4}``
+    ``{"op":"throttle","ms":250,"id":4}``; ``{"op":"throttle","ms":100,"max_bps":2000,"id":5}``
     """
 
     ms: float
+    id: RequestId = None
+    max_bps: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """Op fields: the quote fields this connection receives in snapshots and deltas (plus
+    ``symbol`` in snapshots and ``ts`` always); ``[]`` = all.
+
+    ``{"op":"fields","fields":["price","change_pct"],"id":3}``
+    """
+
+    fields: tuple[str, ...]
     id: RequestId = None
 
 
@@ -293,7 +317,9 @@ class Unbars:
     id: RequestId = None
 
 
-Request = Subscribe | Unsubscribe | NewsRequest | Throttle | Resync | Ping | BarsRequest | Unbars
+Request = (
+    Subscribe | Unsubscribe | NewsRequest | Throttle | Resync | Ping | BarsRequest | Unbars | Fields
+)
 ClientMessage = Request
 
 
@@ -332,10 +358,17 @@ _CLIENT_OPS: dict[type, str] = {
     Ping: "ping",
     BarsRequest: "bars",
     Unbars: "unbars",
+    Fields: "fields",
 }
 
 
-def _as_dict(msg: ServerMessage | Request) -> dict[str, Any]:
+def message_type(msg: ServerMessage) -> str:
+    """The ``type`` of a server message (``"delta"``, ``"news"``, ...)."""
+    return _SERVER_TYPES[type(msg)]
+
+
+def message_dict(msg: ServerMessage | Request) -> dict[str, Any]:
+    """The JSON object of ``msg`` (what :func:`encode` serializes; other encodings too)."""
     if isinstance(msg, Ack):
         out: dict[str, Any] = {"type": "ack", "id": msg.id}
         out.update(msg.fields)
@@ -351,7 +384,17 @@ def _as_dict(msg: ServerMessage | Request) -> dict[str, Any]:
     out = {key: name}
     for f in msg.__slots__:
         v = getattr(msg, f)
-        if v is None and f in ("id", "url", "summary", "symbols", "since", "t", "before", "finest"):
+        if v is None and f in (
+            "id",
+            "url",
+            "summary",
+            "symbols",
+            "since",
+            "t",
+            "before",
+            "max_bps",
+            "finest",
+        ):
             continue
         out[f] = list(v) if isinstance(v, tuple) else v
     return out
@@ -359,7 +402,7 @@ def _as_dict(msg: ServerMessage | Request) -> dict[str, Any]:
 
 def encode(msg: ServerMessage | Request) -> bytes:
     """Serialize one message to its JSON text (UTF-8 bytes), optional ``None`` fields omitted."""
-    return orjson.dumps(_as_dict(msg))
+    return orjson.dumps(message_dict(msg))
 
 
 def _tuple(v: Any) -> tuple[str, ...]:
@@ -445,6 +488,12 @@ def parse_request(data: bytes | str, *, max_symbols: int | None = 1000) -> Reque
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         return ProtocolError("bad_json", f"not valid JSON: {exc}")
+    return parse_object(obj, max_symbols=max_symbols)
+
+
+def parse_object(obj: Any, *, max_symbols: int | None = 1000) -> Request | ProtocolError:
+    """Turn one decoded inbound message (JSON, or MessagePack: ``ticker.core.wire``) into a
+    :data:`Request`, or the :class:`ProtocolError` to send (:func:`parse_request`'s rules)."""
     if not isinstance(obj, dict):
         return ProtocolError("bad_request", "a request is a JSON object")
     rid = obj.get("id")
@@ -472,7 +521,12 @@ def parse_request(data: bytes | str, *, max_symbols: int | None = 1000) -> Reque
         ms = obj.get("ms")
         if not _is_number(ms) or not math.isfinite(ms) or ms < 0:
             return ProtocolError("bad_request", "'ms' must be a number >= 0", rid)
-        return Throttle(ms, rid)
+        bps = obj.get("max_bps")
+        if bps is not None and (not _is_number(bps) or not math.isfinite(bps) or bps < 0):
+            return ProtocolError("bad_request", "'max_bps' must be a number >= 0", rid)
+        return Throttle(ms, rid, bps)
+    if op == "fields":
+        return _fields(obj, rid)
     if op == "resync":
         return Resync(rid)
     if op == "ping":
@@ -487,6 +541,22 @@ def parse_request(data: bytes | str, *, max_symbols: int | None = 1000) -> Reque
         f"unknown op {op[:40]!r}; ops: {', '.join(_CLIENT_OPS.values())}",
         rid,
     )
+
+
+_FIELD_SET = frozenset(FIELDS)
+
+
+def _fields(obj: dict[str, Any], rid: RequestId) -> Fields | ProtocolError:
+    names = obj.get("fields", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return ProtocolError("bad_request", "'fields' must be a list of strings", rid)
+    unknown = [n for n in names if n not in _FIELD_SET]
+    if unknown:
+        shown = ", ".join(repr(n[:40]) for n in unknown[:5])
+        return ProtocolError(
+            "bad_request", f"unknown fields {shown}; valid fields: {', '.join(FIELDS)}", rid
+        )
+    return Fields(tuple(dict.fromkeys(names)), rid)
 
 
 def _bars(op: str, obj: dict[str, Any], rid: RequestId) -> BarsRequest | Unbars | ProtocolError:

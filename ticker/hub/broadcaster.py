@@ -30,23 +30,14 @@ from ticker.config import HubConfig
 from ticker.core.bars import INTERVALS, BarBook, IntervalError, Row
 from ticker.core.book import Book
 from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
-from ticker.core.protocol import (
-    Ack,
-    BarHistory,
-    BarUpdate,
-    Error,
-    NewsItem,
-    delta_payload,
-    delta_tail,
-    encode,
-    quote_fragments,
-    wire_rows,
-)
-from ticker.core.wsframe import ws_ping_frame, ws_text_frame
+from ticker.core.protocol import Ack, BarHistory, BarUpdate, Error, NewsItem, Request, wire_rows
+from ticker.core.wire import WS_JSON, Format, Wire
+from ticker.core.wsframe import ws_ping_frame
 from ticker.hub.closing import CLOSE_GOING_AWAY, Closer
 from ticker.hub.delivery import Delivery
 from ticker.hub.flow import CLOSE_TRY_AGAIN, Flow, FlowRules, FlowState, Step
-from ticker.hub.news import NewsRing
+from ticker.hub.news import NewsRing, payload_in
+from ticker.hub.pacing import Pacer, Selection
 from ticker.hub.session import (
     CLOSE_POLICY,
     Bars,
@@ -117,6 +108,7 @@ class Hub:
         self.closer = Closer(self.loop, self.stats)
         self.delivery = Delivery(self.loop, self.stats, self.news, self.closer)
         self._news_clients: dict[Client, None] = {}
+        self._paced: dict[Client, None] = {}  # connections with a bandwidth cap
         self._housekeeper: asyncio.Task[None] | None = None
 
     @property
@@ -203,7 +195,7 @@ class Hub:
         self.stats["news_in"] += 1
         prev = self.news.last_id
         entry = self.news.add(ev, time.time() * 1000.0)
-        frame = ws_text_frame(entry.payload)
+        frames: dict[Wire, bytes] = {}  # (encoded and framed once per wire)
         now = self.loop.time()
         for c in self._news_clients:
             if not c.session.wants_news(ev.symbols):
@@ -213,7 +205,14 @@ class Hub:
             if step is PAUSE:
                 self.delivery.paused(c)
             elif step is WRITE and not transport.is_closing():
+                wire = c.wire
+                frame = frames.get(wire)
+                if frame is None:
+                    payload = payload_in(entry, wire.encoding)
+                    frame = frames[wire] = wire.frame("news", payload, entry.id)
                 transport.write(frame)
+                if c.pacer is not None:  # (news counts toward a cap; never dropped)
+                    c.pacer.spend(len(frame), now)
                 self.stats["frames_sent"] += 1
                 self.stats["bytes_sent"] += len(frame)
 
@@ -231,8 +230,9 @@ class Hub:
         """Send what changed in ``window`` since its last flush to every connection in it.
 
         Runs on the window's timer. One ``drain`` of its conflator serves all its connections:
-        each changed symbol is encoded once, each group (one subscription) gets one delta tail,
-        and per connection only ``seq`` is spliced in front before a non-blocking write. Its
+        each changed symbol is encoded once per format (encoding and field selection), each
+        group (one subscription, wire and format) gets one delta tail, and per connection only
+        ``seq`` is spliced in front before a non-blocking write. Its
         :class:`Flow` decides per connection: write (with a marker ping, sometimes), or
         remember the symbols for a catch-up.
         """
@@ -246,7 +246,7 @@ class Hub:
             return
         if self._bar_clients:
             self._flush_bars(window, changes)
-        fragments = quote_fragments(changes)
+        by_format: dict[Format, dict[str, bytes]] = {}
         window.drained(changes)
         sent_at = time.time() * 1000.0
         flush = conflator.flushes
@@ -256,10 +256,24 @@ class Hub:
         # (The loop below runs for every connection of the window: locals only, no allocation
         # but the frame itself.)
         for group in window.groups.values():
+            fmt = group.format
+            fragments = by_format.get(fmt)
+            if fragments is None:
+                fragments = by_format[fmt] = fmt.fragments(changes)
             symbols = group.covered(fragments)
             if not symbols:
                 continue
-            tail = delta_tail(sent_at, [fragments[s] for s in symbols])
+            if group.paced:  # capped: each in turn, within its bytes (_pace)
+                for client in group.members:
+                    pacer = client.pacer
+                    if pacer is not None:
+                        pacer.changed(symbols)
+                        self._pace(client, now)
+                continue
+            encoding = fmt.encoding
+            tail = encoding.delta_tail(sent_at, [fragments[s] for s in symbols])
+            delta_payload = encoding.delta_payload
+            framed = group.wire.delta
             for client in group.members:
                 transport = client.transport
                 if transport.is_closing():
@@ -269,10 +283,10 @@ class Hub:
                     symbols, flush, now, transport.get_write_buffer_size(), news_id
                 )
                 if step is WRITE:
-                    frame = ws_text_frame(delta_payload(flow.seq, tail))
+                    frame = framed(delta_payload(flow.seq, tail))
                     transport.write(frame)
                 elif step is WRITE_MARKED:  # (the marker ping in the same write: one segment)
-                    frame = ws_text_frame(delta_payload(flow.seq, tail))
+                    frame = framed(delta_payload(flow.seq, tail))
                     transport.write(frame + ws_ping_frame(flow.marker or b""))
                 else:
                     if step is PAUSE:
@@ -287,6 +301,86 @@ class Hub:
         stats["frames_sent"] += frames
         stats["bytes_sent"] += nbytes
         stats["flushes"] += 1
+
+    # Bandwidth caps (the choices are Pacer's)
+
+    def _cap(self, c: Client, max_bps: int, ms: int) -> list[str]:
+        """Give ``c`` the cap ``max_bps`` (0: none) for window ``ms``, before it is seated.
+
+        Returns:
+            the symbols an uncapped ``c`` must now get whole (those its pacer still owed it).
+        """
+        pacer = c.pacer
+        now = self.loop.time()
+        if not max_bps:
+            if pacer is None:
+                return []
+            c.pacer = None
+            self._paced.pop(c, None)
+            return [*pacer.fresh, *pacer.dirty]
+        if pacer is None:
+            window = c.window
+            # In step with its window until now (it took every shared frame).
+            base = window.conflator.flushes if window is not None and window.ms == ms else None
+            c.pacer = Pacer(max_bps, now, ms / 1000.0, base)
+            self._paced[c] = None
+        else:
+            if c.window is None or c.window.ms != ms:
+                pacer.reset()
+            pacer.set_cap(max_bps, ms / 1000.0)
+        return []
+
+    def _pace(self, c: Client, now: float) -> None:
+        """Send capped ``c`` what its pacer chooses now: a snapshot of the symbols it must get
+        whole, then one delta of the waiting ones, in one write. Stuck (its unsent bytes do not
+        drain) for ``slow_close_after``: closed with 1013, as any slow consumer."""
+        pacer, window, group = c.pacer, c.window, c.group
+        if pacer is None or window is None or group is None or c.closing:
+            return
+        tr = c.transport
+        if tr.is_closing():
+            return
+        if tr.get_write_buffer_size() > self.flow_rules.pause_bytes:
+            if pacer.blocked_since is None:
+                pacer.blocked_since = now
+            elif now - pacer.blocked_since > self.flow_rules.slow_close_after:
+                self.stats["slow_closes"] += 1
+                self.close_client(c, CLOSE_TRY_AGAIN, "slow consumer")
+            return
+        pacer.blocked_since = None
+        fmt = group.format
+
+        def cost(symbol: str, flush: int | None) -> int:
+            if flush is None:
+                parts = window.fragments((symbol,), fmt)
+            else:
+                parts = window.changes_since((symbol,), flush, fmt)
+            return len(parts[0]) if parts else 0
+
+        sel = pacer.select(now, c.session.sub.includes, cost)
+        if sel:
+            self._write_paced(c, sel, now)
+
+    def _write_paced(self, c: Client, sel: Selection, now: float) -> None:
+        pacer, window, group = c.pacer, c.window, c.group
+        assert pacer is not None and window is not None and group is not None
+        fmt, wire, flow = group.format, c.wire, c.flow
+        encoding = fmt.encoding
+        out = b""
+        if sel.fresh:
+            parts = window.fragments(sel.fresh, fmt)
+            out += wire.frame("snapshot", encoding.snapshot(flow.numbered(), parts))
+            self.stats["snapshots_sent"] += 1
+        if sel.waiting:
+            parts = [p for s, f in sel.waiting for p in window.changes_since((s,), f, fmt)]
+            tail = encoding.delta_tail(time.time() * 1000.0, parts)
+            out += wire.delta(encoding.delta_payload(flow.numbered(), tail))
+            self.stats["deltas_sent"] += 1
+        c.transport.write(out)
+        pacer.sent(sel, window.conflator.flushes, len(out), now)
+        self.stats["paced_frames"] += 1
+        self.stats["frames_sent"] += bool(sel.fresh) + bool(sel.waiting)
+        self.stats["bytes_sent"] += len(out)
 
     # Bars
 
@@ -348,12 +442,13 @@ class Hub:
             except IntervalError:
                 return
             stream.fresh = False
-            message = encode(BarHistory(stream.symbol, stream.interval, wire_rows(rows)))
-            self.delivery.send_payload(c, message)
+            self.delivery.send(c, BarHistory(stream.symbol, stream.interval, wire_rows(rows)))
             self.stats["bars_sent"] += 1
         elif rows:
+            wire = c.wire
+            encode = wire.encoding.encode
             frames = b"".join(
-                ws_text_frame(encode(BarUpdate(stream.symbol, stream.interval, r)))
+                wire.frame("bar", encode(BarUpdate(stream.symbol, stream.interval, r)))
                 for r in wire_rows(rows)
             )
             transport = c.transport
@@ -380,8 +475,12 @@ class Hub:
             self.delivery.catch_up(c)
 
     def housekeep(self) -> None:
-        """Catch up paused connections whose buffer drained; close slow consumers (1013)."""
-        self.delivery.housekeep(self.loop.time(), self.windows.members(0))
+        """Catch up paused connections whose buffer drained; close slow consumers (1013); send
+        capped connections what waits (their windows may have gone quiet)."""
+        now = self.loop.time()
+        self.delivery.housekeep(now, self.windows.members(0))
+        for c in list(self._paced):
+            self._pace(c, now)
         self.closer.log_summary()
 
     async def _housekeeping(self) -> None:
@@ -391,11 +490,19 @@ class Hub:
 
     # Inbound (the answers are Session's)
 
-    def receive(self, c: Client, data: bytes | None) -> None:
-        """Handle one inbound frame (``None`` for a binary frame). Never raises for bad input."""
+    def receive(self, c: Client, data: bytes | None, binary: bool = False) -> None:
+        """Handle one inbound message (``binary``: from a binary frame; ``None``: a binary
+        frame's payload not given). Never raises for bad input."""
         if c.closing:
             return
-        self._apply(c, c.session.receive(data, self.loop.time(), self.book.known, self.news))
+        now = self.loop.time()
+        self._apply(c, c.session.receive(data, now, self.book.known, self.news, binary))
+
+    def request(self, c: Client, req: Request) -> None:
+        """Carry out one request made on ``c``'s behalf (an SSE stream's query), charging no
+        rate token."""
+        if not c.closing:
+            self._apply(c, c.session.handle(req, self.book.known, self.news))
 
     def _apply(self, c: Client, outputs: list[Output]) -> None:
         """Carry out what a :class:`Session` answered, in order."""
@@ -405,9 +512,14 @@ class Hub:
                     self.stats[f"error_{out.message.code}"] += 1
                 self.delivery.send(c, out.message)
             elif isinstance(out, Move):
-                self.windows.seat(c, out.window, out.sub)
+                owed = self._cap(c, out.max_bps, out.window)
+                self.windows.seat(c, out.window, out.sub, out.fields, out.max_bps > 0)
+                if owed:
+                    self.delivery.snapshot(c, owed)
             elif isinstance(out, Snapshot):
                 self.delivery.snapshot(c, out.symbols)
+                if c.pacer is not None:  # (its first part now, if the budget allows)
+                    self._pace(c, self.loop.time())
             elif isinstance(out, Listen):
                 if out.on:
                     self._news_clients[c] = None
@@ -474,18 +586,29 @@ class Hub:
         remote: str = "",
         entitled: frozenset[str] | None = None,
         preamble: bytes = b"",
+        wire: Wire = WS_JSON,
     ) -> Client:
         """Register a new connection and send it ``hello`` (listing only ``entitled`` symbols,
-        when given), behind ``preamble`` in the same write (the ``101`` answer: one syscall)."""
+        when given), behind ``preamble`` in the same write (the ``101`` answer, or an SSE
+        response's head: one syscall).
+
+        Args:
+            wire: its encoding and framing (the negotiated subprotocol; SSE).
+        """
         session = Session(
-            "s-" + secrets.token_hex(6), self.session_rules, self.loop.time(), entitled
+            "s-" + secrets.token_hex(6),
+            self.session_rules,
+            self.loop.time(),
+            entitled,
+            binary=wire.encoding.binary,
         )
-        c = Client(transport, close, remote, session, Flow(self.flow_rules))
+        c = Client(transport, close, remote, session, Flow(self.flow_rules), wire)
         self.clients[c] = None
-        self.windows.seat(c, session.window, session.sub)
+        self._cap(c, session.max_bps, session.window)  # (the server's default cap)
+        self.windows.seat(c, session.window, session.sub, None, session.max_bps > 0)
         self.stats["connections_total"] += 1
         hello = session.hello(self.book.known, self.news.last_id, f"ticker/{__version__}")
-        self.delivery.send_payload(c, encode(hello), prefix=preamble)
+        self.delivery.send_payload(c, "hello", wire.encoding.encode(hello), prefix=preamble)
         return c
 
     def disconnect(self, c: Client, code: int | None = None) -> None:
@@ -505,6 +628,7 @@ class Hub:
         # connection ever left its window, group, news list and slow-consumer list.)
         del self.clients[c]
         self._news_clients.pop(c, None)
+        self._paced.pop(c, None)
         self._bar_clients.pop(c, None)
         self.delivery.behind.pop(c, None)
         self.windows.leave(c)
@@ -561,5 +685,6 @@ class Hub:
             "news_last_id": self.news.last_id,
             "news_retained": len(self.news),
             "bar_streams": sum(len(c.session.streams) for c in self._bar_clients),
+            "capped": len(self._paced),
             "stats": dict(self.stats),
         }

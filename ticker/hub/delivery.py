@@ -13,17 +13,11 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterable
 
-from ticker.core.protocol import (
-    ServerMessage,
-    delta_payload,
-    delta_tail,
-    encode,
-    snapshot_from_fragments,
-)
-from ticker.core.wsframe import ws_ping_frame, ws_text_frame
+from ticker.core.protocol import ServerMessage, message_type
+from ticker.core.wsframe import ws_ping_frame
 from ticker.hub.closing import Closer
 from ticker.hub.flow import CLOSE_TRY_AGAIN, Step
-from ticker.hub.news import NewsRing
+from ticker.hub.news import NewsRing, payload_in
 from ticker.hub.windows import Client
 
 __all__ = ["Delivery"]
@@ -55,18 +49,26 @@ class Delivery:
     # Writing
 
     def send(self, c: Client, msg: ServerMessage) -> None:
-        """Send one control message (hello, ack, error, pong) to one connection."""
-        self.send_payload(c, encode(msg))
+        """Send one message (hello, ack, error, pong, bars...) to one connection, in its
+        encoding."""
+        self.send_payload(c, message_type(msg), c.wire.encoding.encode(msg))
 
     def send_payload(
-        self, c: Client, payload: bytes, trailer: bytes = b"", prefix: bytes = b""
+        self,
+        c: Client,
+        kind: str,
+        payload: bytes,
+        trailer: bytes = b"",
+        prefix: bytes = b"",
+        id: int | None = None,
     ) -> None:
-        """Write one text frame (and ``trailer``, a control frame, after it and ``prefix``
-        before it, in the same write)."""
+        """Write one message of type ``kind`` already in ``c``'s encoding (and ``trailer``, a
+        control frame, after it and ``prefix`` before it, in the same write; ``id``: a news
+        item's)."""
         tr = c.transport
         if c.closing or tr.is_closing():
             return
-        frame = ws_text_frame(payload)
+        frame = c.wire.frame(kind, payload, id)
         tr.write(prefix + frame + trailer if trailer or prefix else frame)
         self.stats["frames_sent"] += 1
         self.stats["bytes_sent"] += len(frame)
@@ -74,8 +76,11 @@ class Delivery:
     def snapshot(self, c: Client, symbols: Collection[str]) -> None:
         """Send ``c`` a snapshot of ``symbols`` as its window last flushed them (deferred to its
         catch-up while it is paused)."""
-        window = c.window
-        assert window is not None
+        window, group = c.window, c.group
+        assert window is not None and group is not None
+        if c.pacer is not None:  # capped: the snapshot goes as its bytes allow (Hub._pace)
+            c.pacer.refresh(symbols)
+            return
         flow = c.flow
         unsent = c.transport.get_write_buffer_size()
         step = flow.snapshot(symbols, self.loop.time(), unsent, self.news.last_id)
@@ -85,12 +90,14 @@ class Delivery:
             self.stats["snapshots_deferred"] += 1
             return
         self.stats["snapshots_sent"] += 1
-        self.send_payload(c, snapshot_from_fragments(flow.seq, window.fragments(symbols)))
+        parts = window.fragments(symbols, group.format)
+        self.send_payload(c, "snapshot", c.wire.encoding.snapshot(flow.seq, parts))
 
     def replay_news(self, c: Client, since: int) -> None:
         """Send retained news with id > ``since`` on ``c``'s topics, oldest first (paced: a
         replay that fills the buffer pauses ``c``, and its catch-up continues it)."""
         session, flow, transport = c.session, c.flow, c.transport
+        encoding = c.wire.encoding
         now = self.loop.time()
         last = since
         for entry in self.news.newer_than(since):
@@ -100,7 +107,10 @@ class Delivery:
                     if step is Step.PAUSE:
                         self.paused(c)
                     return
-                self.send_payload(c, entry.payload)
+                payload = payload_in(entry, encoding)
+                self.send_payload(c, "news", payload, id=entry.id)
+                if c.pacer is not None:
+                    c.pacer.spend(len(payload), now)
             last = entry.id
         flow.news_id = max(flow.news_id, self.news.last_id)
 
@@ -123,17 +133,18 @@ class Delivery:
         else:
             self.behind.pop(c, None)
             self.stats["slow_resyncs"] += 1
-        window = c.window
-        if window is not None:
+        window, group = c.window, c.group
+        if window is not None and group is not None:
             if plan.fresh:
                 self.snapshot(c, plan.fresh)
-            parts = window.changes_since(plan.missed, plan.synced)
+            parts = window.changes_since(plan.missed, plan.synced, group.format)
             clock = plan.clock and bool(parts or plan.fresh)
             marker = ws_ping_frame(flow.mark(self.loop.time())) if clock else b""
             if parts:
                 self.stats["catchup_deltas"] += 1
-                tail = delta_tail(time.time() * 1000.0, parts)
-                self.send_payload(c, delta_payload(flow.numbered(), tail), marker)
+                enc = c.wire.encoding
+                tail = enc.delta_tail(time.time() * 1000.0, parts)
+                self.send_payload(c, "delta", enc.delta_payload(flow.numbered(), tail), marker)
             elif marker:
                 c.transport.write(marker)
         if plan.news_since is not None and c.session.listening:

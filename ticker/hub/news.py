@@ -16,8 +16,9 @@ from typing import NamedTuple
 from ticker.core.events import News
 from ticker.core.news_id import next_news_id
 from ticker.core.protocol import NewsItem, encode
+from ticker.core.wire import JSON, Encoding
 
-__all__ = ["NewsRing", "Retained"]
+__all__ = ["NewsRing", "Retained", "payload_in"]
 
 
 class Retained(NamedTuple):
@@ -27,6 +28,11 @@ class Retained(NamedTuple):
     symbols: tuple[str, ...]
     payload: bytes
     item: NewsItem
+
+
+def payload_in(entry: Retained, encoding: Encoding) -> bytes:
+    """``entry``'s ``news`` message in ``encoding`` (JSON: the payload encoded when it came)."""
+    return entry.payload if encoding is JSON else encoding.encode(entry.item)
 
 
 class NewsRing:

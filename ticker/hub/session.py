@@ -31,6 +31,7 @@ from ticker.core.protocol import (
     Ack,
     BarsRequest,
     Error,
+    Fields,
     Hello,
     NewsRequest,
     Ping,
@@ -44,9 +45,10 @@ from ticker.core.protocol import (
     Throttle,
     Unbars,
     Unsubscribe,
-    parse_request,
 )
+from ticker.core.wire import JSON, MSGPACK
 from ticker.hub.news import NewsRing
+from ticker.hub.pacing import effective_bps
 
 __all__ = [
     "CLOSE_POLICY",
@@ -93,6 +95,8 @@ class SessionRules:
     rate: float
     burst: float
     max_bar_streams: int = 16
+    bandwidth_bps: int = 0
+    max_bandwidth_bps: int = 0
 
     @property
     def default_window(self) -> int:
@@ -112,10 +116,13 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """Seat the connection in the group of (``window`` ms, ``sub``)."""
+    """Seat the connection in the group of (``window`` ms, ``sub``, ``fields``, capped or not),
+    with the bandwidth cap ``max_bps`` (0: none; ticker.hub.pacing)."""
 
     window: int
     sub: Subscription
+    fields: frozenset[str] | None = None
+    max_bps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,13 +204,17 @@ class Session:
         rules: limits.
         now: the current time (the rate bucket starts full).
         entitled: the symbols its token entitles it to (None: all).
+        binary: it accepts ops as MessagePack binary frames (``ticker.v1.msgpack``).
     """
 
     __slots__ = (
+        "binary",
         "bucket",
         "closed",
         "entitled",
+        "fields",
         "id",
+        "max_bps",
         "news_all",
         "news_topics",
         "rules",
@@ -219,8 +230,12 @@ class Session:
         rules: SessionRules,
         now: float,
         entitled: frozenset[str] | None = None,
+        binary: bool = False,
     ) -> None:
         self.id = id
+        self.binary = binary
+        self.fields: frozenset[str] | None = None  # the selected quote fields (None: all)
+        self.max_bps = effective_bps(rules.bandwidth_bps, rules.max_bandwidth_bps)
         self.rules = rules
         self.entitled = entitled
         self.bucket = TokenBucket(rules.rate, rules.burst, now)
@@ -245,16 +260,24 @@ class Session:
         )
 
     def receive(
-        self, data: bytes | None, now: float, known: Collection[str], news: NewsRing
+        self,
+        data: bytes | None,
+        now: float,
+        known: Collection[str],
+        news: NewsRing,
+        binary: bool = False,
     ) -> list[Output]:
-        """Answer one inbound frame (``None``: a binary frame). Never raises for bad input.
+        """Answer one inbound frame. Never raises for bad input.
 
         Args:
-            data: the frame's payload.
+            data: the frame's payload (``None``: a binary frame, not given).
             now: the current time.
             known: the symbols the book knows, in the order they became known.
             news: the retained news (for the ids in a ``news`` ack).
+            binary: ``data`` came in a binary frame (MessagePack, when the session takes it).
         """
+        if data is None:
+            binary, data = True, b""
         if self.closed:
             return []
         allowed = self.take(now)
@@ -263,9 +286,10 @@ class Session:
         if not allowed:
             rate = self.rules.rate
             return [_error("rate_limited", f"over {rate:g} messages/s; message dropped")]
-        if data is None:
+        if binary and not self.binary:
             return [_error("bad_request", "binary frames are not accepted; send JSON text")]
-        req = parse_request(data, max_symbols=self.rules.max_symbols_per_request)
+        encoding = MSGPACK if binary else JSON
+        req = encoding.parse(data, self.rules.max_symbols_per_request)
         if isinstance(req, ProtocolError):
             return [Send(req.to_message())]
         return self.handle(req, known, news)
@@ -286,6 +310,8 @@ class Session:
             return out
         if isinstance(req, BarsRequest):
             return self._bars(req, known)
+        if isinstance(req, Fields):
+            return self._fields(req, known)
         if isinstance(req, Unbars):
             self.streams.pop((req.symbol, req.interval), None)
             self.streams.pop((req.symbol.upper(), req.interval), None)
@@ -348,12 +374,29 @@ class Session:
 
     # Requests
 
-    def _move(self, window: int, sub: Subscription) -> list[Output]:
-        if window == self.window and sub == self.sub:
+    def _move(self, window: int, sub: Subscription, max_bps: int | None = None) -> list[Output]:
+        bps = self.max_bps if max_bps is None else max_bps
+        if window == self.window and sub == self.sub and bps == self.max_bps:
             return []
         self.window = window
         self.sub = sub
-        return [Move(window, sub)]
+        self.max_bps = bps
+        return [Move(window, sub, self.fields, bps)]
+
+    def _fields(self, req: Fields, known: Collection[str]) -> list[Output]:
+        fields = frozenset(req.fields) if req.fields else None
+        changed = fields != self.fields
+        out: list[Output] = []
+        if changed:
+            self.fields = fields
+            out.append(Move(self.window, self.sub, fields, self.max_bps))
+        if req.id is not None:
+            out.append(Send(Ack(req.id, {"fields": list(req.fields)})))
+        if changed and not self.sub.empty:
+            # Newly selected fields are not in the client's copy yet: start again from a
+            # snapshot in the new selection.
+            out.append(Snapshot(tuple(self.sub.resolve(known))))
+        return out
 
     def _over_limit(self, sub: Subscription, rid: RequestId) -> Send | None:
         """The ``too_many_symbols`` refusal of a subscription naming too many symbols: its
@@ -404,9 +447,15 @@ class Session:
     def _throttle(self, req: Throttle, known: Collection[str]) -> list[Output]:
         ms = effective_window(req.ms, self.rules.max_throttle_ms)
         changed = ms != self.window
-        out = self._move(ms, self.sub)
+        bps = None
+        if req.max_bps is not None:
+            bps = effective_bps(req.max_bps, self.rules.max_bandwidth_bps)
+        out = self._move(ms, self.sub, bps)
         if req.id is not None:
-            out.append(Send(Ack(req.id, {"ms": ms})))
+            ack: dict[str, Any] = {"ms": ms}
+            if req.max_bps is not None or self.max_bps:
+                ack["max_bps"] = self.max_bps
+            out.append(Send(Ack(req.id, ack)))
         if changed and not self.sub.empty:
             # The new window's clients hold its state, not the old one's: start from a snapshot
             # of it so deltas apply cleanly.

@@ -3,8 +3,11 @@
 Pure; no I/O (a window holds its flush timer's handle; the hub runs the timers and the writes).
 
 A *window* is one throttle interval (ms) with its own :class:`~ticker.core.conflate.Conflator`;
-a *group* is the connections of a window with equal subscriptions, which therefore get the very
-same delta bytes (only ``seq`` differs). A window exists while a connection sits in it.
+a *group* is the connections of a window with equal subscriptions, wires (encoding and framing,
+:mod:`ticker.core.wire`) and field selections, which therefore get the very same delta bytes
+(only ``seq`` differs). A window exists while a connection sits in it. Encoded quotes are cached
+per :class:`~ticker.core.wire.Format` (encoding and fields): each symbol is encoded once per flush
+per format, whatever the number of groups.
 """
 
 from __future__ import annotations
@@ -14,11 +17,21 @@ from typing import Any, Protocol
 
 from ticker.core.book import Book
 from ticker.core.conflate import Conflator, Subscription
-from ticker.core.protocol import quote_fragments
+from ticker.core.wire import WS_JSON, Format, Wire
 from ticker.hub.flow import Flow, FlowRules
+from ticker.hub.pacing import Pacer
 from ticker.hub.session import Session
 
-__all__ = ["Client", "CloseFn", "Group", "Handle", "Transport", "Window", "Windows"]
+__all__ = [
+    "Client",
+    "CloseFn",
+    "Group",
+    "GroupKey",
+    "Handle",
+    "Transport",
+    "Window",
+    "Windows",
+]
 
 
 class Transport(Protocol):
@@ -40,7 +53,8 @@ CloseFn = Callable[[int, str], Awaitable[Any]]
 
 
 class Client:
-    """One WebSocket connection as the hub holds it: its transport, its requests
+    """One connection (a WebSocket, or an SSE stream) as the hub holds it: its transport, its
+    wire (encoding and framing, :mod:`ticker.core.wire`), its requests
     (:class:`~ticker.hub.session.Session`), its flow control (:class:`~ticker.hub.flow.Flow`)
     and its seat (window and group)."""
 
@@ -50,32 +64,53 @@ class Client:
         "closing",
         "flow",
         "group",
+        "pacer",
         "remote",
         "session",
         "transport",
         "window",
+        "wire",
     )
 
     def __init__(
-        self, transport: Transport, close: CloseFn, remote: str, session: Session, flow: Flow
+        self,
+        transport: Transport,
+        close: CloseFn,
+        remote: str,
+        session: Session,
+        flow: Flow,
+        wire: Wire = WS_JSON,
     ) -> None:
         self.transport = transport
+        self.wire = wire  # how its messages become bytes
         self.close = close  # sends a close frame and waits for the peer's
         self.remote = remote
         self.session = session
         self.flow = flow
         self.window: Window | None = None
         self.group: Group | None = None
+        self.pacer: Pacer | None = None  # its bandwidth cap (None: uncapped)
         self.closing = False
 
 
+GroupKey = tuple[Subscription, Wire, frozenset[str] | None, bool]
+
+
 class Group:
-    """Connections that share a window and a subscription, hence the same delta bytes."""
+    """Connections that share a window, a subscription, a wire and a field selection, hence the
+    same delta bytes; or (``paced``) capped connections, each sent its own frames by its
+    :class:`~ticker.hub.pacing.Pacer`."""
 
-    __slots__ = ("members", "sub")
+    __slots__ = ("format", "key", "members", "paced", "sub", "wire")
 
-    def __init__(self, sub: Subscription) -> None:
+    def __init__(
+        self, sub: Subscription, wire: Wire, fields: frozenset[str] | None, paced: bool = False
+    ) -> None:
         self.sub = sub
+        self.wire = wire
+        self.paced = paced
+        self.format = Format.of(wire.encoding, fields)
+        self.key: GroupKey = (sub, wire, fields, paced)
         self.members: dict[Client, None] = {}
 
     def covered(self, changed: Collection[str]) -> list[str]:
@@ -100,25 +135,29 @@ class Window:
     def __init__(self, ms: int, conflator: Conflator) -> None:
         self.ms = ms
         self.conflator = conflator
-        # symbol -> encoded full quote as last flushed (snapshots reuse it until the next drain)
-        self.frag_cache: dict[str, bytes] = {}
-        # (symbol, flush) -> encoded fields changed since that flush (catch-ups), until the next
-        # drain: held clients that stopped at the same flush share one encoding.
-        self.since_cache: dict[tuple[str, int], bytes] = {}
-        self.groups: dict[Subscription, Group] = {}
+        # format -> symbol -> encoded full quote as last flushed (snapshots reuse it until the
+        # next drain)
+        self.frag_cache: dict[Format, dict[str, bytes]] = {}
+        # format -> (symbol, flush) -> encoded fields changed since that flush (catch-ups), until
+        # the next drain: held clients that stopped at the same flush share one encoding.
+        self.since_cache: dict[Format, dict[tuple[str, int], bytes]] = {}
+        self.groups: dict[GroupKey, Group] = {}
         self.handle: Handle | None = None
         self.clients = 0
 
     def drained(self, changed: Collection[str]) -> None:
         """Drop what the caches hold of before a drain that ``changed`` these symbols."""
-        cache = self.frag_cache
-        for symbol in changed:
-            cache.pop(symbol, None)
+        for cache in self.frag_cache.values():
+            for symbol in changed:
+                cache.pop(symbol, None)
         self.since_cache.clear()
 
-    def fragments(self, symbols: Collection[str]) -> list[bytes]:
-        """Encoded full quotes of ``symbols`` as last flushed (those flushed at least once)."""
-        cache = self.frag_cache
+    def fragments(self, symbols: Collection[str], fmt: Format) -> list[bytes]:
+        """Encoded full quotes of ``symbols`` as last flushed (those flushed at least once), in
+        format ``fmt``."""
+        cache = self.frag_cache.get(fmt)
+        if cache is None:
+            cache = self.frag_cache[fmt] = {}
         sent = self.conflator.sent
         parts = []
         for s in symbols:
@@ -127,20 +166,23 @@ class Window:
                 q = sent.get(s)
                 if q is None:
                     continue
-                f = cache[s] = quote_fragments({s: q})[s]
+                f = cache[s] = fmt.snapshot_fragments({s: q})[s]
             parts.append(f)
         return parts
 
-    def changes_since(self, symbols: Collection[str], flush: int) -> list[bytes]:
-        """Encoded per-symbol changes since ``flush`` (``Conflator.changes_since``)."""
-        cache = self.since_cache
+    def changes_since(self, symbols: Collection[str], flush: int, fmt: Format) -> list[bytes]:
+        """Encoded per-symbol changes since ``flush`` (``Conflator.changes_since``), in format
+        ``fmt`` (a symbol none of whose selected fields changed is left out)."""
+        cache = self.since_cache.get(fmt)
+        if cache is None:
+            cache = self.since_cache[fmt] = {}
         out = []
         for s in symbols:
             key = (s, flush)
             f = cache.get(key)
             if f is None:
                 d = self.conflator.changes_since((s,), flush)
-                f = cache[key] = quote_fragments(d)[s] if d else b""
+                f = cache[key] = fmt.fragments(d).get(s, b"") if d else b""
             if f:
                 out.append(f)
         return out
@@ -166,13 +208,22 @@ class Windows:
     def __iter__(self) -> Iterator[Window]:
         return iter(self.by_ms.values())
 
-    def seat(self, c: Client, ms: int, sub: Subscription) -> None:
-        """Put ``c`` in the group for (window ``ms``, ``sub``), creating either when needed."""
+    def seat(
+        self,
+        c: Client,
+        ms: int,
+        sub: Subscription,
+        fields: frozenset[str] | None = None,
+        paced: bool = False,
+    ) -> None:
+        """Put ``c`` in the group for (window ``ms``, ``sub``, its wire, ``fields``, ``paced``),
+        creating either when needed."""
+        key: GroupKey = (sub, c.wire, fields, paced)
         if (
             c.window is not None
             and c.window.ms == ms
             and c.group is not None
-            and c.group.sub == sub
+            and c.group.key == key
         ):
             return
         same = c.window if c.window is not None and c.window.ms == ms else None
@@ -182,7 +233,7 @@ class Windows:
             # would never reach this client, which keeps its other symbols without a snapshot.
             same.clients += 1
         else:
-            c.flow.moved(self.rules.clocks(ms), sub.includes)
+            c.flow.moved(self.rules.clocks(ms) and c.wire.pings, sub.includes)
         self.leave(c)
         if same is not None:
             same.clients -= 1
@@ -190,9 +241,9 @@ class Windows:
         if window is None:
             window = self.by_ms[ms] = Window(ms, Conflator(ms / 1000.0, self.book.quotes))
         window.clients += 1
-        group = window.groups.get(sub)
+        group = window.groups.get(key)
         if group is None:
-            group = window.groups[sub] = Group(sub)
+            group = window.groups[key] = Group(sub, c.wire, fields, paced)
         group.members[c] = None
         c.window = window
         c.group = group
@@ -203,7 +254,7 @@ class Windows:
         if group is not None and window is not None:
             group.members.pop(c, None)
             if not group.members:
-                del window.groups[group.sub]
+                del window.groups[group.key]
         if window is not None:
             window.clients -= 1
             if window.clients == 0:

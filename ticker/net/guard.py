@@ -4,9 +4,9 @@ I/O shell around :mod:`ticker.core.auth`. Every decision is made before the hand
 refused WebSocket is never upgraded:
 
 ========================================  ==================================================
-``/ws``, ``/api/*`` (``HOST_CHECKED``)    first a ``Host`` this server is known by (else
+``/ws``, ``/sse``, ``/api/*``             first a ``Host`` this server is known by (else
                                           421: DNS rebinding; ticker.core.auth.host_allowed)
-``GET /ws``                               allowed ``Origin`` (else 403), then a client token
+``GET /ws``, ``GET /sse``                 allowed ``Origin`` (else 403), then a client token
                                           when required (else 401)
 ``GET /api/symbols|quotes|history|bars``  a client token when required (else 401); the
 ``GET /api/news``                         same
@@ -17,14 +17,14 @@ everything else                           open (``/``, ``/static/``, ``/healthz`
                                           ``/api/replay``)
 ========================================  ==================================================
 
-A client token comes as ``Authorization: Bearer <token>``, ``?token=<token>``, or (``/ws`` only)
-the WebSocket subprotocol ``bearer.<token>`` offered together with ``ticker.v1``, which the server
-then selects (browsers require the server to select one of the offered protocols, and selecting
-the token would echo it). Without a token secret, client tokens are not in use and one presented
-is ignored; with one, a bad token is refused even where none is required. The admin token is
-accepted wherever a client token is (every symbol); the write endpoints and replay control take
-it from the ``Authorization`` header only. Refusals never repeat a token, and nothing here logs
-one.
+A client token comes as ``Authorization: Bearer <token>``, ``?token=<token>``, or (``/ws`` only) the
+WebSocket subprotocol ``bearer.<token>`` offered together with ``ticker.v1`` (or
+``ticker.v1.msgpack``), which the server then selects (browsers require the server to select one of
+the offered protocols, and selecting the token would echo it). Without a token secret, client tokens
+are not in use and one presented is ignored; with one, a bad token is refused even where none is
+required. The admin token is accepted wherever a client token is (every symbol); the write endpoints
+and replay control take it from the ``Authorization`` header only. Refusals never repeat a token,
+and nothing here logs one.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from ticker.core.auth import (
     origin_allowed,
     verify_token,
 )
+from ticker.core.wire import SUBPROTOCOLS, select_subprotocol
 from ticker.net.responses import json_error
 
 __all__ = [
@@ -58,17 +59,19 @@ __all__ = [
     "expire_when_due",
     "grant_of",
     "guard",
+    "ws_offer",
 ]
 
 AUTH = web.AppKey("auth", AuthConfig)
 GRANT = web.RequestKey("grant", Grant)
 
-WS_PROTOCOLS = ("ticker.v1",)
-"""Subprotocols the server selects when offered (``ticker.v1``: docs/protocol.md, version 1)."""
+WS_PROTOCOLS = tuple(SUBPROTOCOLS)
+"""Subprotocols the server selects when offered, the first in the client's order
+(``ticker.v1``: JSON text, ``ticker.v1.msgpack``: MessagePack binary; docs/protocol.md)."""
 
 BEARER_PROTOCOL = "bearer."
 
-HOST_CHECKED = ("/ws", "/api/")
+HOST_CHECKED = ("/ws", "/sse", "/api/")
 """Paths that answer only an allowed ``Host`` (421 otherwise): exact, or every path under an
 entry ending in ``/``. A new route a page could read from another site (SSE...) goes here."""
 
@@ -102,7 +105,7 @@ def _misdirected(request: web.Request, cfg: AuthConfig) -> web.Response | None:
     )
 
 
-def _ws_offer(request: web.Request) -> tuple[str | None, list[str]]:
+def ws_offer(request: web.Request) -> tuple[str | None, list[str]]:
     """(token, other offered protocols) of the ``Sec-WebSocket-Protocol`` header."""
     token = None
     others = []
@@ -159,11 +162,18 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if path == "/ws":
         if not _origin_ok(request, cfg):
             return _refuse(403, "forbidden", "origin not allowed")
-        token, others = _ws_offer(request)
-        if token is not None and WS_PROTOCOLS[0] not in others:
+        token, others = ws_offer(request)
+        if token is not None and select_subprotocol(others) is None:
             # Without a protocol we can select, aiohttp would log the offer (the token).
             return _refuse(400, "bad_request", "offer ticker.v1 together with bearer.<token>")
         grant = _client_grant(request, cfg, token)
+        if grant is None:
+            return _refuse(401, "unauthorized", "a valid client token is required")
+        request[GRANT] = grant
+    elif path == "/sse":  # the event stream: as /ws (its token by header or ?token=)
+        if not _origin_ok(request, cfg):
+            return _refuse(403, "forbidden", "origin not allowed")
+        grant = _client_grant(request, cfg, None)
         if grant is None:
             return _refuse(401, "unauthorized", "a valid client token is required")
         request[GRANT] = grant

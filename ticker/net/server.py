@@ -29,11 +29,12 @@ from ticker.config import HubConfig, ServerConfig
 from ticker.core.auth import AuthConfig
 from ticker.core.events import Event, Feed
 from ticker.core.roles import check_role
+from ticker.core.wire import SUBPROTOCOLS, select_subprotocol
 from ticker.core.wsframe import handshake_response
 from ticker.hub.broadcaster import Hub
 from ticker.net.admission import Slot, admit, install as install_admission
 from ticker.net.api import MAX_BODY, add_api_routes
-from ticker.net.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard
+from ticker.net.guard import AUTH, WS_PROTOCOLS, expire_when_due, grant_of, guard, ws_offer
 from ticker.net.keys import (
     BUS,
     BUS_URL,
@@ -51,6 +52,7 @@ from ticker.net.keys import (
 )
 from ticker.net.publish import add_publish_routes
 from ticker.net.responses import bad_request, json_error
+from ticker.net.sse import add_sse_route
 from ticker.net.wsconn import Sockets, WsConnection, detach
 from ticker.ops.metrics import Metrics
 
@@ -145,8 +147,11 @@ def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
     transport.set_protocol(conn)
     tail = detach(request.protocol, transport)
     grant = grant_of(request)
-    answer = handshake_response(key, ready.protocol)  # the 101, in one write with the hello
-    client = hub.connect(transport, conn.close, request.remote or "", grant.symbols, answer)
+    # The first offer we speak, in the client's order (bearer.<token> is never selected).
+    protocol = select_subprotocol(ws_offer(request)[1])
+    answer = handshake_response(key, protocol)  # the 101, in one write with the hello
+    wire = SUBPROTOCOLS[protocol] if protocol is not None else SUBPROTOCOLS["ticker.v1"]
+    client = hub.connect(transport, conn.close, request.remote or "", grant.symbols, answer, wire)
     on_lost: list[Callable[[], object]] = [slot.release]
     expiry = expire_when_due(grant, functools.partial(hub.close_client, client))
     if expiry is not None:
@@ -310,6 +315,7 @@ def create_app(
     app.cleanup_ctx.append(_observe)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", ws_handler)
+    add_sse_route(app)
     add_api_routes(app)
     add_publish_routes(app)
     app.router.add_get("/vendor/plotly.min.js", plotly_js)

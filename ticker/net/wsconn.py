@@ -141,7 +141,7 @@ class WsConnection(asyncio.Protocol):
                     self.transport.write(ws_pong_frame(payload))
             elif op == OP_BINARY:
                 if not self.close_sent:
-                    hub.receive(c, None)
+                    hub.receive(c, payload, binary=True)
             elif op == OP_CLOSE:
                 self._peer_close(payload)
                 return
