@@ -40,9 +40,14 @@ def ws_url(srv: Server) -> str:
     return str(srv.client.make_url("/ws"))
 
 
-async def test_the_merged_book_equals_the_servers_quotes(aiohttp_client: AiohttpClient) -> None:
+@pytest.mark.parametrize("encoding", ["auto", "json"])
+async def test_the_merged_book_equals_the_servers_quotes(
+    aiohttp_client: AiohttpClient, encoding: str
+) -> None:
     srv = await Server.start(aiohttp_client, opening())
-    async with Client(ws_url(srv)) as c:
+    async with Client(ws_url(srv), encoding=encoding) as c:
+        # MessagePack when the server offers it (it does), JSON when asked.
+        assert c.protocol == ("ticker.v1.msgpack" if encoding == "auto" else "ticker.v1")
         assert await c.subscribe(["AAPL", "msft"], throttle_ms=0) == ["AAPL", "MSFT"]
         for i in range(50):
             await srv.push(tick("AAPL", 100.0 + i * 0.25, size=1.0), tick("MSFT", 200.0 - i))

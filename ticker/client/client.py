@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import msgspec
 import orjson
 
 from ticker.client.state import ClientState, NewsEvent, QuoteEvent
@@ -41,6 +42,23 @@ log = logging.getLogger("ticker.client")
 
 Event = QuoteEvent | NewsEvent
 """What iterating a :class:`Client` yields."""
+
+JSON = "ticker.v1"
+MSGPACK = "ticker.v1.msgpack"
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
+
+
+def _decode(msg: aiohttp.WSMessage) -> Any:
+    """A text frame's JSON or a binary frame's MessagePack value; None for anything else."""
+    try:
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            return orjson.loads(msg.data)
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            return _unpack(msg.data)
+    except (orjson.JSONDecodeError, msgspec.DecodeError):
+        pass
+    return None
 
 
 class TickerError(Exception):
@@ -90,6 +108,8 @@ class Client:
         max_events: events kept for an iterator that is not reading (the oldest quote events
             are dropped past it, counted in ``dropped``; news is never dropped; the book is
             always current).
+        encoding: ``auto`` (MessagePack when the server offers it: ``ticker.v1.msgpack``, else
+            JSON), ``msgpack`` or ``json``. ``protocol`` tells which one the server picked.
     """
 
     def __init__(
@@ -103,7 +123,12 @@ class Client:
         timeout: float = 10.0,
         max_events: int = 10_000,
         rng: random.Random | None = None,
+        encoding: str = "auto",
     ) -> None:
+        if encoding not in ("auto", "msgpack", "json"):
+            raise ValueError(f"encoding must be auto, msgpack or json, got {encoding!r}")
+        self.encoding = encoding
+        self.protocol: str | None = None  # the subprotocol the server picked
         self.url = url
         self.token = token
         self.reconnect = reconnect
@@ -303,7 +328,10 @@ class Client:
         ws = self._ws
         if ws is None or ws.closed:
             raise ConnectionError("not connected")
-        await ws.send_str(orjson.dumps(obj).decode())
+        if self.protocol == MSGPACK:
+            await ws.send_bytes(_pack(obj))
+        else:
+            await ws.send_str(orjson.dumps(obj).decode())
 
     # Events
 
@@ -334,13 +362,15 @@ class Client:
 
     async def _open(self) -> None:
         assert self._session is not None
-        self._ws = await self._session.ws_connect(self.url, heartbeat=15.0)
+        offer = {"auto": (MSGPACK, JSON), "msgpack": (MSGPACK,), "json": (JSON,)}[self.encoding]
+        self._ws = await self._session.ws_connect(self.url, heartbeat=15.0, protocols=offer)
+        self.protocol = self._ws.protocol or JSON  # (no header: the v1 default, JSON)
         self.state.connected()
         self.connects += 1
-        first = await self._ws.receive(timeout=self.timeout)
-        if first.type is not aiohttp.WSMsgType.TEXT:
-            raise ConnectionError(f"no hello from {self.url}: {first.type.name}")
-        self.hello = orjson.loads(first.data)
+        first = _decode(await self._ws.receive(timeout=self.timeout))
+        if not isinstance(first, dict) or first.get("type") != "hello":
+            raise ConnectionError(f"no hello from {self.url}")
+        self.hello = first
         self._up.set()
 
     async def _restore(self) -> None:
@@ -393,12 +423,7 @@ class Client:
         ws = self._ws
         assert ws is not None
         async for msg in ws:
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            try:
-                frame = orjson.loads(msg.data)
-            except orjson.JSONDecodeError:
-                continue
+            frame = _decode(msg)
             if isinstance(frame, dict):
                 await self._on_frame(frame)
 
