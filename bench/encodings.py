@@ -17,11 +17,11 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from feeds.sim import SimFeed
 from ticker.config import HubConfig
 from ticker.core.protocol import Fields, Subscribe
 from ticker.core.wire import WS_JSON, WS_MSGPACK, SseWire, Wire
 from ticker.hub.broadcaster import Hub
+from ticker_feeds.sim import SimFeed
 
 __all__ = ["main", "measure"]
 

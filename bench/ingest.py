@@ -18,11 +18,11 @@ import gc
 import time
 from typing import Any
 
-from feeds.sim import SimMarket, parse_symbols
 from ticker.config import HubConfig
 from ticker.core.bars import BarBook
 from ticker.core.events import Tick
 from ticker.hub.broadcaster import Hub
+from ticker_feeds.sim import SimMarket, parse_symbols
 
 __all__ = ["run"]
 

@@ -16,9 +16,9 @@ import time
 
 from aiohttp import WSMsgType, web
 
-from feeds.sim import SimFeed
 from ticker.core.book import Book
 from ticker.core.events import Tick
+from ticker_feeds.sim import SimFeed
 
 __all__ = ["main"]
 

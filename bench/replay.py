@@ -24,9 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feeds.replay import ReplayFeed
 from ticker.replay.files import load
 from ticker.store.recorder import SCHEMA
+from ticker_feeds.replay import ReplayFeed
 
 __all__ = ["main", "run"]
 

@@ -23,12 +23,12 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from feeds.testing import FakeFeed
 from tests.conftest import MS
 from tests.wsutil import Frame, Server, now_ms, recv, recv_type, recv_until, tick, until
 from ticker.core.auth import AuthConfig, mint_token
 from ticker.core.events import Event, Listing, News
 from ticker.net.server import create_app
+from ticker_feeds.testing import FakeFeed
 
 SECRET = "test-secret-" + "q" * 32
 ADMIN = "admin-token-" + "z" * 20

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from feeds.testing import FakeFeed
 from tests.conftest import MS
 from tests.wsutil import recv_type, tick, until
 from ticker.bus.supervisor import FeedRunner, FeedSource
 from ticker.core.backoff import backoff_delay
 from ticker.core.events import Event, Listing
 from ticker.net.server import HUB, RUNNERS, create_app
+from ticker_feeds.testing import FakeFeed
 
 
 class Flaky:

@@ -20,7 +20,6 @@ import orjson
 from hypothesis import given, settings, strategies as st
 from pytest_aiohttp import AiohttpClient
 
-from feeds.sim import SimFeed
 from tests.conftest import MS
 from tests.wsutil import recv, until
 from ticker.bus.supervisor import FeedRunner, FeedSource
@@ -31,6 +30,7 @@ from ticker.core.protocol import encode, quote_fragments
 from ticker.core.validate import MAX_SYMBOL_LEN, event_problem
 from ticker.hub.broadcaster import Hub
 from ticker.net.server import create_app
+from ticker_feeds.sim import SimFeed
 
 TS = 1.7e12
 

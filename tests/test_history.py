@@ -9,10 +9,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from feeds.testing import FakeFeed
 from tests.conftest import MS
 from ticker.core.events import Listing, Tick
 from ticker.net.server import RUNNERS, create_app
+from ticker_feeds.testing import FakeFeed
 
 T0 = 1_700_000_000_000.0
 

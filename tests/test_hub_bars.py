@@ -11,7 +11,6 @@ import pandas as pd
 from aiohttp import ClientWebSocketResponse
 from pytest_aiohttp import AiohttpClient
 
-from feeds.sim import SimFeed
 from tests.conftest import MS
 from tests.test_auth import SECRET, token
 from tests.wsutil import Frame, Server, recv, recv_type, until
@@ -20,6 +19,7 @@ from ticker.core.auth import AuthConfig
 from ticker.core.bars import INTERVALS
 from ticker.core.events import Bar, Listing, Reset, Tick
 from ticker.net.server import HUB, RUNNERS, create_app
+from ticker_feeds.sim import SimFeed
 
 T0 = 1_700_006_400_000.0  # a UTC midnight: the market clock of these tests, not the wall clock
 
@@ -249,7 +249,7 @@ async def test_a_reset_sends_every_live_stream_a_fresh_history(
 
 
 async def test_tokens_entitle_bars_as_quotes(aiohttp_client: AiohttpClient) -> None:
-    from feeds.testing import FakeFeed
+    from ticker_feeds.testing import FakeFeed
 
     feed = FakeFeed([Listing(("AAPL", "MSFT")), *trades(3)])
     auth = AuthConfig(token_secret=SECRET)

@@ -59,7 +59,7 @@ PURE = [
     "ticker.replay.options",
     "ticker.core.wsframe",
     "ticker.config",
-    "feeds.base",
+    "ticker_feeds.base",
     "ticker.hub.flow",
     "ticker.hub.news",
     "ticker.hub.session",
@@ -107,11 +107,11 @@ def imports_of(name: str, path: Path) -> set[str]:
                 mod = node.module or ""
             out.add(mod)
             out.update(f"{mod}.{a.name}" for a in node.names)  # `from pkg import module`
-    return {m for m in out if m.split(".")[0] in ("ticker", "feeds")}
+    return {m for m in out if m.split(".")[0] in ("ticker", "ticker_feeds")}
 
 
 def graph() -> dict[str, set[str]]:
-    mods = dict(modules("ticker")) | dict(modules("feeds"))
+    mods = dict(modules("ticker")) | dict(modules("ticker_feeds"))
     return {name: {m for m in imports_of(name, path) if m in mods} for name, path in mods.items()}
 
 
@@ -131,7 +131,7 @@ def test_layers_import_only_what_is_below_them() -> None:
             theirs = layer(dep)
             if dep.startswith("ticker") and theirs is not None and theirs not in allowed:
                 bad.append(f"{mod} -> {dep}")
-            if dep.startswith("feeds"):
+            if dep.startswith("ticker_feeds"):
                 bad.append(f"{mod} -> {dep} (the core reaches feeds only through entry points)")
     assert not bad, "\n".join(sorted(bad))
 
@@ -140,9 +140,9 @@ def test_feeds_import_only_the_feed_api() -> None:
     bad = [
         f"{mod} -> {dep}"
         for mod, deps in graph().items()
-        if mod.startswith("feeds")
+        if mod.startswith("ticker_feeds")
         for dep in deps
-        if dep.startswith("ticker") and not any(dep.startswith(api) for api in FEED_API)
+        if dep.startswith("ticker.") and not any(dep.startswith(api) for api in FEED_API)
     ]
     assert not bad, "\n".join(sorted(bad))
 

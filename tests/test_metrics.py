@@ -28,7 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 from websockets.asyncio.client import connect as ws_connect
 
-from feeds.testing import FakeFeed
 from tests.conftest import MS, ServerProcess
 from tests.redisutil import RedisServer, free_port, redis_server  # noqa: F401 (a fixture)
 from tests.test_slow_consumer import BOUND, SYMS, Producer, stalled_client
@@ -40,6 +39,7 @@ from ticker.core.protocol import ERROR_CODES
 from ticker.net.keys import BUS, HUB, RUNNERS
 from ticker.net.server import create_app
 from ticker.ops.metrics import LAG_BUCKETS, LoopMonitor
+from ticker_feeds.testing import FakeFeed
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]

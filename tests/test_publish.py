@@ -20,7 +20,6 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pytest_aiohttp import AiohttpClient
 
-from feeds.testing import FakeFeed
 from tests.conftest import MS, ServerProcess
 from tests.redisutil import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.wsutil import Frame, Server, recv, recv_type, recv_until, tick, until
@@ -38,6 +37,7 @@ from ticker.net.publish import (
     parse_ticks,
 )
 from ticker.net.server import create_app
+from ticker_feeds.testing import FakeFeed
 
 ADMIN = "admin-token-" + "p" * 24
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

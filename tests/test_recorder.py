@@ -23,7 +23,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from feeds.testing import FakeFeed
 from tests.conftest import MS, ROOT, ServerProcess
 from ticker.core.events import Event, Listing, News, Tick
 from ticker.net.server import create_app
@@ -37,6 +36,7 @@ from ticker.store.recorder import (
     read_journal,
     recover,
 )
+from ticker_feeds.testing import FakeFeed
 
 T0 = 1_709_303_400_000.0
 

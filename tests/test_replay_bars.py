@@ -25,7 +25,6 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given, settings, strategies as st
 from pytest_aiohttp import AiohttpClient
 
-from feeds.replay import ReplayFeed
 from tests.conftest import MS
 from tests.wsutil import recv, recv_until
 from ticker.bus.supervisor import FeedSource
@@ -43,6 +42,7 @@ from ticker.replay.files import load
 from ticker.replay.normalise import RowCounts, bar_interval, normalise, table_layout
 from ticker.replay.options import OPTIONS
 from ticker.replay.tape import DAY_MS, Tape, seek_plan
+from ticker_feeds.replay import ReplayFeed
 
 no_deadline = settings(deadline=None, max_examples=60)
 DAY = int(DAY_MS)

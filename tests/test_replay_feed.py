@@ -21,11 +21,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from feeds.replay import ReplayFeed
 from tests.conftest import MS
 from ticker.bus.supervisor import FeedSource
 from ticker.core.events import Event, Listing, Reset, Tick
 from ticker.net.server import create_app
+from ticker_feeds.replay import ReplayFeed
 
 T0 = pd.Timestamp("2024-03-01T14:30:00Z").value / 1e6
 

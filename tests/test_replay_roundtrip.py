@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from feeds.replay import ReplayFeed
-from feeds.sim import SimFeed
-from feeds.simnews import SimNewsFeed
 from tests.conftest import MS
 from ticker.bus.supervisor import FeedRunner, FeedSource
 from ticker.config import HubConfig
 from ticker.core.events import Event, News
 from ticker.hub.broadcaster import Hub
 from ticker.store.recorder import Recorder
+from ticker_feeds.replay import ReplayFeed
+from ticker_feeds.sim import SimFeed
+from ticker_feeds.simnews import SimNewsFeed
 
 
 async def test_recorded_sim_session_replays_to_the_same_final_state(tmp_path: Path) -> None:

@@ -7,10 +7,17 @@ import statistics
 
 import pytest
 
-from feeds.base import Option, as_float, as_int, finite_number, parse_options, positive_number
-from feeds.sim import DEFAULT_SYMBOLS, SimFeed, SimMarket, parse_symbols, poisson
-from feeds.simnews import SimNewsFeed, headline_for
 from ticker.bus.registry import SpecError, parse_spec
+from ticker_feeds.base import (
+    Option,
+    as_float,
+    as_int,
+    finite_number,
+    parse_options,
+    positive_number,
+)
+from ticker_feeds.sim import DEFAULT_SYMBOLS, SimFeed, SimMarket, parse_symbols, poisson
+from ticker_feeds.simnews import SimNewsFeed, headline_for
 
 
 def run(market: SimMarket, steps: int, dt: float = 0.01) -> list[tuple[str, float, float]]:

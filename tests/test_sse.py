@@ -18,7 +18,6 @@ import orjson
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from feeds.testing import FakeFeed
 from tests.conftest import MS, ServerProcess
 from tests.wsutil import Server, now_ms, tick, until
 from ticker.config import HubConfig, ServerConfig
@@ -26,6 +25,7 @@ from ticker.core.auth import AuthConfig, mint_token
 from ticker.core.events import Listing, News
 from ticker.net import sse as sse_module
 from ticker.net.server import HUB, create_app
+from ticker_feeds.testing import FakeFeed
 
 SYMS = ("AAPL", "MSFT")
 

@@ -12,11 +12,11 @@ import pytest
 from aiohttp import WSCloseCode, web
 from hypothesis import given, settings, strategies as st
 
-from feeds.alpaca import AlpacaCodec, AlpacaFeed, rfc3339_ms
-from feeds.testing import check_event, check_feed
 from tests.upstream.local import LocalServer
 from tests.wsutil import until
 from ticker.core.events import Bar, Event, Listing, News, Tick
+from ticker_feeds.alpaca import AlpacaCodec, AlpacaFeed, rfc3339_ms
+from ticker_feeds.testing import check_event, check_feed
 
 __all__: list[str] = []
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from feeds.binance import BinanceCodec, BinanceFeed
-from feeds.testing import check_event, check_feed
 from tests.upstream.ws import ReplayServer, load_recording
 from tests.wsutil import until
 from ticker.core.events import Event, Listing, Tick
+from ticker_feeds.binance import BinanceCodec, BinanceFeed
+from ticker_feeds.testing import check_event, check_feed
 
 SYMBOLS = "nknusdt+blzeth+lrcbtc+runeeur"
 NOW_MS = 1_633_998_600_000.0

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from feeds.coinbase import AdvancedTradeCodec, CoinbaseCodec, CoinbaseFeed, parse_iso_ms
-from feeds.testing import check_event, check_feed
 from tests.upstream.ws import ReplayServer, load_recording
 from tests.wsutil import until
 from ticker.core.events import Listing, Tick
+from ticker_feeds.coinbase import AdvancedTradeCodec, CoinbaseCodec, CoinbaseFeed, parse_iso_ms
+from ticker_feeds.testing import check_event, check_feed
 
 NOW_MS = 1_618_677_900_000.0
 

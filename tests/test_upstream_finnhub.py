@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from feeds.finnhub import FinnhubCodec, FinnhubFeed
-from feeds.testing import check_event, check_feed
 from tests.upstream.ws import ReplayServer
 from tests.wsutil import until
 from ticker.core.events import News, Tick
+from ticker_feeds.finnhub import FinnhubCodec, FinnhubFeed
+from ticker_feeds.testing import check_event, check_feed
 
 KEY = "sekrit-key-123"
 
@@ -170,7 +170,7 @@ def test_news_frames_become_news_once() -> None:
 
 
 def test_describe_never_leaves_the_message_empty() -> None:
-    from feeds._ws import describe
+    from ticker_feeds._ws import describe
 
     assert describe(TimeoutError()) == "TimeoutError: timed out"
     assert describe(ConnectionResetError()).startswith("ConnectionResetError: ")

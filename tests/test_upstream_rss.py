@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from feeds import rss
-from feeds.rss import RssFeed, parse_companies, parse_document, public_url, strip_html, tag_symbols
-from feeds.testing import check_event, check_feed
 from tests.upstream.http import NewsServer
 from ticker.core.events import News
+from ticker_feeds import rss
+from ticker_feeds.rss import (
+    RssFeed,
+    parse_companies,
+    parse_document,
+    public_url,
+    strip_html,
+    tag_symbols,
+)
+from ticker_feeds.testing import check_event, check_feed
 
 NOW_MS = 1_720_000_000_000.0  # 2024-07-03
 

@@ -9,6 +9,7 @@ dependencies) into a new venv that sees this environment's dependencies but not 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,7 +27,7 @@ def test_every_package_is_listed_in_pyproject() -> None:
     )
     found = {
         ".".join(p.parent.relative_to(ROOT).parts)
-        for top in ("ticker", "feeds")
+        for top in ("ticker", "ticker_feeds")
         for p in (ROOT / top).rglob("__init__.py")
     }
     assert found | {"ticker.web"} == listed
@@ -38,6 +39,24 @@ def _get(url: str) -> tuple[int, bytes, str]:
 
 
 def test_the_wheel_installs_and_serves_the_dashboard(tmp_path: Path) -> None:
+    # Built from a clean copy: setuptools packs whatever a build/ folder holds, stale or not.
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "node_modules",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            ".hypothesis",
+            "test-artifacts",
+            "results",
+        ),
+    )
     dist = tmp_path / "dist"
     subprocess.run(
         [
@@ -60,7 +79,7 @@ def test_the_wheel_installs_and_serves_the_dashboard(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert {"ticker/web/index.html", "ticker/web/app.js", "ticker/web/style.css"} <= set(names)
     assert any(n.startswith("ticker/web/logic/") for n in names)
-    assert "ticker/client/client.py" in names and "feeds/sim.py" in names
+    assert "ticker/client/client.py" in names and "ticker_feeds/sim.py" in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from feeds.alpaca import AlpacaCodec
-from feeds.binance import BinanceCodec
-from feeds.coinbase import CoinbaseCodec
-from feeds.finnhub import FinnhubCodec
+from ticker_feeds.alpaca import AlpacaCodec
+from ticker_feeds.binance import BinanceCodec
+from ticker_feeds.coinbase import CoinbaseCodec
+from ticker_feeds.finnhub import FinnhubCodec
 
 CODECS: dict[str, Callable[[], Any]] = {
     "alpaca": lambda: AlpacaCodec(["AAPL"], ("trades",), "PKTESTKEY0123456789", "sekrit/abc987"),

@@ -23,11 +23,11 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from pytest_aiohttp import AiohttpClient
 
-from feeds.testing import FakeFeed
 from tests.conftest import MS
 from ticker.config import HubConfig, ServerConfig
 from ticker.core.events import Event, Tick
 from ticker.net.server import HUB, RUNNERS, create_app
+from ticker_feeds.testing import FakeFeed
 
 __all__ = [
     "Frame",

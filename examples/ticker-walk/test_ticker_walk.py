@@ -6,7 +6,7 @@ import asyncio
 
 from ticker_walk import WalkFeed
 
-from feeds.testing import check_feed
+from ticker_feeds.testing import check_feed
 
 
 def test_walk_conforms() -> None:
@@ -22,7 +22,7 @@ def test_empty_symbols_is_an_error_now() -> None:
 
 
 def test_a_big_move_is_news() -> None:
-    from feeds.base import News
+    from ticker_feeds.base import News
 
     events = asyncio.run(
         check_feed(WalkFeed, {"symbols": "ABC", "interval_ms": "1", "news_move": "0.1"})

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar
 
-from feeds.base import (
+from ticker_feeds.base import (
     Event,
     Listing,
     News,

@@ -10,11 +10,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from feeds.base import Option, help_of, parse_options
-from feeds.replay import ReplayFeed
-from feeds.sim import SimFeed
-from feeds.simnews import SimNewsFeed
-from feeds.testing import FeedCheckError, check_event, check_feed
 from ticker.core.events import (
     Controllable,
     Event,
@@ -26,6 +21,11 @@ from ticker.core.events import (
     Preloadable,
     Tick,
 )
+from ticker_feeds.base import Option, help_of, parse_options
+from ticker_feeds.replay import ReplayFeed
+from ticker_feeds.sim import SimFeed
+from ticker_feeds.simnews import SimNewsFeed
+from ticker_feeds.testing import FeedCheckError, check_event, check_feed
 
 # Built-in feeds
 

@@ -1,4 +1,4 @@
-"""Event types that flow from feeds into the core, and the feed API: :class:`Feed` and the
+"""Event types that flow from ticker_feeds into the core, and the feed API: :class:`Feed` and the
 optional capabilities a feed may have.
 
 Pure; no I/O and no project imports. Feeds (ours and third parties') build these and nothing else.
@@ -159,8 +159,8 @@ Raise ``ValueError`` with a one-line message for an unknown or bad option."""
 
 # Optional capabilities. A feed has one when it has the attribute (not None): the core checks with
 # isinstance() against these runtime-checkable Protocols, mypy checks the shapes (declare them by
-# subclassing, as feeds.replay does, or just write the methods), and feeds.testing.check_feed
-# checks that a feed that has one has it with the right shape.
+# subclassing, as ticker_feeds.replay does, or just write the methods), and
+# ticker_feeds.testing.check_feed checks that a feed that has one has it with the right shape.
 
 QUIET_STATES = frozenset({"loading", "paused", "finished"})
 """The states of :meth:`HasStatus.status` in which a feed is quiet on purpose."""

@@ -3,7 +3,7 @@
 Pure; no I/O. ``FeedRunner`` checks every event a feed yields with :func:`event_problem` and
 drops (and counts) the ones with a problem, so a buggy adapter can neither crash the hub nor send a
 client something it cannot parse. The check is what the core *relies on*, not what makes a good
-feed (``feeds.testing.check_event`` is the stricter conformance check for adapter authors):
+feed (``ticker_feeds.testing.check_event`` is the stricter conformance check for adapter authors):
 
 - exactly ``Tick``, ``News``, ``Listing``, ``Bar`` or ``Reset`` (the hub dispatches on the type);
 - a bar's interval is one of :data:`ticker.core.bars.INTERVALS`, its prices are > 0 with

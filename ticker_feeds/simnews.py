@@ -11,8 +11,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar
 
-from feeds.base import Event, News, Option, as_float, as_int, help_of, parse_options
-from feeds.sim import parse_symbols
+from ticker_feeds.base import Event, News, Option, as_float, as_int, help_of, parse_options
+from ticker_feeds.sim import parse_symbols
 
 __all__ = ["COMPANIES", "SimNewsFeed", "headline_for"]
 

@@ -23,8 +23,8 @@ Alpaca sends JSON arrays of messages keyed by ``T``:
 * ``"success"``/``"subscription"``/``"error"`` control messages are tracked, never events.
 
 Times are RFC-3339 with up to nanoseconds (``2021-02-22T15:51:45.335689322Z``) -> epoch ms.
-:class:`AlpacaFeed` is the I/O shell (:func:`feeds._ws.stream`). The key and secret are read from
-environment variables, go only into the handshake headers, and are scrubbed from every error
+:class:`AlpacaFeed` is the I/O shell (:func:`ticker_feeds._ws.stream`). The key and secret are read
+from environment variables, go only into the handshake headers, and are scrubbed from every error
 logged or reported. Alpaca's documented errors that end a session (401 not authenticated, 402 auth
 failed, 404 auth timeout, 406 connection limit exceeded, 407 slow client, 409 insufficient
 subscription, 410 invalid subscribe action) close the connection and retry with exponential
@@ -48,7 +48,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 
-from feeds._ws import (
+from ticker.core.events import Bar
+from ticker_feeds._ws import (
     NOT_JSON,
     LinkStats,
     SymbolClock,
@@ -58,7 +59,7 @@ from feeds._ws import (
     load_frame,
     stream,
 )
-from feeds.base import (
+from ticker_feeds.base import (
     Event,
     Listing,
     News,
@@ -69,14 +70,13 @@ from feeds.base import (
     parse_options,
     positive_number,
 )
-from feeds.rss import strip_html
-from ticker.core.events import Bar
+from ticker_feeds.rss import strip_html
 
 __all__ = ["AlpacaCodec", "AlpacaFeed", "rfc3339_ms"]
 
 log = logging.getLogger("ticker.feeds.alpaca")
 
-# JSON numbers as floats, None when absent or not finite (feeds.base)
+# JSON numbers as floats, None when absent or not finite (ticker_feeds.base)
 _num = finite_number
 _pos = positive_number
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar
 
-from feeds.base import Event, Listing, Option, Tick, as_float, as_int, help_of, parse_options
+from ticker_feeds.base import Event, Listing, Option, Tick, as_float, as_int, help_of, parse_options
 
 __all__ = ["DEFAULT_SYMBOLS", "SimFeed", "SimMarket", "parse_symbols", "poisson"]
 

@@ -31,8 +31,8 @@ from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
-from feeds.base import Event, Listing, Option, as_float, help_of, parse_options
 from ticker.core.backoff import backoff_delay
+from ticker_feeds.base import Event, Listing, Option, as_float, help_of, parse_options
 
 __all__ = [
     "Codec",

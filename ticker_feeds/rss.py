@@ -34,7 +34,7 @@ import aiohttp
 import charset_normalizer
 import feedparser
 
-from feeds.base import Event, News, Option, as_float, help_of, parse_options
+from ticker_feeds.base import Event, News, Option, as_float, help_of, parse_options
 
 __all__ = [
     "SEEN_PER_URL",

@@ -32,7 +32,6 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from feeds.base import Event, Feed, Listing, Option, help_of, parse_options
 from ticker.core.events import Controllable, HasStatus, Preloadable, Reset
 from ticker.replay.clock import ReplayClock
 from ticker.replay.emit import events_between
@@ -40,10 +39,11 @@ from ticker.replay.errors import ReplayError
 from ticker.replay.files import LoadReport, load
 from ticker.replay.options import OPTIONS, parse_bool
 from ticker.replay.tape import SeekPlan, Tape, seek_plan
+from ticker_feeds.base import Event, Feed, Listing, Option, help_of, parse_options
 
 __all__ = ["CHUNK", "ReplayFeed", "parse_bool"]
 
-log = logging.getLogger("feeds.replay")
+log = logging.getLogger("ticker_feeds.replay")
 
 CHUNK = 4096
 """Rows built and emitted per step; the feed yields to the event loop between steps."""

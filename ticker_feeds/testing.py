@@ -195,7 +195,9 @@ def _check_factory(factory: Callable[..., Any], options: Mapping[str, str]) -> l
         isinstance(opts, Mapping)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in opts.items())
     ):
-        out.append("`options` must map option names to help strings (see feeds.base.help_of)")
+        out.append(
+            "`options` must map option names to help strings (see ticker_feeds.base.help_of)"
+        )
     bogus = "no_such_option_for_check_feed"
     try:
         extra = factory({**options, bogus: "1"})
@@ -207,7 +209,7 @@ def _check_factory(factory: Callable[..., Any], options: Mapping[str, str]) -> l
     else:
         out.append(
             f"an unknown option ({bogus}=1) was accepted; raise ValueError naming "
-            f"the valid options (feeds.base.parse_options does)"
+            f"the valid options (ticker_feeds.base.parse_options does)"
         )
         close = getattr(extra, "aclose", None)
         if callable(close):

@@ -9,7 +9,7 @@ premium stream) become ``News`` (``datetime`` in seconds, ``related`` the comma-
 an ``id`` already seen counted, not repeated). ``{"type": "ping"}`` frames are the upstream's
 heartbeat (liveness only).
 
-:class:`FinnhubFeed` is the I/O shell (:func:`feeds._ws.stream`). The shell sends the first
+:class:`FinnhubFeed` is the I/O shell (:func:`ticker_feeds._ws.stream`). The shell sends the first
 subscribe at once and the others at 5 a second while ticks already flow, so the free tier's 50
 symbols take 10 s to subscribe without holding anything back. Finnhub allows **one connection per
 API key**: run one finnhub feed per key, and no other program with the same key. The
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import quote
 
-from feeds._ws import (
+from ticker_feeds._ws import (
     NOT_JSON,
     CountsGarbage,
     LinkStats,
@@ -38,13 +38,13 @@ from feeds._ws import (
     link_options,
     load_frame,
 )
-from feeds.base import Event, News, Option, Tick, finite_number
+from ticker_feeds.base import Event, News, Option, Tick, finite_number
 
 __all__ = ["FinnhubCodec", "FinnhubFeed"]
 
 log = logging.getLogger("ticker.feeds.finnhub")
 
-# JSON numbers as floats, None when absent or not finite (feeds.base)
+# JSON numbers as floats, None when absent or not finite (ticker_feeds.base)
 _num = finite_number
 
 

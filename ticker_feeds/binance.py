@@ -2,7 +2,7 @@
 
 :class:`BinanceCodec` is pure (no I/O, no clock: the shell passes ``now_ms``): it builds the
 SUBSCRIBE messages and maps each combined-stream frame ``{"stream": ..., "data": {...}}`` onto
-``Tick``. :class:`BinanceFeed` is the I/O shell (:func:`feeds._ws.stream`).
+``Tick``. :class:`BinanceFeed` is the I/O shell (:func:`ticker_feeds._ws.stream`).
 
 Mapping: a trade/aggTrade is a Tick with its price, quantity and trade time ``T``; a bookTicker
 updates bid/ask (it carries no event time, so its tick is stamped at receipt) and keeps the last
@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, ClassVar
 
-from feeds._ws import (
+from ticker_feeds._ws import (
     NOT_JSON,
     CountsGarbage,
     LinkStats,
@@ -43,7 +43,7 @@ from feeds._ws import (
     link_options,
     load_frame,
 )
-from feeds.base import (
+from ticker_feeds.base import (
     Event,
     Option,
     Tick,
@@ -56,7 +56,7 @@ __all__ = ["MAX_STREAMS", "BinanceCodec", "BinanceFeed", "parse_streams", "parse
 
 log = logging.getLogger("ticker.feeds.binance")
 
-# JSON numbers as floats, None when absent or not finite (feeds.base)
+# JSON numbers as floats, None when absent or not finite (ticker_feeds.base)
 _num = partial(finite_number, strings=True)
 _pos = partial(positive_number, strings=True)
 

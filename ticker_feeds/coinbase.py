@@ -4,7 +4,7 @@
 
 :class:`CoinbaseCodec` is pure (no I/O; the shell passes ``now_ms``): it builds the subscribe
 message and maps each feed message onto ``Tick``. :class:`CoinbaseFeed` is the I/O shell
-(:func:`feeds._ws.stream`), which sends the subscribe at once on connecting, well inside the
+(:func:`ticker_feeds._ws.stream`), which sends the subscribe at once on connecting, well inside the
 5 seconds Coinbase allows, and again after every reconnect.
 
 Mapping: a ``ticker`` carries the trade price and size, best bid/ask, 24 h volume and open (as
@@ -40,7 +40,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
-from feeds._ws import (
+from ticker_feeds._ws import (
     NOT_JSON,
     CountsGarbage,
     LinkStats,
@@ -50,7 +50,7 @@ from feeds._ws import (
     link_options,
     load_frame,
 )
-from feeds.base import Event, Option, Tick, finite_number, positive_number
+from ticker_feeds.base import Event, Option, Tick, finite_number, positive_number
 
 __all__ = [
     "ADVANCED_URL",
@@ -64,7 +64,7 @@ __all__ = [
 
 log = logging.getLogger("ticker.feeds.coinbase")
 
-# JSON numbers as floats, None when absent or not finite (feeds.base)
+# JSON numbers as floats, None when absent or not finite (ticker_feeds.base)
 _num = partial(finite_number, strings=True)
 _pos = partial(positive_number, strings=True)
 
