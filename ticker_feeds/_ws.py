@@ -25,6 +25,7 @@ import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -38,6 +39,7 @@ __all__ = [
     "Codec",
     "CountsGarbage",
     "LinkStats",
+    "SeenIds",
     "SymbolClock",
     "WsConfig",
     "WsFeed",
@@ -73,6 +75,25 @@ class Codec(Protocol):
     def handle(self, text: str, now_ms: float) -> list[Event]: ...
 
     def garbage(self, what: str) -> None: ...
+
+
+class SeenIds:
+    """Pure; no I/O. The last ``size`` ids seen (an upstream's news ids): :meth:`first` tells
+    whether an id is new, so an item sent again (an update, a replay after a reconnect) is not
+    published twice."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._seen: OrderedDict[object, None] = OrderedDict()
+
+    def first(self, key: object) -> bool:
+        """True the first time ``key`` is seen (among the last ``size``)."""
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
 
 
 class CountsGarbage:

@@ -44,7 +44,6 @@ import os
 import random
 import re
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 
@@ -52,6 +51,7 @@ from ticker.core.events import Bar
 from ticker_feeds._ws import (
     NOT_JSON,
     LinkStats,
+    SeenIds,
     SymbolClock,
     WsConfig,
     backoff_delay,
@@ -187,7 +187,7 @@ class AlpacaCodec:
         self.last_problem: str | None = None
         self.last_trade: dict[str, float] = {}
         self.last_bar: dict[str, float] = {}  # start of the last bar sent, per symbol
-        self._seen_news: OrderedDict[int | str, None] = OrderedDict()
+        self._seen_news = SeenIds(_SEEN_NEWS)
 
     def scrub(self, text: str) -> str:
         """``text`` with the key and secret replaced by ``***``."""
@@ -337,12 +337,9 @@ class AlpacaCodec:
             return None
         nid = d.get("id")
         if isinstance(nid, int | str) and not isinstance(nid, bool):
-            if nid in self._seen_news:
+            if not self._seen_news.first(nid):
                 self.counters["news_updates"] += 1
                 return None
-            self._seen_news[nid] = None
-            if len(self._seen_news) > _SEEN_NEWS:
-                self._seen_news.popitem(last=False)
         raw = d.get("symbols")
         syms = tuple(
             dict.fromkeys(

@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import quote
@@ -32,6 +31,7 @@ from ticker_feeds._ws import (
     NOT_JSON,
     CountsGarbage,
     LinkStats,
+    SeenIds,
     SymbolClock,
     WsConfig,
     WsFeed,
@@ -76,7 +76,7 @@ class FinnhubCodec(CountsGarbage):
             ("ticks", "news", "news_updates", "garbage", "pings", "errors"), 0
         )
         self.last_problem: str | None = None
-        self._seen_news: OrderedDict[object, None] = OrderedDict()
+        self._seen_news = SeenIds(_SEEN_NEWS)
 
     def subscribe_messages(self) -> list[str]:
         out = [json.dumps({"type": "subscribe", "symbol": s}) for s in self.symbols]
@@ -138,12 +138,9 @@ class FinnhubCodec(CountsGarbage):
             return None
         nid = d.get("id")
         if isinstance(nid, int | str) and not isinstance(nid, bool):
-            if nid in self._seen_news:
+            if not self._seen_news.first(nid):
                 self.counters["news_updates"] += 1
                 return None
-            self._seen_news[nid] = None
-            if len(self._seen_news) > _SEEN_NEWS:
-                self._seen_news.popitem(last=False)
         related = d.get("related")
         syms = related.split(",") if isinstance(related, str) else []
         source, url, summary = d.get("source"), d.get("url"), d.get("summary")

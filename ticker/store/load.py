@@ -54,23 +54,8 @@ __all__ = [
 
 log = logging.getLogger("ticker.history")
 
-COLUMNS = (
-    "kind",
-    "ts",
-    "symbol",
-    "price",
-    "size",
-    "bid",
-    "ask",
-    "volume",
-    "prev_close",
-    "symbols",
-    "interval",
-    "open",
-    "high",
-    "low",
-    "close",
-)
+_NEWS_ONLY = frozenset({"headline", "source", "url", "summary"})
+COLUMNS = tuple(name for name in SCHEMA.names if name not in _NEWS_ONLY)
 """The recording's columns the history needs (the news columns are never read)."""
 
 _SUBSCHEMA = pa.schema([SCHEMA.field(c) for c in COLUMNS])
