@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["bad_request", "json_error", "json_response"]
+__all__ = ["Detached", "bad_request", "json_error", "json_response"]
 
 
 def json_response(
@@ -51,3 +51,14 @@ def json_error(
 def bad_request(message: str) -> web.Response:
     """A 400 ``bad_request`` error saying ``message``."""
     return json_error(400, "bad_request", message)
+
+
+class Detached(web.StreamResponse):
+    """What a handler returns once it has taken the socket over (``/ws`` after its ``101``,
+    ``/sse`` after its head): aiohttp then ends the request writing nothing."""
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None

@@ -51,7 +51,7 @@ from ticker.net.keys import (
     STARTED,
 )
 from ticker.net.publish import add_publish_routes
-from ticker.net.responses import bad_request, json_error
+from ticker.net.responses import Detached, bad_request, json_error
 from ticker.net.sse import add_sse_route
 from ticker.net.wsconn import Sockets, WsConnection, detach
 from ticker.ops.metrics import Metrics
@@ -160,17 +160,7 @@ def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
     return _DETACHED
 
 
-class _Detached(web.StreamResponse):
-    """What ``/ws`` returns once the socket is ours: aiohttp ends the request writing nothing."""
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-
-_DETACHED = _Detached(status=101)
+_DETACHED = Detached(status=101)
 
 
 # Static files

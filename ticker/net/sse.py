@@ -37,7 +37,7 @@ from ticker.hub.broadcaster import Client, Hub
 from ticker.net.admission import admit
 from ticker.net.guard import expire_when_due, grant_of
 from ticker.net.keys import HUB, SERVER_CONFIG
-from ticker.net.responses import bad_request, json_error
+from ticker.net.responses import Detached, bad_request, json_error
 from ticker.net.wsconn import CLOSE_TIMEOUT, detach
 
 __all__ = ["KEEPALIVE_S", "SSE_CHUNKED", "SSE_PLAIN", "STREAMS", "SseConnection", "Streams"]
@@ -224,17 +224,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     return _DETACHED
 
 
-class _Detached(web.StreamResponse):
-    """What ``/sse`` returns once the socket is ours: aiohttp ends the request writing nothing."""
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-
-_DETACHED = _Detached(status=200)
+_DETACHED = Detached(status=200)
 
 
 def add_sse_route(app: web.Application) -> None:
