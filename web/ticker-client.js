@@ -136,7 +136,7 @@ export class TickerClient extends EventTarget {
     const WS = opts.WebSocket ?? globalThis.WebSocket;
     this.transport = opts.transport ?? (WS ? webSocketTransport(WS) : null);
     if (!this.transport) {
-      throw new TypeError("no WebSocket here: pass {WebSocket} (e.g. `import WebSocket from 'ws'`)");
+      throw new TypeError("no WebSocket: pass {WebSocket} (e.g. `import WebSocket from 'ws'`)");
     }
     this.opts = { ...DEFAULTS, ...opts };
     this.reconnect = opts.reconnect ?? true;
@@ -345,7 +345,8 @@ export class TickerClient extends EventTarget {
       if (o.lost) reject(new TickerError(o.lost, `no answer to ${obj.op}`, { ack: o.ack }));
       else if (o.errors.length) {
         const e = o.errors[0];
-        reject(new TickerError(String(e.code), String(e.message ?? ""), { ...e, ack: o.ack, frame: e }));
+        const more = { symbols: e.symbols, ack: o.ack, frame: e };
+        reject(new TickerError(String(e.code), String(e.message ?? ""), more));
       } else resolve(obj.op === "bars" ? { ...o.ack, bars: o.bars ?? [] } : (o.ack ?? {}));
     });
     timer = setTimeout(() => this.requests.expire(msg.id), this.opts.timeoutMs);
@@ -440,7 +441,7 @@ export class TickerClient extends EventTarget {
   async bars(symbol, interval = "1m", { limit = 500, before, live = false } = {}) {
     const req = { op: "bars", symbol, interval, limit, live };
     if (before !== undefined) req.before = before;
-    if (live) this.streams.set(`${symbol} ${interval}`, { op: "bars", symbol, interval, limit, live });
+    if (live && before === undefined) this.streams.set(`${symbol} ${interval}`, req);
     const ack = await this.request(req);
     return ack.bars;
   }
@@ -513,9 +514,13 @@ export class TickerClient extends EventTarget {
 
   /** After a reconnect: the window, the symbols, the news (since the last item), the bars. */
   restore(hello) {
-    if (this.window !== null && this.window !== hello.throttle_ms) this.throttle(this.window).catch(quiet);
+    if (this.window !== null && this.window !== hello.throttle_ms) {
+      this.throttle(this.window).catch(quiet);
+    }
     if (this.symbols.size) this.subscribe([...this.symbols]).catch(quiet);
-    if (this.excluded.size) this.request({ op: "unsubscribe", symbols: [...this.excluded] }).catch(quiet);
+    if (this.excluded.size) {
+      this.request({ op: "unsubscribe", symbols: [...this.excluded] }).catch(quiet);
+    }
     if (this.topics !== null) this.news(this.topics).catch(quiet);
     for (const req of this.streams.values()) this.request(req).catch(quiet);
   }
