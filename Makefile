@@ -3,10 +3,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Node test dependencies (`ws` for the JS client against a real server): tests/js/package.json.
+NODE_STAMP := tests/js/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install system-deps run test browser lint style check bench soak clean
+.PHONY: install node-deps system-deps run test browser lint style check bench soak clean
 
 install: $(STAMP)
 
@@ -16,6 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --no-audit --no-fund --prefix tests/js
+	touch $(NODE_STAMP)
+
 # Debian packages the tests need (headless Chromium for the dashboard, redis-server and nginx
 # for scale-out).
 system-deps:
@@ -24,9 +32,9 @@ system-deps:
 run: install
 	$(BIN)/ticker serve --host $(HOST) --port $(PORT)
 
-test: install system-deps
+test: install system-deps node-deps
 	$(BIN)/python -m pytest -q
-	node --test tests/js/
+	TICKER_PYTHON=$(abspath $(BIN))/python node --test tests/js/
 
 # The dashboard in headless Chromium only (also part of `make test`).
 browser: install system-deps
@@ -51,4 +59,4 @@ soak: install
 	TICKER_SOAK_S=$${TICKER_SOAK_S:-600} $(BIN)/python -m pytest -q -s tests/test_soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules

@@ -689,6 +689,12 @@ async def test_index_and_vendor_js(srv: Server) -> None:
     assert await r.read() == (ROOT / "web" / "index.html").read_bytes()
     r = await srv.client.get("/static/index.html")
     assert r.status == 200, "the static route serves files from web/"
+    # The JS client's stable path (README "Clients"): an ES module with its pure imports.
+    r = await srv.client.get("/static/ticker-client.js")
+    assert r.status == 200 and "javascript" in r.content_type
+    assert "export class TickerClient" in await r.text()
+    r = await srv.client.get("/static/logic/requests.js")
+    assert r.status == 200
     r = await srv.client.get("/vendor/plotly.min.js")
     assert r.status == 200
     assert "javascript" in r.content_type

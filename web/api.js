@@ -2,15 +2,15 @@
 // /ws and the APIs; an admin token from `#admin=` (then dropped from the address bar) or asked
 // for, for replay control, kept for this tab only (sessionStorage).
 
-import { adminFromHash, wsAuth } from "./logic/access.js";
+import { adminFromHash } from "./logic/access.js";
 
 const params = new URLSearchParams(location.search);
 const TOKEN = params.get("token");
 const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
 const ADMIN_KEY = "ticker.admin";
 
-/** How /ws gets the client token: `{protocols, query}` (logic/access.js). */
-export const WS_AUTH = wsAuth(TOKEN);
+/** The page's client token (`?token=`), or null: ticker-client.js hands it to /ws. */
+export const CLIENT_TOKEN = TOKEN;
 
 /** A parameter of the page's URL (null when absent). */
 export function param(name) {

@@ -59,9 +59,9 @@ test("status line: connecting steps, then the retry countdown, offline, live wit
   assert.equal(connectionStatus({ ...waiting, retryAt: 0 }, { now: 10000 }).detail, "retry in 0.0 s · attempt 3");
   assert.equal(connectionStatus({ ...waiting, attempt: 6 }).state, "offline");
   assert.equal(connectionStatus(waiting, { online: false }).state, "offline");
-  const again = { ...base, everLive: true, step: "news", newsCursor: 42 };
-  assert.deepEqual(connectionStatus(again), { state: "reconnecting", detail: "news since #42…" });
-  assert.deepEqual(connectionStatus({ ...again, step: "subscribing" }).detail, "subscribing…");
+  const again = { ...base, everLive: true, step: "subscribing" };
+  assert.deepEqual(connectionStatus(again), { state: "reconnecting", detail: "subscribing…" });
+  assert.deepEqual(connectionStatus({ ...again, step: "handshake" }).detail, "handshake…");
   assert.deepEqual(connectionStatus({ ...base, live: true, rtt: 12.3 }), { state: "live", detail: "rtt 12 ms" });
   assert.deepEqual(connectionStatus({ ...base, live: true }), { state: "live", detail: "" });
 });

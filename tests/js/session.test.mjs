@@ -1,4 +1,4 @@
-// Unit tests for the protocol session (web/logic/session.js): the handshake, acks, seq gaps and
+// Unit tests for the protocol session (web/logic/session.js): the handshake, seq gaps and
 // resyncs, the news resume point, and the backoff's attempts. node --test tests/js/
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -11,40 +11,18 @@ function session() {
   return { s, steps };
 }
 
-test("live once hello, the snapshot and the news ack are in, in either order", () => {
+test("live once the hello is in and the handshake's requests are answered", () => {
   const { s, steps } = session();
   s.begin();
-  s.hello();
-  s.snapshot(1);
-  s.snapshotApplied();
+  s.ready(); // no hello: not live
   assert.equal(s.live, false);
-  s.newsAcked();
+  s.hello();
+  assert.equal(s.connected, true);
+  s.ready();
   assert.equal(s.live, true);
   assert.equal(s.everLive, true);
-  assert.deepEqual(steps, ["connecting", "resync", "live"]);
-
-  const other = session();
-  other.s.begin();
-  other.s.hello();
-  other.s.newsAcked();
-  assert.equal(other.s.live, false);
-  other.s.snapshotSkipped(); // nothing known to subscribe to: no snapshot comes
-  assert.equal(other.s.live, true);
-  assert.deepEqual(other.steps, ["connecting", "live"]);
-});
-
-test("no hello, no live; the handshake's snapshot step runs once", () => {
-  const { s, steps } = session();
-  s.begin();
-  s.snapshot(1);
-  s.snapshotApplied();
-  s.newsAcked();
-  assert.equal(s.live, false);
-  s.snapshotApplied();
-  assert.deepEqual(steps, ["connecting", "resync"]);
-  s.hello();
-  s.maybeLive();
-  assert.equal(s.live, true);
+  s.ready(); // once
+  assert.deepEqual(steps, ["connecting", "subscribing", "live"]);
 });
 
 test("a seq gap asks for one resync; the next snapshot is the new baseline", () => {
@@ -67,23 +45,7 @@ test("a seq gap asks for one resync; the next snapshot is the new baseline", () 
   s.snapshot(5); // older than the stream: not a baseline
   assert.equal(s.lastSeq, 23);
   assert.equal(s.snapshots, 3);
-});
-
-test("requests get increasing ids; an ack runs its callback once; a new connection drops them", () => {
-  const { s } = session();
-  const acked = [];
-  const a = s.request({ op: "subscribe", symbols: ["AAPL"] }, (m) => acked.push(m.id));
-  assert.deepEqual(a, { op: "subscribe", symbols: ["AAPL"], id: 1 });
-  const b = s.request({ op: "throttle", ms: 100 });
-  assert.equal(b.id, 2);
-  s.ack({ type: "ack", id: 1 });
-  s.ack({ type: "ack", id: 1 });
-  assert.deepEqual(acked, [1]);
-  const c = s.request({ op: "news" }, (m) => acked.push(m.id));
-  s.begin();
-  s.ack({ type: "ack", id: c.id });
-  assert.deepEqual(acked, [1]);
-  assert.equal(s.request({ op: "x" }).id, 4); // ids keep increasing across connections
+  assert.equal(s.gaps, 2);
 });
 
 test("backoff: attempts count up while failing, start afresh after a live link", () => {
@@ -94,11 +56,14 @@ test("backoff: attempts count up while failing, start afresh after a live link",
   assert.equal(s.retry(2000, () => 1), 1000);
   assert.equal(s.attempt, 2);
   assert.deepEqual(steps, ["connecting", "waiting", "waiting"]);
+  const custom = new Session(() => {}, { baseMs: 250, maxMs: 5000 });
+  assert.equal(custom.retry(0, () => 1), 250);
+  for (let i = 0; i < 10; i++) custom.retry(0, () => 1);
+  assert.equal(custom.retry(0, () => 1), 5000); // capped
   s.begin();
   assert.equal(s.step, "connecting"); // never live yet
   s.hello();
-  s.snapshotSkipped();
-  s.newsAcked();
+  s.ready();
   assert.equal(s.attempt, 0);
   s.closed();
   assert.deepEqual([s.live, s.connected, s.attempt], [false, false, 0]);
@@ -111,15 +76,24 @@ test("backoff: attempts count up while failing, start afresh after a live link",
   assert.deepEqual([s.live, s.connected, s.attempt], [false, false, 1]);
 });
 
-test("news resume point: set by the first fetch, then moved by every newer item", () => {
+test("news: each id delivered once, past the resume point; the first fetch sets it", () => {
   const { s } = session();
-  s.news(50);
-  assert.equal(s.newsCursor, null); // nothing to resume from before the first fetch
-  s.resumeAfter([{ id: 7 }, { id: 9 }, { id: "x" }, { id: 8 }], 3);
-  assert.equal(s.newsCursor, 9);
-  s.news(12);
-  s.news(10);
-  assert.equal(s.newsCursor, 12);
+  assert.equal(s.news(50), true); // nothing to resume from yet: new
+  assert.equal(s.newsCursor, 50);
+  assert.equal(s.news(50), false); // again (a `since` replay overlapping)
+  assert.equal(s.news(49), false);
+  assert.equal(s.news("x"), false);
+  assert.equal(s.news(51), true);
+  s.resumeFrom(40); // older: the resume point stays
+  assert.equal(s.newsCursor, 51);
+  s.resumeFrom(60);
+  assert.equal(s.news(55), false);
+  const fresh = session().s;
+  fresh.resumeAfter([{ id: 7 }, { id: 9 }, { id: "x" }, { id: 8 }], 3);
+  assert.equal(fresh.newsCursor, 9);
+  assert.equal(fresh.news(9), false);
+  assert.equal(fresh.news(12), true);
+  assert.equal(fresh.newsCursor, 12);
   const empty = session().s;
   empty.resumeAfter([], 40);
   assert.equal(empty.newsCursor, 40);
@@ -132,5 +106,6 @@ test("a pong's echo of our ping time is the round trip", () => {
   s.pong({ type: "pong", t: 1000 }, 1012.5);
   assert.equal(s.rtt, 12.5);
   s.pong({ type: "pong" }, 2000);
+  s.pong({ type: "pong", t: -3 }, 2000); // a request's fence, not a time
   assert.equal(s.rtt, 12.5);
 });

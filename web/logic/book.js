@@ -25,7 +25,7 @@ export function applySnapshot(book, quotes) {
  * the conflated ticks of this delta only, so they are returned, not stored.
  * @param {Map<string, object>} book symbol -> quote (mutated)
  * @param {Record<string, object>} quotes the delta's `quotes`
- * @returns {{symbol: string, quote: object, prevPrice: number|undefined,
+ * @returns {{symbol: string, quote: object, changes: object, prevPrice: number|undefined,
  *            prevVolume: number|undefined, priced: boolean, wHigh: number|undefined,
  *            wLow: number|undefined, wCount: number|undefined}[]}
  */
@@ -46,6 +46,7 @@ export function applyDelta(book, quotes) {
     out.push({
       symbol: sym,
       quote: q,
+      changes: d,
       prevPrice,
       prevVolume,
       priced: d.price !== undefined || d.w_count !== undefined,

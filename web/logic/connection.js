@@ -52,6 +52,5 @@ export function connectionStatus(s, { online = true, now = 0 } = {}) {
     const secs = Math.max(0, (s.retryAt - now) / 1000);
     return { state, detail: `retry in ${secs.toFixed(1)} s · attempt ${s.attempt}` };
   }
-  if (s.step === "news") return { state, detail: `news since #${s.newsCursor}…` };
   return { state, detail: s.step + "…" };
 }

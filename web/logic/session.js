@@ -1,33 +1,35 @@
-// The protocol session of one tab (docs/protocol.md): the handshake after every (re)connect
-// (hello, then the subscribe's snapshot and the news ack make it live), request ids and their
-// acks, the seq baseline (a gap asks for one resync), the news resume point, and the failed
-// attempts behind the backoff. Pure: client.js owns the socket and the timers and does what
-// these methods decide; `onStep` tells it the step changed (the status bar shows it).
+// The protocol session of one client (docs/protocol.md): the steps of a (re)connect (hello, then
+// the handshake's requests answered: live), the seq baseline (a gap asks for one resync), the
+// news resume point and dedupe, and the failed attempts behind the backoff. Pure: the client
+// (ticker-client.js) owns the socket and the timers and does what these methods decide;
+// `onStep` tells it the step changed (the dashboard's status bar shows it).
 
 import { seqStatus } from "./book.js";
 import { backoffDelay } from "./connection.js";
 
-const RETRY = Object.freeze({ baseMs: 500, maxMs: 15000 });
+/** The dashboard's reconnect backoff: 0.5 s doubling to 15 s (README "Behaviour"). */
+export const RETRY = Object.freeze({ baseMs: 500, maxMs: 15000 });
 
 export class Session {
-  /** @param {(step: string) => void} [onStep] called on every step change */
-  constructor(onStep = () => {}) {
+  /**
+   * @param {(step: string) => void} [onStep] called on every step change
+   * @param {{baseMs?: number, maxMs?: number, factor?: number}} [retry] the backoff
+   */
+  constructor(onStep = () => {}, retry = RETRY) {
     this.onStep = onStep;
+    this.retryOpts = retry;
     this.step = "connecting";
     this.connected = false; // socket open and hello received
-    this.live = false; // resynced (snapshot) and news resumed
+    this.live = false; // the handshake's requests (subscribe, news, ...) are answered
     this.everLive = false;
     this.attempt = 0; // consecutive failed connection attempts
     this.retryAt = 0;
-    this.gotSnapshot = false;
-    this.gotNews = false;
     this.lastSeq = null;
     this.resyncPending = false;
+    this.gaps = 0; // seq gaps seen (each answered by one resync)
     this.rtt = null;
     this.snapshots = 0;
     this.newsCursor = null; // resume point: highest news id seen or known to be covered
-    this.nextId = 1;
-    this.acks = new Map();
   }
 
   setStep(step) {
@@ -39,17 +41,14 @@ export class Session {
   begin() {
     this.connected = false;
     this.live = false;
-    this.gotSnapshot = false;
-    this.gotNews = false;
     this.lastSeq = null;
     this.resyncPending = false;
-    this.acks.clear();
     this.setStep(this.everLive ? "reconnecting" : "connecting");
   }
 
   /** The attempt failed or the link closed: how long to wait (ms) before the next one. */
   retry(now, random = Math.random) {
-    const delay = backoffDelay(this.attempt, RETRY, random);
+    const delay = backoffDelay(this.attempt, this.retryOpts, random);
     this.attempt++;
     this.retryAt = now + delay;
     this.setStep("waiting");
@@ -70,28 +69,23 @@ export class Session {
     this.live = false;
   }
 
-  /** A request's message (with a fresh `id`); `onAck` runs when its ack arrives. */
-  request(obj, onAck) {
-    const id = this.nextId++;
-    if (onAck) this.acks.set(id, onAck);
-    return { ...obj, id };
-  }
-
-  /** An `ack`: runs its request's callback, once. */
-  ack(m) {
-    const cb = this.acks.get(m.id);
-    if (cb) {
-      this.acks.delete(m.id);
-      cb(m);
-    }
-  }
-
+  /** The server's hello: the handshake's requests go out next. */
   hello() {
     this.connected = true;
+    this.setStep("subscribing");
+  }
+
+  /** Every request of the handshake is answered: live (the backoff starts afresh). */
+  ready() {
+    if (!this.connected || this.live) return;
+    this.live = true;
+    this.everLive = true;
+    this.attempt = 0;
+    this.setStep("live");
   }
 
   pong(m, now) {
-    if (typeof m.t === "number") this.rtt = now - m.t;
+    if (typeof m.t === "number" && m.t > 0) this.rtt = now - m.t;
   }
 
   /** A snapshot (the subscribe's, a resync's or a window change's): the new seq baseline. */
@@ -101,20 +95,6 @@ export class Session {
     this.snapshots++;
   }
 
-  /** After a snapshot's quotes are in: the handshake's snapshot step is done (once). */
-  snapshotApplied() {
-    if (this.gotSnapshot) return;
-    this.gotSnapshot = true;
-    if (!this.live) this.setStep("resync");
-    this.maybeLive();
-  }
-
-  /** No snapshot will come (nothing to subscribe, or no symbol the server knows): none needed. */
-  snapshotSkipped() {
-    this.gotSnapshot = true;
-    this.maybeLive();
-  }
-
   /**
    * A delta's seq. True when a `resync` must be sent: missed frames (the values in this delta are
    * still the latest, but fields we never saw are stale), and no resync already asked for.
@@ -122,14 +102,30 @@ export class Session {
   delta(seq) {
     const st = seqStatus(this.lastSeq, seq);
     const resync = st === "gap" && !this.resyncPending;
-    if (resync) this.resyncPending = true;
+    if (resync) {
+      this.resyncPending = true;
+      this.gaps++;
+    }
     if (st !== "stale") this.lastSeq = seq;
     return resync;
   }
 
-  /** A news item with a numeric id came in: the resume point moves past it. */
+  /**
+   * A news item's id. True when it is new (past the resume point, which moves to it); false for
+   * one already delivered (a `since` replay overlapping what came before) or without an id.
+   */
   news(id) {
-    if (this.newsCursor !== null && id > this.newsCursor) this.newsCursor = id;
+    if (typeof id !== "number") return false;
+    if (this.newsCursor !== null && id <= this.newsCursor) return false;
+    this.newsCursor = id;
+    return true;
+  }
+
+  /** News is asked for from `since` on: items up to it count as delivered. */
+  resumeFrom(since) {
+    if (typeof since === "number" && (this.newsCursor === null || since > this.newsCursor)) {
+      this.newsCursor = since;
+    }
   }
 
   /** The first connection fetched the latest news over HTTP: the stream resumes after them. */
@@ -137,19 +133,5 @@ export class Session {
     let top = null;
     for (const it of items) if (typeof it.id === "number" && (top === null || it.id > top)) top = it.id;
     this.newsCursor = Math.max(top ?? 0, lastId ?? 0);
-  }
-
-  newsAcked() {
-    this.gotNews = true;
-    this.maybeLive();
-  }
-
-  maybeLive() {
-    if (this.connected && this.gotSnapshot && this.gotNews && !this.live) {
-      this.live = true;
-      this.everLive = true;
-      this.attempt = 0;
-      this.setStep("live");
-    }
   }
 }
