@@ -291,7 +291,7 @@ def test_news_visible_on_an_entitled_symbol_or_untagged(
 
 
 def test_split_entitled_matches_the_upper_case_form() -> None:
-    # Requests match symbols case-insensitively (PROTOCOL.md), entitlements the same way.
+    # Requests match symbols case-insensitively (docs/protocol.md), entitlements the same way.
     grant = verify_token(mint_token(SECRET, now=NOW, ttl=60, symbols=["aapl"]), SECRET, now=NOW)
     assert grant.symbols is not None
     assert split_entitled(["aapl", "AAPL", "msft"], grant.symbols) == (["aapl", "AAPL"], ["msft"])

@@ -225,7 +225,7 @@ def test_snapshot_plus_deltas_reproduce_the_book(
 def test_subscription_matches_a_set_model(
     steps: list[tuple[set[str], bool, set[str], bool]], probe: str
 ) -> None:
-    """subscribe/unsubscribe with and without "*" behave like PROTOCOL.md says, for any order."""
+    """subscribe/unsubscribe with and without "*" behave as docs/protocol.md says, in any order."""
     sub = Subscription()
     every = False
     have: set[str] = set()  # explicit symbols when not every; exclusions when every

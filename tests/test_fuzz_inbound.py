@@ -8,7 +8,7 @@ Two layers:
   an input that is not a valid request gets one ``error`` with the code ``parse_request`` gives it;
   a request with an ``id`` gets an ``ack`` or ``error`` carrying that id; ``ping`` gets ``pong``;
   ``subscribe``/``resync`` get their ``snapshot``. Requests without an ``id`` that change only
-  the connection's state have no answer by design (PROTOCOL.md): ``unsubscribe``, ``news``
+  the connection's state have no answer by design (docs/protocol.md): ``unsubscribe``, ``news``
   without ``since`` (or with nothing retained after it), ``throttle`` that changes nothing to
   resend, and a ``subscribe`` naming nothing. Flooding past the rate limit gets
   ``rate_limited`` errors, then a close with 1008 and nothing more.

@@ -1,5 +1,5 @@
 """Layering guards: imports flow one way between the layer packages, with no cycles, and the pure
-modules never pull in I/O (STYLE.md, rule zero).
+modules never pull in I/O (the house style's rule zero: pure cores, I/O at the edges).
 
 The layers, bottom to top (README, Architecture)::
 

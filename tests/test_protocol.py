@@ -111,7 +111,7 @@ def test_ws_text_frame_lengths(n: int) -> None:
         assert frame[10:] == payload
 
 
-# Request parsing: every error code PROTOCOL.md names for bad input
+# Request parsing: every error code docs/protocol.md names for bad input
 
 
 @pytest.mark.parametrize(

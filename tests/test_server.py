@@ -1,6 +1,6 @@
 """Real-server tests: create_app([FakeFeed]) on an ephemeral port, aiohttp's WebSocket client.
 
-Every op, frame type and error code of PROTOCOL.md, the HTTP API, static serving and bad input.
+Every op, frame type and error code of docs/protocol.md, the HTTP API, static serving and bad input.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (extensions offered and declined), replayed with hand-built frames over a plain TCP socket
 against a real in-process server (``create_app`` on 127.0.0.1, an ephemeral port).
 
-The server is not an echo server: a text frame is a request of the wire protocol (PROTOCOL.md).
+The server is not an echo server: a text frame is a request of the wire protocol (docs/protocol.md).
 That a message arrived intact shows as the answer to ``{"op":"ping","t":N,"pad":"..."}``, padded
 to the size a case needs (valid UTF-8 under test goes into ``pad``): ``{"type":"pong","t":N}``.
 A binary message is answered with an ``error`` ``bad_request``, text that is not UTF-8 JSON with
