@@ -6,12 +6,16 @@ Every op, frame type and error code of PROTOCOL.md, the HTTP API, static serving
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
+import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+import plotly
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from pytest_aiohttp import AiohttpClient
@@ -684,16 +688,80 @@ async def test_api_news_bad_params(srv: Server, query: str) -> None:
 
 
 async def test_index_and_vendor_js(srv: Server) -> None:
+    plotly_url = f"/vendor/plotly.min.js?v={plotly.__version__}"
     r = await srv.client.get("/")
     assert r.status == 200 and r.content_type == "text/html"
-    assert await r.read() == (ROOT / "web" / "index.html").read_bytes()
+    index = (ROOT / "web" / "index.html").read_bytes()
+    assert b'"/vendor/plotly.min.js"' in index
+    # The page names plotly by its versioned URL (cacheable for a year), otherwise as it is.
+    assert await r.read() == index.replace(b'"/vendor/plotly.min.js"', f'"{plotly_url}"'.encode())
     r = await srv.client.get("/static/index.html")
     assert r.status == 200, "the static route serves files from web/"
-    r = await srv.client.get("/vendor/plotly.min.js")
-    assert r.status == 200
-    assert "javascript" in r.content_type
-    body = await r.read()
-    assert body == plotly_js_path().read_bytes() and len(body) > 100_000
+    assert await r.read() == index
+    for url in ("/vendor/plotly.min.js", plotly_url):
+        r = await srv.client.get(url)
+        assert r.status == 200
+        assert "javascript" in r.content_type
+        body = await r.read()
+        assert body == plotly_js_path().read_bytes() and len(body) > 100_000
+
+
+async def test_static_files_are_gzipped_and_revalidated(srv: Server) -> None:
+    plotly_url = f"/vendor/plotly.min.js?v={plotly.__version__}"
+    for url, cache in [
+        ("/", "no-cache"),
+        ("/static/app.js", "no-cache"),
+        ("/static/logic/format.js", "no-cache"),
+        ("/vendor/plotly.min.js", "no-cache"),
+        (plotly_url, "public, max-age=31536000, immutable"),
+    ]:
+        gz = {"Accept-Encoding": "gzip, br"}
+        r = await srv.client.get(url, headers=gz, auto_decompress=False)
+        assert r.status == 200, url
+        assert r.headers["Content-Encoding"] == "gzip", url
+        assert r.headers["Vary"] == "Accept-Encoding"
+        assert r.headers["Cache-Control"] == cache, url
+        assert r.headers["Last-Modified"]
+        etag = r.headers["ETag"]
+        raw = await r.read()
+        body = gzip.decompress(raw)
+        assert len(raw) < len(body) * 0.6, url
+        # The same again: a 304 without a body, whichever form of the ETag comes back.
+        for tag in (etag, "W/" + etag, f'"other", {etag}'):
+            again = await srv.client.get(url, headers={**gz, "If-None-Match": tag})
+            assert again.status == 304 and await again.read() == b"", (url, tag)
+            assert again.headers["ETag"] == etag
+        # Without gzip (or with it refused): the plain bytes, under another ETag.
+        for accept in ("identity", "gzip;q=0"):
+            plain = await srv.client.get(
+                url, headers={"Accept-Encoding": accept}, auto_decompress=False
+            )
+            assert "Content-Encoding" not in plain.headers
+            assert await plain.read() == body and plain.headers["ETag"] != etag
+            stale = await srv.client.get(url, headers={"If-None-Match": '"nope"'})
+            assert stale.status == 200
+
+
+async def test_static_file_changes_are_served_at_once(
+    aiohttp_client: AiohttpClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web_dir = tmp_path / "web"
+    web_dir.mkdir()
+    page = web_dir / "index.html"
+    page.write_text('<script src="/vendor/plotly.min.js"></script>' + "x" * 1000)
+    monkeypatch.setattr("ticker.net.server.WEB_DIR", web_dir)
+    client = await aiohttp_client(create_app([]))
+    r = await client.get("/static/index.html")
+    etag = r.headers["ETag"]
+    assert (await r.text()).endswith("x")
+    page.write_text("<p>new</p>" + "y" * 1000)
+    os.utime(page, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    r = await client.get("/static/index.html", headers={"If-None-Match": etag})
+    assert r.status == 200 and (await r.text()).endswith("y")
+    (web_dir / "late.js").write_text("export {};")
+    r = await client.get("/static/late.js")
+    assert r.status == 200 and r.content_type == "text/javascript"
+    assert (await client.get("/static/missing.js")).status == 404
 
 
 SECRET_PYPROJECT = (ROOT / "pyproject.toml").read_bytes()
