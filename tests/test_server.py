@@ -10,6 +10,7 @@ import gzip
 import itertools
 import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from tests.wsutil import (
 from ticker.config import HubConfig
 from ticker.core.events import Listing, News
 from ticker.net.server import create_app, plotly_js_path
+from ticker.net.static import module_graph
 
 SYMS = ("AAPL", "MSFT", "GOOGL")
 
@@ -693,8 +695,17 @@ async def test_index_and_vendor_js(srv: Server) -> None:
     assert r.status == 200 and r.content_type == "text/html"
     index = (ROOT / "web" / "index.html").read_bytes()
     assert b'"/vendor/plotly.min.js"' in index
-    # The page names plotly by its versioned URL (cacheable for a year), otherwise as it is.
-    assert await r.read() == index.replace(b'"/vendor/plotly.min.js"', f'"{plotly_url}"'.encode())
+    # The page names plotly by its versioned URL (cacheable for a year), and preloads every
+    # module app.js imports (one round trip for all, not one per level of imports).
+    page = (await r.read()).decode()
+    assert f'"{plotly_url}"' in page and '"/vendor/plotly.min.js"' not in page
+    modules = module_graph(ROOT / "web")
+    assert modules[0] == "app.js" and {"logic/format.js", "chart.js"} <= set(modules)
+    for m in modules[1:]:
+        assert f'<link rel="modulepreload" href="/static/{m}">' in page, m
+        assert (await srv.client.get(f"/static/{m}")).status == 200, m
+    without = re.sub(r'<link rel="modulepreload"[^>]*>\n', "", page)
+    assert without == index.decode().replace('"/vendor/plotly.min.js"', f'"{plotly_url}"')
     r = await srv.client.get("/static/index.html")
     assert r.status == 200, "the static route serves files from web/"
     assert await r.read() == index
@@ -710,6 +721,7 @@ async def test_static_files_are_gzipped_and_revalidated(srv: Server) -> None:
     plotly_url = f"/vendor/plotly.min.js?v={plotly.__version__}"
     for url, cache in [
         ("/", "no-cache"),
+        ("/static/index.html", "no-cache"),
         ("/static/app.js", "no-cache"),
         ("/static/logic/format.js", "no-cache"),
         ("/vendor/plotly.min.js", "no-cache"),
@@ -931,3 +943,15 @@ async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
     assert seqs == list(range(1, len(seqs) + 1)), "seq +1 per snapshot/delta"
     await ws.close()
     await reader
+
+
+def test_module_graph_follows_static_imports(tmp_path: Path) -> None:
+    (tmp_path / "logic").mkdir()
+    (tmp_path / "app.js").write_text(
+        'import { a } from "./a.js";\nimport {\n  b,\n  c,\n} from "./logic/b.js";\n'
+        'import "./side.js";\nconst later = () => import("./lazy.js");\n'
+    )
+    (tmp_path / "a.js").write_text('export * from "./logic/b.js";\nimport "../outside.js";\n')
+    (tmp_path / "logic" / "b.js").write_text('import { a } from "../a.js";\n// from "./no.js"\n')
+    (tmp_path / "side.js").write_text("")
+    assert module_graph(tmp_path) == ["app.js", "a.js", "logic/b.js", "side.js"]

@@ -18,12 +18,13 @@ const MAX_GAP_MS = 250; // however slow a draw, the chart still moves 4 times a 
 export class PriceChart {
   /**
    * @param {HTMLElement} gd the graph div
-   * @param {{maxPoints?: number, onFollow?: (following: boolean) => void}} opts
+   * @param {{maxPoints?: number, onFollow?: (following: boolean) => void, msg?: HTMLElement}} opts
    */
   constructor(gd, opts = {}) {
     this.gd = gd;
     this.maxPoints = opts.maxPoints ?? DEFAULT_MAX_POINTS;
     this.onFollow = opts.onFollow ?? (() => {});
+    this.msg = opts.msg ?? null; // the box's note while there is nothing to draw
     this.symbol = null;
     this.interval = "1s";
     this.mode = "candles";
@@ -58,6 +59,23 @@ export class PriceChart {
     this.loading = true;
     this.news = [];
     this.reset();
+    this.showMsg();
+  }
+
+  /**
+   * The note over the chart's box while nothing is drawn: no axes of an empty plot (-1..4, every
+   * label 00:00:00), but what the chart waits for.
+   */
+  showMsg() {
+    if (!this.msg) return;
+    const n = this.bars ? this.bars.length : 0;
+    let text = "";
+    if (!window.Plotly) text = "Loading chart…";
+    else if (this.loading) text = "Loading bars…";
+    else if (!n) text = "No bars yet";
+    else if (!this.renders) text = "Loading chart…";
+    if (this.msg.textContent !== text) this.msg.textContent = text;
+    this.msg.hidden = text === "";
   }
 
   /** Candles or line: the same bars, drawn another way. */
@@ -81,6 +99,7 @@ export class PriceChart {
     if (!this.bars) return;
     this.bars.replace(rows);
     this.loading = false;
+    this.showMsg();
     this.yRange = null;
     this.volRange = null;
     this.needsFull = true;
@@ -289,6 +308,12 @@ export class PriceChart {
    */
   render(Plotly, t) {
     if (!this.dirty || !this.bars || !this.theme || !Plotly) return 0;
+    if (!this.bars.length) {
+      // Nothing to draw (yet): the note says so; the first bar makes the chart dirty again.
+      this.dirty = false;
+      this.showMsg();
+      return 0;
+    }
     const due = this.lastRender + this.minGap();
     if (t < due && !this.needsFull) return due;
     this.dirty = false;
@@ -300,6 +325,7 @@ export class PriceChart {
     Plotly.react(gd, traces, layout, config);
     this.needsFull = false;
     this.renders++;
+    if (this.msg && !this.msg.hidden) this.showMsg();
     const cost = performance.now() - t0;
     this.cost = this.cost === null ? cost : this.cost * 0.8 + cost * 0.2;
     this.lastRender = t;

@@ -38,6 +38,7 @@ export class ChartPanel {
     this.requestId = null; // the `bars` op in flight (its errors carry the id)
     this.chart = new PriceChart($("price-chart"), {
       maxPoints,
+      msg: $("chart-msg"),
       onFollow: (on) => {
         $("follow").hidden = on;
       },
@@ -189,6 +190,7 @@ export class ChartPanel {
   }
 
   drawHead() {
+    this.chart.showMsg();
     const sym = this.selected();
     $("chart-sym").textContent = sym ?? "—";
     const q = sym ? this.market.book.get(sym) : null;

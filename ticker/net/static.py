@@ -19,6 +19,8 @@ import gzip
 import hashlib
 import mimetypes
 import os
+import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -26,14 +28,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ["IMMUTABLE", "REVALIDATE", "StaticFiles"]
+__all__ = ["IMMUTABLE", "REVALIDATE", "StaticFiles", "module_graph"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 _TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"}
 _COMPRESSIBLE = (".html", ".js", ".mjs", ".css", ".json", ".svg", ".txt", ".map")
 _MIN_GZIP = 512  # smaller files gain nothing from gzip
-_Key = tuple[Path, tuple[bytes, bytes] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +49,13 @@ class _Entry:
     content_type: str
 
 
-def _load(path: Path, text_sub: tuple[bytes, bytes] | None = None) -> _Entry:
-    """Read, optionally rewrite and gzip one file. Blocking: run it in a thread."""
+def _load(path: Path, plotly_version: str | None = None) -> _Entry:
+    """Read and gzip one file; with ``plotly_version``, render it as the page (:func:`_page`).
+    Blocking: run it in a thread."""
     st = path.stat()
     body = path.read_bytes()
-    if text_sub is not None:
-        body = body.replace(*text_sub)
+    if plotly_version is not None:
+        body = _page(body, path.parent, plotly_version)
     ctype = (
         _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     )
@@ -86,9 +88,8 @@ class StaticFiles:
     def __init__(self, web_dir: Path, plotly: Callable[[], tuple[Path, str]]) -> None:
         self.web_dir = web_dir
         self.plotly = plotly
-        # By (path, rewrite): index.html is served rewritten at / and as it is at /static/.
-        self._cache: dict[_Key, _Entry] = {}
-        self._loading: dict[_Key, asyncio.Future[_Entry]] = {}
+        self._cache: dict[Path, _Entry] = {}
+        self._loading: dict[Path, asyncio.Future[_Entry]] = {}
         self._names: dict[str, Path] = {}
 
     def add_routes(self, app: web.Application) -> None:
@@ -99,10 +100,14 @@ class StaticFiles:
     # Handlers
 
     async def index(self, request: web.Request) -> web.StreamResponse:
-        # The page names plotly by its versioned URL: cacheable for a year, new on an upgrade.
-        url = f"/vendor/plotly.min.js?v={self.plotly()[1]}"
-        sub = (b'"/vendor/plotly.min.js"', f'"{url}"'.encode())
-        return await self._serve(request, self.web_dir / "index.html", REVALIDATE, sub)
+        # Rendered for each request (a few KB and a few small reads, in a thread): it names the
+        # modules of the moment, and its ETag (of its bytes) still gets a 304 when nothing changed.
+        version = self.plotly()[1]
+        try:
+            entry = await asyncio.to_thread(_load, self.web_dir / "index.html", version)
+        except (FileNotFoundError, NotADirectoryError):
+            raise web.HTTPNotFound() from None
+        return _respond(request, entry, REVALIDATE)
 
     async def web_file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -123,49 +128,87 @@ class StaticFiles:
     # Serving
 
     async def _serve(
-        self,
-        request: web.Request,
-        path: Path,
-        cache_control: str,
-        sub: tuple[bytes, bytes] | None = None,
+        self, request: web.Request, path: Path, cache_control: str
     ) -> web.StreamResponse:
         try:
-            entry = await self._entry(path, sub)
+            entry = await self._entry(path)
         except (FileNotFoundError, NotADirectoryError):
             raise web.HTTPNotFound() from None
-        gzip_ok = entry.gz is not None and _accepts_gzip(request.headers.get("Accept-Encoding", ""))
-        # A representation's ETag names its bytes: the gzipped one has its own.
-        etag = f'"{entry.etag}-gz"' if gzip_ok else f'"{entry.etag}"'
-        headers = {
-            "Cache-Control": cache_control,
-            "ETag": etag,
-            "Last-Modified": entry.last_modified,
-            "Vary": "Accept-Encoding",
-        }
-        if _etag_matches(request.headers.get("If-None-Match"), etag):
-            return web.Response(status=304, headers=headers)
-        if gzip_ok:
-            headers["Content-Encoding"] = "gzip"
-        body = entry.gz if gzip_ok and entry.gz is not None else entry.body
-        headers["Content-Type"] = entry.content_type
-        return web.Response(body=body, headers=headers)
+        return _respond(request, entry, cache_control)
 
-    async def _entry(self, path: Path, sub: tuple[bytes, bytes] | None) -> _Entry:
+    async def _entry(self, path: Path) -> _Entry:
         st = await asyncio.to_thread(path.stat)
-        key = (path, sub)
-        cached = self._cache.get(key)
+        cached = self._cache.get(path)
         if cached is not None and cached.key == (st.st_mtime_ns, st.st_size):
             return cached
         # One read per file however many requests ask for it at once (the first page load asks
         # for plotly from every tab a restart reconnects).
-        pending = self._loading.get(key)
+        pending = self._loading.get(path)
         if pending is None:
-            pending = asyncio.ensure_future(asyncio.to_thread(_load, path, sub))
-            self._loading[key] = pending
-            pending.add_done_callback(lambda _: self._loading.pop(key, None))
+            pending = asyncio.ensure_future(asyncio.to_thread(_load, path))
+            self._loading[path] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(path, None))
         entry = await asyncio.shield(pending)
-        self._cache[key] = entry
+        self._cache[path] = entry
         return entry
+
+
+def _respond(request: web.Request, entry: _Entry, cache_control: str) -> web.Response:
+    """The response for one file: gzipped when the client takes it, a 304 when its ETag matches."""
+    gzip_ok = entry.gz is not None and _accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    # A representation's ETag names its bytes: the gzipped one has its own.
+    etag = f'"{entry.etag}-gz"' if gzip_ok else f'"{entry.etag}"'
+    headers = {
+        "Cache-Control": cache_control,
+        "ETag": etag,
+        "Last-Modified": entry.last_modified,
+        "Vary": "Accept-Encoding",
+    }
+    if _etag_matches(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers=headers)
+    if gzip_ok:
+        headers["Content-Encoding"] = "gzip"
+    body = entry.gz if gzip_ok and entry.gz is not None else entry.body
+    headers["Content-Type"] = entry.content_type
+    return web.Response(body=body, headers=headers)
+
+
+# A static `import ... from "./x.js"`, `export ... from "./x.js"` or `import "./x.js"`.
+_IMPORT = re.compile(
+    rb"""^[ \t]*(?:import|export)\b[^;'"]*?\bfrom[ \t]*["'](\.\.?/[^"']+)["']"""
+    rb"""|^[ \t]*import[ \t]*["'](\.\.?/[^"']+)["']""",
+    re.M,
+)
+
+
+def module_graph(web_dir: Path, entry: str = "app.js") -> list[str]:
+    """The modules ``entry`` imports, directly or not, by their names under ``web_dir`` (static
+    imports only; ``entry`` first). Blocking."""
+    seen: list[str] = []
+    todo = [entry]
+    while todo:
+        name = todo.pop(0)
+        path = web_dir / name
+        if name in seen or name.startswith("../") or not path.is_file():
+            continue
+        seen.append(name)
+        for m in _IMPORT.finditer(path.read_bytes()):
+            rel = (m.group(1) or m.group(2)).decode()
+            todo.append(posixpath.normpath(posixpath.join(posixpath.dirname(name), rel)))
+    return seen
+
+
+def _page(html: bytes, web_dir: Path, plotly_version: str) -> bytes:
+    """index.html as served: plotly named by its versioned URL (cacheable for a year, a new URL
+    on an upgrade), and a ``modulepreload`` for every module app.js imports, so that the browser
+    asks for them all at once instead of one level of imports per round trip."""
+    html = html.replace(
+        b'"/vendor/plotly.min.js"', f'"/vendor/plotly.min.js?v={plotly_version}"'.encode()
+    )
+    links = "".join(
+        f'<link rel="modulepreload" href="/static/{m}">\n' for m in module_graph(web_dir)[1:]
+    )
+    return html.replace(b"</head>", links.encode() + b"</head>", 1)
 
 
 def _scan(root: Path) -> dict[str, Path]:
