@@ -14,6 +14,7 @@ import { StatusBar } from "./status.js";
 import { load } from "./storage.js";
 import { Watchlist } from "./watchlist.js";
 import { intParam, parsePrefs } from "./logic/prefs.js";
+import { Precision } from "./logic/format.js";
 import { DEFAULT_MAX_POINTS } from "./logic/series.js";
 
 takeAdminFromHash();
@@ -60,7 +61,8 @@ const client = new Client({
   resumed: () => replay.check(),
 });
 // What every feature reads: the quotes, and the symbols the server knows (from its hello).
-const market = { book: client.book, known: [] };
+// `precision`: each symbol's price decimals, learnt from its quotes (logic/format.js).
+const market = { book: client.book, known: [], names: new Map(), precision: new Precision() };
 
 const watch = new Watchlist({
   market,
@@ -129,7 +131,11 @@ function onHello(m) {
 // Quotes feed the watchlist (rows, sparklines) and the chart's header; the chart itself draws
 // the server's bars.
 function onSnapshot(symbols) {
-  for (const sym of symbols) watch.snapshotQuote(sym, market.book.get(sym));
+  for (const sym of symbols) {
+    const q = market.book.get(sym);
+    market.precision.note(sym, q);
+    watch.snapshotQuote(sym, q);
+  }
   schedule();
   // After this frame has painted the rows.
   if (symbols.length && waiting) requestAnimationFrame(() => setTimeout(firstPrices, 0));
@@ -137,7 +143,10 @@ function onSnapshot(symbols) {
 
 function onDelta(updates) {
   status.noteUpdates(now(), updates);
-  for (const u of updates) watch.deltaUpdate(u);
+  for (const u of updates) {
+    market.precision.note(u.symbol, u.quote);
+    watch.deltaUpdate(u);
+  }
   schedule();
 }
 

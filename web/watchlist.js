@@ -165,7 +165,8 @@ export class Watchlist {
     const q = this.market.book.get(sym);
     if (!q) return;
     const c = row.cells;
-    setText(row, "last", c.last, fmtPrice(q.price));
+    const d = this.market.precision.digits(sym, q.price);
+    setText(row, "last", c.last, fmtPrice(q.price, d));
     const dir = direction(q.change);
     if (row.dir !== dir) {
       row.dir = dir;
@@ -173,14 +174,14 @@ export class Watchlist {
       c.pct.className = "pct " + dir;
     }
     setText(row, "arr", row.arr, arrow(q.change));
-    const chg = fmtChange(q.change, q.price);
+    const chg = fmtChange(q.change, q.price, d);
     if (row.cache.chg !== chg) {
       row.cache.chg = chg;
       row.chgText.data = chg;
     }
     setText(row, "pct", c.pct, fmtPct(q.change_pct));
-    setText(row, "bid", c.bid, fmtPrice(q.bid));
-    setText(row, "ask", c.ask, fmtPrice(q.ask));
+    setText(row, "bid", c.bid, fmtPrice(q.bid, d));
+    setText(row, "ask", c.ask, fmtPrice(q.ask, d));
     setText(row, "vol", c.vol, fmtVolume(q.volume));
     setText(row, "time", c.time, fmtTime(q.ts));
     if (row.flash) {
