@@ -21,6 +21,8 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from pytest_aiohttp import AiohttpClient
 
+from feeds.sim import SimFeed
+from feeds.testing import FakeFeed
 from tests.conftest import MS, ROOT
 from tests.wsutil import (
     Frame,
@@ -34,7 +36,7 @@ from tests.wsutil import (
     until,
 )
 from ticker.config import HubConfig
-from ticker.core.events import Listing, News
+from ticker.core.events import HasNames, Listing, News
 from ticker.net.server import create_app, plotly_js_path
 from ticker.net.static import module_graph
 
@@ -955,3 +957,48 @@ def test_module_graph_follows_static_imports(tmp_path: Path) -> None:
     (tmp_path / "logic" / "b.js").write_text('import { a } from "../a.js";\n// from "./no.js"\n')
     (tmp_path / "side.js").write_text("")
     assert module_graph(tmp_path) == ["app.js", "a.js", "logic/b.js", "side.js"]
+
+
+class _NamedFeed(FakeFeed):
+    """A feed that knows its symbols' names (``HasNames``)."""
+
+    def __init__(self, names: object) -> None:
+        super().__init__([Listing(("AAPL", "XYZ"))], name="named")
+        self._names = names
+
+    def names(self) -> object:
+        if isinstance(self._names, Exception):
+            raise self._names
+        return self._names
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ({"AAPL": "Apple Inc.", "NOPE": "not listed", "XYZ": ""}, {"AAPL": "Apple Inc."}),
+        (RuntimeError("broken plug-in"), {}),
+        (["not", "a", "mapping"], {}),
+    ],
+)
+async def test_api_symbols_names_from_feeds(
+    aiohttp_client: AiohttpClient, names: object, expected: dict[str, str]
+) -> None:
+    feed = _NamedFeed(names)
+    client = await aiohttp_client(create_app([feed]))
+    async with asyncio.timeout(2000 * MS):
+        while True:
+            body = await (await client.get("/api/symbols")).json()
+            if len(body["symbols"]) == 2:
+                break
+            await asyncio.sleep(0.01)
+    # `name` is there only when a feed gives one (an optional field: older clients ignore it).
+    got = {s["symbol"]: s.get("name") for s in body["symbols"]}
+    assert got == {"AAPL": expected.get("AAPL"), "XYZ": None}
+    assert all(("name" in s) == (s["symbol"] in expected) for s in body["symbols"])
+    feed.end()
+
+
+def test_sim_names_its_tickers() -> None:
+    sim = SimFeed({"symbols": "AAPL+MSFT+ZZZZ"})
+    assert isinstance(sim, HasNames)
+    assert sim.names() == {"AAPL": "Apple Inc.", "MSFT": "Microsoft Corporation"}
