@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +285,7 @@ def run(
     }
 
 
-TARGETS = {
+TARGETS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
     "first_prices_ms_local": ("prices ms", lambda v: v is not None and v <= 1000, "<= 1000"),
     "first_prices_ms_1.6mbit_150ms": (
         "prices ms",
