@@ -24,6 +24,7 @@ const MAX_POINTS = intParam(param("points"), 10, 50000, DEFAULT_MAX_POINTS);
 const prefs = parsePrefs(load);
 let initialized = false; // rows built (first hello)
 const PLOTLY_LATEST_MS = 3000;
+let plotlyAsked = false; // plotly.js's script is in the page (loading or loaded)
 const PRICES_LATEST_MS = 1000;
 // What waits for the first prices: run when the first snapshot is on screen, or after
 // PRICES_LATEST_MS without one (no symbols listed, none known).
@@ -125,6 +126,10 @@ function onHello(m) {
   } else {
     // A new connection has no bars stream: ask again (the fresh `bars` replaces the chart's).
     panel.reconnect();
+    if (!window.Plotly && !plotlyAsked) {
+      panel.note("");
+      loadPlotly();
+    }
   }
 }
 
@@ -201,7 +206,6 @@ client.connect();
 // plotly.js (4.8 MB, ~1.4 MB gzipped) is fetched once the first prices are on screen, so on a slow
 // link it does not compete with the page's modules, the quotes and the news; the chart draws when
 // it has run. Cached (an immutable URL), it is there at once on the next visit.
-let plotlyAsked = false;
 function loadPlotly() {
   if (plotlyAsked || window.Plotly) return;
   plotlyAsked = true;
@@ -212,7 +216,12 @@ function loadPlotly() {
     panel.drawHead();
     schedule();
   };
-  s.onerror = () => panel.note("the chart library did not load: reload to try again");
+  s.onerror = () => {
+    // Asked for again with the next hello (the server is back).
+    s.remove();
+    plotlyAsked = false;
+    panel.note("chart library not loaded yet: waiting for the server");
+  };
   document.head.appendChild(s);
 }
 // Without a server (no hello) the chart's library still comes, a little later.

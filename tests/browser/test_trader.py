@@ -23,7 +23,7 @@ from tests.conftest import MS, ServerProcess
 
 pytestmark = pytest.mark.browser
 
-LONG = "VERYLONGSYMBOL.EXAMPLE"
+LONG = "VERYLONGSYMBOLNAME"
 SYMBOLS = "+".join(
     ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "JNJ", LONG, "WMT")
 )
@@ -245,6 +245,7 @@ def test_offline_dims_with_as_of_and_retry_now(
     srv = ticker_server(*FEEDS)
     ctx, page, _ = open_page(browser, srv.url)
     try:
+        page.wait_for_function(DRAWN, timeout=WAIT)
         port = srv.port
         muted = page.evaluate(
             "getComputedStyle(document.documentElement).getPropertyValue('--muted')"
@@ -270,10 +271,16 @@ def test_offline_dims_with_as_of_and_retry_now(
         page.screenshot(path=str(ARTIFACTS / "offline.png"))
         retry = page.locator("#retry")
         assert retry.is_visible()
-        # The server is back: Retry now connects at once, whatever the backoff's wait.
+        # Retry now tries at once, whatever the backoff's wait: one more (failed) attempt.
+        attempts = "window.__ticker.S.client.session.attempt"
+        page.wait_for_function(f"!{attempts.replace('session.attempt', 'ws')}", timeout=WAIT)
+        n = page.evaluate(attempts)
+        retry.click()
+        page.wait_for_function(f"{attempts} > {n}", timeout=WAIT)
+        # The server is back: live again at once with Retry now (or the backoff's own try).
         ticker_server("--port", str(port), *FEEDS)
         t0 = time.monotonic()
-        retry.click()
+        page.evaluate("(b => b.hidden || b.click())(document.getElementById('retry'))")
         page.wait_for_function(f"{STATE} === 'live'", timeout=WAIT)
         back = time.monotonic() - t0
         assert back < 2.0 * SLACK, back
@@ -348,10 +355,10 @@ def test_chart_essentials(browser: Browser, server: ServerProcess) -> None:
     try:
         page.wait_for_function(f"({CHART}.data?.[0]?.x?.length ?? 0) >= 6", timeout=WAIT)
         lay = page.evaluate(
-            f"(() => {{ const l = {CHART}.layout; return {{"
-            "ann: l.annotations, shapes: l.shapes, y2: l.yaxis2, y: l.yaxis}; })()"
+            f"(() => {{ const g = {CHART}, l = g.layout; return {{last: g.data[0].close.at(-1),"
+            " ann: l.annotations, shapes: l.shapes, y2: l.yaxis2, y: l.yaxis}; })()"
         )
-        last = page.evaluate(f"{CHART}.data[0].close.at(-1)")
+        last = lay["last"]
         assert lay["shapes"][0]["y0"] == last, "the last-price line"
         assert lay["ann"][0]["y"] == last and lay["ann"][0]["text"], "its label on the axis"
         assert lay["y2"]["showticklabels"] is True, "a volume scale"
