@@ -12,6 +12,11 @@ then measures for 60 s:
 
 Targets (issue 3): >= 30 fps, no long task over 100 ms, heap growth < 10 MB. Reported, not asserted.
 
+First, the first load (issue 18): a fresh browser context (empty cache) opens the page on localhost
+and on a throttled 1.6 Mbit/s, 150 ms link (DevTools ``Network.emulateNetworkConditions``) and
+reports when the first prices were on screen, when plotly.js had run and when the chart was drawn
+(ms from navigation). Targets: prices <= 1 s on localhost, <= 3 s on the slow link.
+
     python -m bench.dashboard [--duration 60] [--symbols 50] [--rate 2000] [--window MS]
                               [--mode candles|line] [--json]
 """
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,77 @@ new PerformanceObserver((list) => {
   for (const e of list.getEntries()) __bench.longTasks.push([e.startTime, e.duration]);
 }).observe({type: 'longtask', buffered: true});
 """
+
+
+# When the first prices, plotly and the chart's first bars were there (ms from navigation; polled
+# on every animation frame from before the page's own scripts run).
+PAINT_PROBE = """
+window.__paint = {};
+(function poll() {
+  const p = window.__paint;
+  const cell = document.querySelector('#wl-body td.last');
+  if (!p.prices && cell && /\\d/.test(cell.textContent)) p.prices = performance.now();
+  if (!p.plotly && window.Plotly) p.plotly = performance.now();
+  const gd = document.getElementById('price-chart');
+  if (!p.chart && gd && gd.data && gd.data[0] && gd.data[0].x && gd.data[0].x.length) {
+    p.chart = performance.now();
+  }
+  if (!(p.prices && p.chart)) requestAnimationFrame(poll);
+})();
+"""
+SLOW_LINK = {"latency": 150, "downloadThroughput": 1.6e6 / 8, "uploadThroughput": 750e3 / 8}
+"""1.6 Mbit/s down, 750 kbit/s up, 150 ms: DevTools' "Slow 3G"-like preset the issue measured."""
+
+
+def first_paint(
+    browser: Any, url: str, link: dict[str, float] | None = None, *, chart: bool = True
+) -> dict[str, Any]:
+    """Open ``url`` in a fresh context (nothing cached), over ``link`` when given; ms from
+    navigation to the first prices, plotly run and (with ``chart``) the chart drawn, and the bytes
+    plotly.js took on the wire."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="dark")
+    try:
+        ctx.add_init_script(PAINT_PROBE)
+        page = ctx.new_page()
+        if link is not None:
+            cdp = ctx.new_cdp_session(page)
+            cdp.send("Network.enable")
+            cdp.send("Network.emulateNetworkConditions", {"offline": False, **link})
+        page.goto(url, wait_until="commit")
+        done = "__paint.prices && __paint.chart" if chart else "__paint.prices"
+        page.wait_for_function(f"window.__paint && {done}", timeout=90_000)
+        res: dict[str, Any] = page.evaluate(
+            "() => ({...__paint, plotly_bytes: (performance.getEntriesByType('resource')"
+            ".find((e) => e.name.includes('plotly')) || {}).transferSize ?? null})"
+        )
+    finally:
+        ctx.close()
+    return {k: round(v) if isinstance(v, float) else v for k, v in res.items()}
+
+
+def run_first_paint() -> dict[str, Any]:
+    """The first-load figures, localhost and the slow link (a server of its own)."""
+    from playwright.sync_api import sync_playwright
+
+    proc, url = _start_server(50, 200.0)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            first_paint(browser, url)  # the server's first requests (plotly gzipped once)
+            local = first_paint(browser, url)
+            slow = first_paint(browser, url, SLOW_LINK)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return {
+        "first_prices_ms_local": local.get("prices"),
+        "first_chart_ms_local": local.get("chart"),
+        "first_prices_ms_1.6mbit_150ms": slow.get("prices"),
+        "plotly_loaded_ms_1.6mbit_150ms": slow.get("plotly"),
+        "first_chart_ms_1.6mbit_150ms": slow.get("chart"),
+        "plotly_bytes_on_wire": slow.get("plotly_bytes"),
+    }
 
 
 def _get(url: str) -> Any:
@@ -90,6 +167,8 @@ def run(
 ) -> dict[str, Any]:
     """Run the benchmark once; returns the figures (see the module docstring)."""
     from playwright.sync_api import sync_playwright
+
+    first = run_first_paint()
 
     proc, url = _start_server(symbols, rate)
     try:
@@ -181,6 +260,7 @@ def run(
     lats = [r for r in (num(s["lat"]) for s in samples) if r is not None]
     ticks = h1["stats"].get("ticks_in", 0) - h0["stats"].get("ticks_in", 0)
     return {
+        **first,
         "symbols": symbols,
         "rows": rows,
         "feed_ticks_per_s": round(ticks / wall, 1),
@@ -205,7 +285,13 @@ def run(
     }
 
 
-TARGETS = {
+TARGETS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "first_prices_ms_local": ("prices ms", lambda v: v is not None and v <= 1000, "<= 1000"),
+    "first_prices_ms_1.6mbit_150ms": (
+        "prices ms",
+        lambda v: v is not None and v <= 3000,
+        "<= 3000",
+    ),
     "fps": ("fps", lambda v: v is not None and v >= 30, ">= 30"),
     "long_task_max_ms": ("longest task ms", lambda v: v <= 100, "<= 100"),
     "heap_growth_mb": ("heap growth MB", lambda v: v < 10, "< 10"),

@@ -6,12 +6,17 @@ Every op, frame type and error code of docs/protocol.md, the HTTP API, static se
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
+import os
 import random
+import re
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+import plotly
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from pytest_aiohttp import AiohttpClient
@@ -29,8 +34,11 @@ from tests.wsutil import (
     until,
 )
 from ticker.config import HubConfig
-from ticker.core.events import Listing, News
+from ticker.core.events import HasNames, Listing, News
 from ticker.net.server import create_app, plotly_js_path
+from ticker.net.static import module_graph
+from ticker_feeds.sim import SimFeed
+from ticker_feeds.testing import FakeFeed
 
 SYMS = ("AAPL", "MSFT", "GOOGL")
 
@@ -684,22 +692,96 @@ async def test_api_news_bad_params(srv: Server, query: str) -> None:
 
 
 async def test_index_and_vendor_js(srv: Server) -> None:
+    plotly_url = f"/vendor/plotly.min.js?v={plotly.__version__}"
     r = await srv.client.get("/")
     assert r.status == 200 and r.content_type == "text/html"
-    assert await r.read() == (ROOT / "web" / "index.html").read_bytes()
+    index = (ROOT / "web" / "index.html").read_bytes()
+    assert b'"/vendor/plotly.min.js"' in index
+    # The page names plotly by its versioned URL (cacheable for a year), and preloads every
+    # module app.js imports (one round trip for all, not one per level of imports).
+    page = (await r.read()).decode()
+    assert f'"{plotly_url}"' in page and '"/vendor/plotly.min.js"' not in page
+    modules = module_graph(ROOT / "web")
+    assert modules[0] == "app.js" and {"logic/format.js", "chart.js"} <= set(modules)
+    for m in modules[1:]:
+        assert f'<link rel="modulepreload" href="/static/{m}">' in page, m
+        assert (await srv.client.get(f"/static/{m}")).status == 200, m
+    without = re.sub(r'<link rel="modulepreload"[^>]*>\n', "", page)
+    assert without == index.decode().replace('"/vendor/plotly.min.js"', f'"{plotly_url}"')
     r = await srv.client.get("/static/index.html")
     assert r.status == 200, "the static route serves files from web/"
+    assert await r.read() == index
     # The JS client's stable path (README "Clients"): an ES module with its pure imports.
     r = await srv.client.get("/static/ticker-client.js")
     assert r.status == 200 and "javascript" in r.content_type
     assert "export class TickerClient" in await r.text()
     r = await srv.client.get("/static/logic/requests.js")
     assert r.status == 200
-    r = await srv.client.get("/vendor/plotly.min.js")
-    assert r.status == 200
-    assert "javascript" in r.content_type
-    body = await r.read()
-    assert body == plotly_js_path().read_bytes() and len(body) > 100_000
+    for url in ("/vendor/plotly.min.js", plotly_url):
+        r = await srv.client.get(url)
+        assert r.status == 200
+        assert "javascript" in r.content_type
+        body = await r.read()
+        assert body == plotly_js_path().read_bytes() and len(body) > 100_000
+
+
+async def test_static_files_are_gzipped_and_revalidated(srv: Server) -> None:
+    plotly_url = f"/vendor/plotly.min.js?v={plotly.__version__}"
+    for url, cache in [
+        ("/", "no-cache"),
+        ("/static/index.html", "no-cache"),
+        ("/static/app.js", "no-cache"),
+        ("/static/logic/format.js", "no-cache"),
+        ("/vendor/plotly.min.js", "no-cache"),
+        (plotly_url, "public, max-age=31536000, immutable"),
+    ]:
+        gz = {"Accept-Encoding": "gzip, br"}
+        r = await srv.client.get(url, headers=gz, auto_decompress=False)
+        assert r.status == 200, url
+        assert r.headers["Content-Encoding"] == "gzip", url
+        assert r.headers["Vary"] == "Accept-Encoding"
+        assert r.headers["Cache-Control"] == cache, url
+        assert r.headers["Last-Modified"]
+        etag = r.headers["ETag"]
+        raw = await r.read()
+        body = gzip.decompress(raw)
+        assert len(raw) < len(body) * 0.6, url
+        # The same again: a 304 without a body, whichever form of the ETag comes back.
+        for tag in (etag, "W/" + etag, f'"other", {etag}'):
+            again = await srv.client.get(url, headers={**gz, "If-None-Match": tag})
+            assert again.status == 304 and await again.read() == b"", (url, tag)
+            assert again.headers["ETag"] == etag
+        # Without gzip (or with it refused): the plain bytes, under another ETag.
+        for accept in ("identity", "gzip;q=0"):
+            plain = await srv.client.get(
+                url, headers={"Accept-Encoding": accept}, auto_decompress=False
+            )
+            assert "Content-Encoding" not in plain.headers
+            assert await plain.read() == body and plain.headers["ETag"] != etag
+            stale = await srv.client.get(url, headers={"If-None-Match": '"nope"'})
+            assert stale.status == 200
+
+
+async def test_static_file_changes_are_served_at_once(
+    aiohttp_client: AiohttpClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web_dir = tmp_path / "web"
+    web_dir.mkdir()
+    page = web_dir / "index.html"
+    page.write_text('<script src="/vendor/plotly.min.js"></script>' + "x" * 1000)
+    monkeypatch.setattr("ticker.net.server.WEB_DIR", web_dir)
+    client = await aiohttp_client(create_app([]))
+    r = await client.get("/static/index.html")
+    etag = r.headers["ETag"]
+    assert (await r.text()).endswith("x")
+    page.write_text("<p>new</p>" + "y" * 1000)
+    os.utime(page, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    r = await client.get("/static/index.html", headers={"If-None-Match": etag})
+    assert r.status == 200 and (await r.text()).endswith("y")
+    (web_dir / "late.js").write_text("export {};")
+    r = await client.get("/static/late.js")
+    assert r.status == 200 and r.content_type == "text/javascript"
+    assert (await client.get("/static/missing.js")).status == 404
 
 
 SECRET_PYPROJECT = (ROOT / "pyproject.toml").read_bytes()
@@ -869,3 +951,60 @@ async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
     assert seqs == list(range(1, len(seqs) + 1)), "seq +1 per snapshot/delta"
     await ws.close()
     await reader
+
+
+def test_module_graph_follows_static_imports(tmp_path: Path) -> None:
+    (tmp_path / "logic").mkdir()
+    (tmp_path / "app.js").write_text(
+        'import { a } from "./a.js";\nimport {\n  b,\n  c,\n} from "./logic/b.js";\n'
+        'import "./side.js";\nconst later = () => import("./lazy.js");\n'
+    )
+    (tmp_path / "a.js").write_text('export * from "./logic/b.js";\nimport "../outside.js";\n')
+    (tmp_path / "logic" / "b.js").write_text('import { a } from "../a.js";\n// from "./no.js"\n')
+    (tmp_path / "side.js").write_text("")
+    assert module_graph(tmp_path) == ["app.js", "a.js", "logic/b.js", "side.js"]
+
+
+class _NamedFeed(FakeFeed):
+    """A feed that knows its symbols' names (``HasNames``)."""
+
+    def __init__(self, names: object) -> None:
+        super().__init__([Listing(("AAPL", "XYZ"))], name="named")
+        self._names = names
+
+    def names(self) -> object:
+        if isinstance(self._names, Exception):
+            raise self._names
+        return self._names
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ({"AAPL": "Apple Inc.", "NOPE": "not listed", "XYZ": ""}, {"AAPL": "Apple Inc."}),
+        (RuntimeError("broken plug-in"), {}),
+        (["not", "a", "mapping"], {}),
+    ],
+)
+async def test_api_symbols_names_from_feeds(
+    aiohttp_client: AiohttpClient, names: object, expected: dict[str, str]
+) -> None:
+    feed = _NamedFeed(names)
+    client = await aiohttp_client(create_app([feed]))
+    async with asyncio.timeout(2000 * MS):
+        while True:
+            body = await (await client.get("/api/symbols")).json()
+            if len(body["symbols"]) == 2:
+                break
+            await asyncio.sleep(0.01)
+    # `name` is there only when a feed gives one (an optional field: older clients ignore it).
+    got = {s["symbol"]: s.get("name") for s in body["symbols"]}
+    assert got == {"AAPL": expected.get("AAPL"), "XYZ": None}
+    assert all(("name" in s) == (s["symbol"] in expected) for s in body["symbols"])
+    feed.end()
+
+
+def test_sim_names_its_tickers() -> None:
+    sim = SimFeed({"symbols": "AAPL+MSFT+ZZZZ"})
+    assert isinstance(sim, HasNames)
+    assert sim.names() == {"AAPL": "Apple Inc.", "MSFT": "Microsoft Corporation"}

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from ticker_feeds.base import Event, Listing, Option, Tick, as_float, as_int, help_of, parse_options
 
-__all__ = ["DEFAULT_SYMBOLS", "SimFeed", "SimMarket", "parse_symbols", "poisson"]
+__all__ = ["DEFAULT_SYMBOLS", "NAMES", "SimFeed", "SimMarket", "parse_symbols", "poisson"]
 
 # Well-known tickers with plausible starting prices.
 DEFAULT_SYMBOLS: dict[str, float] = {
@@ -73,6 +73,28 @@ MORE_SYMBOLS: dict[str, float] = {
     "UPS": 130.0,
     "COST": 890.0,
 }
+# The company names of the well-known tickers (the dashboard's search finds them by name).
+NAMES: dict[str, str] = {
+    "AAPL": "Apple Inc.", "MSFT": "Microsoft Corporation", "GOOGL": "Alphabet Inc.",
+    "AMZN": "Amazon.com, Inc.", "NVDA": "NVIDIA Corporation", "META": "Meta Platforms, Inc.",
+    "TSLA": "Tesla, Inc.", "JPM": "JPMorgan Chase & Co.", "V": "Visa Inc.",
+    "JNJ": "Johnson & Johnson", "WMT": "Walmart Inc.", "XOM": "Exxon Mobil Corporation",
+    "UNH": "UnitedHealth Group Incorporated", "MA": "Mastercard Incorporated",
+    "PG": "Procter & Gamble Company", "HD": "Home Depot, Inc.", "KO": "Coca-Cola Company",
+    "PEP": "PepsiCo, Inc.", "BAC": "Bank of America Corporation", "DIS": "Walt Disney Company",
+    "ORCL": "Oracle Corporation", "CSCO": "Cisco Systems, Inc.", "INTC": "Intel Corporation",
+    "ADBE": "Adobe Inc.", "CRM": "Salesforce, Inc.", "NFLX": "Netflix, Inc.",
+    "AMD": "Advanced Micro Devices, Inc.", "QCOM": "QUALCOMM Incorporated",
+    "TXN": "Texas Instruments Incorporated", "IBM": "International Business Machines",
+    "GS": "Goldman Sachs Group, Inc.", "MS": "Morgan Stanley", "C": "Citigroup Inc.",
+    "WFC": "Wells Fargo & Company", "CVX": "Chevron Corporation", "PFE": "Pfizer Inc.",
+    "MRK": "Merck & Co., Inc.", "ABBV": "AbbVie Inc.", "T": "AT&T Inc.",
+    "VZ": "Verizon Communications Inc.", "NKE": "NIKE, Inc.", "MCD": "McDonald's Corporation",
+    "SBUX": "Starbucks Corporation", "BA": "Boeing Company", "CAT": "Caterpillar Inc.",
+    "GE": "GE Aerospace", "MMM": "3M Company", "HON": "Honeywell International Inc.",
+    "UPS": "United Parcel Service, Inc.", "COST": "Costco Wholesale Corporation",
+}  # fmt: skip
+
 MAX_SYMBOLS = 10_000
 
 # One real second is a simulated minute of trading: a session's moves show within minutes.
@@ -253,6 +275,10 @@ class SimFeed:
                 done += 1
                 for tick in market.step(step, time.time() * 1000.0):
                     yield tick
+
+    def names(self) -> dict[str, str]:
+        """The company names of its symbols that have one (``HasNames``)."""
+        return {s: NAMES[s] for s in self.symbols if s in NAMES}
 
     async def aclose(self) -> None:
         self._closed = True

@@ -22,6 +22,7 @@ from ticker.core.events import (
     Event,
     Feed,
     HasHealth,
+    HasNames,
     HasStallTimeout,
     HasStatus,
     Listing,
@@ -164,6 +165,16 @@ def _check_capabilities(feed: object) -> list[str]:
         )
     if isinstance(feed, HasStatus):
         out += _returns(feed.status, "status", lambda v: isinstance(v, str), "a string")
+    if isinstance(feed, HasNames):
+        out += _returns(
+            feed.names,
+            "names",
+            lambda v: (
+                isinstance(v, Mapping)
+                and all(isinstance(k, str) and isinstance(n, str) for k, n in v.items())
+            ),
+            "a mapping of symbol to name (strings)",
+        )
     if isinstance(feed, Controllable):
         out += _returns(
             feed.replay_status,

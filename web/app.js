@@ -14,6 +14,7 @@ import { StatusBar } from "./status.js";
 import { load } from "./storage.js";
 import { Watchlist } from "./watchlist.js";
 import { intParam, parsePrefs } from "./logic/prefs.js";
+import { Precision } from "./logic/format.js";
 import { DEFAULT_MAX_POINTS } from "./logic/series.js";
 
 takeAdminFromHash();
@@ -22,6 +23,22 @@ takeAdminFromHash();
 const MAX_POINTS = intParam(param("points"), 10, 50000, DEFAULT_MAX_POINTS);
 const prefs = parsePrefs(load);
 let initialized = false; // rows built (first hello)
+const PLOTLY_LATEST_MS = 3000;
+let plotlyAsked = false; // plotly.js's script is in the page (loading or loaded)
+const PRICES_LATEST_MS = 1000;
+// What waits for the first prices: run when the first snapshot is on screen, or after
+// PRICES_LATEST_MS without one (no symbols listed, none known).
+let waiting = [];
+function afterFirstPrices(fn) {
+  if (!waiting) return fn();
+  waiting.push(fn);
+  setTimeout(firstPrices, PRICES_LATEST_MS);
+}
+function firstPrices() {
+  const fns = waiting;
+  waiting = null;
+  for (const fn of fns || []) fn();
+}
 
 const frame = new FrameLoop();
 const schedule = () => frame.schedule();
@@ -45,7 +62,8 @@ const client = new Client({
   resumed: () => replay.check(),
 });
 // What every feature reads: the quotes, and the symbols the server knows (from its hello).
-const market = { book: client.book, known: [] };
+// `precision`: each symbol's price decimals, learnt from its quotes (logic/format.js).
+const market = { book: client.book, known: [], names: new Map(), precision: new Precision() };
 
 const watch = new Watchlist({
   market,
@@ -98,24 +116,42 @@ function onHello(m) {
     initialized = true;
     watch.init(market.known);
     status.syncWindow();
-    panel.open();
-    watch.sparklines.backfill(watch.symbols);
+    // The chart's bars (up to 2,000) and the sparklines' history come after the first prices:
+    // the server answers ops in order, and the snapshot is what the first paint waits for.
+    afterFirstPrices(() => {
+      loadPlotly();
+      panel.open();
+      watch.sparklines.backfill(watch.symbols);
+    });
   } else {
     // A new connection has no bars stream: ask again (the fresh `bars` replaces the chart's).
     panel.reconnect();
+    if (!window.Plotly && !plotlyAsked) {
+      panel.note("");
+      loadPlotly();
+    }
   }
 }
 
 // Quotes feed the watchlist (rows, sparklines) and the chart's header; the chart itself draws
 // the server's bars.
 function onSnapshot(symbols) {
-  for (const sym of symbols) watch.snapshotQuote(sym, market.book.get(sym));
+  for (const sym of symbols) {
+    const q = market.book.get(sym);
+    market.precision.note(sym, q);
+    watch.snapshotQuote(sym, q);
+  }
   schedule();
+  // After this frame has painted the rows.
+  if (symbols.length && waiting) requestAnimationFrame(() => setTimeout(firstPrices, 0));
 }
 
 function onDelta(updates) {
   status.noteUpdates(now(), updates);
-  for (const u of updates) watch.deltaUpdate(u);
+  for (const u of updates) {
+    market.precision.note(u.symbol, u.quote);
+    watch.deltaUpdate(u);
+  }
   schedule();
 }
 
@@ -166,5 +202,27 @@ watch.renderSortHeaders();
 panel.syncSegs();
 status.render();
 client.connect();
-// plotly.min.js is a deferred classic script: it has run before this module; draw once it is.
-if (!window.Plotly) window.addEventListener("load", schedule);
+
+// plotly.js (4.8 MB, ~1.4 MB gzipped) is fetched once the first prices are on screen, so on a slow
+// link it does not compete with the page's modules, the quotes and the news; the chart draws when
+// it has run. Cached (an immutable URL), it is there at once on the next visit.
+function loadPlotly() {
+  if (plotlyAsked || window.Plotly) return;
+  plotlyAsked = true;
+  const s = document.createElement("script");
+  s.src = document.querySelector('meta[name="plotly-src"]')?.content || "/vendor/plotly.min.js";
+  s.async = true;
+  s.onload = () => {
+    panel.drawHead();
+    schedule();
+  };
+  s.onerror = () => {
+    // Asked for again with the next hello (the server is back).
+    s.remove();
+    plotlyAsked = false;
+    panel.note("chart library not loaded yet: waiting for the server");
+  };
+  document.head.appendChild(s);
+}
+// Without a server (no hello) the chart's library still comes, a little later.
+setTimeout(loadPlotly, PLOTLY_LATEST_MS);

@@ -4,9 +4,9 @@
 // view (plus half a view either side) go to plotly, merged into coarser candles when there are
 // too many. The time axis is UTC, the market clock of the bars.
 
-import { stickyRange, timeFormats } from "./logic/axis.js";
+import { priceTicks, stickyRange, timeFormats, timeStep } from "./logic/axis.js";
 import { BarStore, INTERVALS } from "./logic/bars.js";
-import { escapeHtml, plotDate, plotMs, wrapHtml } from "./logic/format.js";
+import { escapeHtml, fmtPrice, fmtReadout, plotDate, plotMs, wrapHtml } from "./logic/format.js";
 import { DEFAULT_MAX_POINTS, coarsenBars, lowerBound, nearestY, visibleRange } from "./logic/series.js";
 
 const FOLLOW_BARS = 120; // bars in view while following the live edge
@@ -14,16 +14,28 @@ const MAX_DRAWN_BARS = 400; // more than this in view: drawn as coarser candles
 const MAX_MARKERS = 100;
 const COST_FACTOR = 4; // at most one draw per 4 draw-costs: <= ~25% of the main thread
 const MAX_GAP_MS = 250; // however slow a draw, the chart still moves 4 times a second
+const PX_PER_Y_TICK = 44;
+const PX_PER_X_TICK = 120;
+const DAY_MS = 86400000;
 
 export class PriceChart {
   /**
    * @param {HTMLElement} gd the graph div
-   * @param {{maxPoints?: number, onFollow?: (following: boolean) => void}} opts
+   * @param {{maxPoints?: number, onFollow?: (following: boolean) => void, msg?: HTMLElement,
+   *          readout?: HTMLElement, digits?: (sym: string, p: number) => number}} opts
+   *   `readout`: the crosshair's text (the bar under the pointer, else the last);
+   *   `digits`: the symbol's price decimals (logic/format.js Precision)
    */
   constructor(gd, opts = {}) {
     this.gd = gd;
     this.maxPoints = opts.maxPoints ?? DEFAULT_MAX_POINTS;
     this.onFollow = opts.onFollow ?? (() => {});
+    this.msg = opts.msg ?? null; // the box's note while there is nothing to draw
+    this.readout = opts.readout ?? null;
+    this.digits = opts.digits ?? ((_sym, p) => (Math.abs(p) >= 1 ? 2 : 4));
+    this.log = false; // a log price scale
+    this.drawn = null; // the bars last drawn (the crosshair's readout reads them)
+    this.hovered = -1; // the drawn bar under the pointer (-1: none)
     this.symbol = null;
     this.interval = "1s";
     this.mode = "candles";
@@ -58,6 +70,23 @@ export class PriceChart {
     this.loading = true;
     this.news = [];
     this.reset();
+    this.showMsg();
+  }
+
+  /**
+   * The note over the chart's box while nothing is drawn: no axes of an empty plot (-1..4, every
+   * label 00:00:00), but what the chart waits for.
+   */
+  showMsg() {
+    if (!this.msg) return;
+    const n = this.bars ? this.bars.length : 0;
+    let text = "";
+    if (!window.Plotly) text = "Loading chart…";
+    else if (this.loading) text = "Loading bars…";
+    else if (!n) text = "No bars yet";
+    else if (!this.renders) text = "Loading chart…";
+    if (this.msg.textContent !== text) this.msg.textContent = text;
+    this.msg.hidden = text === "";
   }
 
   /** Candles or line: the same bars, drawn another way. */
@@ -65,6 +94,15 @@ export class PriceChart {
     if (mode === this.mode) return;
     this.mode = mode;
     this.reset();
+  }
+
+  /** A log price scale, or linear. */
+  setLog(on) {
+    if (on === this.log) return;
+    this.log = on;
+    this.yRange = null;
+    this.needsFull = true;
+    this.dirty = true;
   }
 
   reset() {
@@ -81,6 +119,7 @@ export class PriceChart {
     if (!this.bars) return;
     this.bars.replace(rows);
     this.loading = false;
+    this.showMsg();
     this.yRange = null;
     this.volRange = null;
     this.needsFull = true;
@@ -121,7 +160,7 @@ export class PriceChart {
 
   // Drawing ------------------------------------------------------------------------------------
 
-  layout(view, xRange, yRange, volRange) {
+  layout(view, xRange, yRange, volRange, last) {
     const th = this.theme;
     const candles = this.mode === "candles";
     const axis = {
@@ -131,30 +170,48 @@ export class PriceChart {
       tickfont: { size: 10, color: th.muted },
       automargin: false,
     };
+    const h = this.gd.clientHeight || 300;
+    const priceDomain = candles ? [0.2, 1] : [0, 1];
+    const digits = this.digits(this.symbol, last ?? (yRange ? yRange[1] : 1));
+    const yaxis = { ...axis, side: "right", domain: priceDomain, fixedrange: false, hoverformat: `,.${digits}f` };
+    if (this.log) {
+      yaxis.type = "log";
+      yaxis.tickformat = `,.${digits}f`;
+      yaxis.nticks = Math.max(3, Math.floor((h * (priceDomain[1] - priceDomain[0])) / PX_PER_Y_TICK));
+    } else if (yRange) {
+      // Our own ticks: a label per tick, each different, with the symbol's decimals.
+      const t = priceTicks(yRange[0], yRange[1], (h * (priceDomain[1] - priceDomain[0])) / PX_PER_Y_TICK, digits);
+      Object.assign(yaxis, { tickmode: "linear", dtick: t.dtick, tick0: t.tick0, tickformat: t.tickformat });
+    } else {
+      yaxis.tickformat = `,.${digits}f`;
+    }
     const lay = {
       uirevision: this.key,
       datarevision: this.revision,
       paper_bgcolor: th.panel,
       plot_bgcolor: th.panel,
       font: { family: th.font, size: 11, color: th.text },
-      margin: { l: 8, r: 58, t: 6, b: 22 },
+      margin: { l: 8, r: 62, t: 6, b: 22 },
       showlegend: false,
       dragmode: "pan",
       hovermode: "x",
+      hoverdistance: 30,
       hoverlabel: { bgcolor: th.panel2, bordercolor: th.line, font: { color: th.text, size: 11 } },
-      xaxis: withRange(this.xAxis(axis, view), xRange),
-      yaxis: withRange(
-        { ...axis, side: "right", tickformat: ",.2f", domain: candles ? [0.2, 1] : [0, 1], fixedrange: false },
-        yRange,
-      ),
+      xaxis: withRange(this.xAxis(axis, view, xRange), xRange),
+      yaxis: withRange(yaxis, yRange),
+      ...this.lastPrice(last, digits),
     };
     if (candles) {
+      // The volume scale: a couple of labels (1.2K, 3M) at the right of its pane.
       lay.yaxis2 = {
         ...axis,
         domain: [0, 0.16],
         side: "right",
         showgrid: false,
-        showticklabels: false,
+        showticklabels: true,
+        nticks: 2,
+        tickformat: "~s",
+        tickfont: { size: 9, color: th.muted },
         fixedrange: true,
         range: volRange || [0, 1],
         autorange: false,
@@ -163,10 +220,43 @@ export class PriceChart {
     return lay;
   }
 
-  /** The UTC time axis; its formats follow the bars' width and whether the view crosses days. */
-  xAxis(axis, view) {
-    const { tickformat, hoverformat } = timeFormats(view.widthMs, view.t0, view.t1);
+  /** The last price as a dotted line across the chart and a label on the price axis. */
+  lastPrice(last, digits) {
+    if (typeof last !== "number") return {};
+    const th = this.theme;
+    const bars = this.drawn;
+    const n = bars ? bars.close.length : 0;
+    const up = n < 2 || bars.close[n - 1] >= bars.open[n - 1];
+    const color = up ? th.up : th.down;
     return {
+      shapes: [
+        {
+          type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: last, y1: last,
+          line: { color, width: 1, dash: "dot" }, layer: "below",
+        },
+      ],
+      annotations: [
+        {
+          xref: "paper", x: 1, xanchor: "left", yref: "y", y: last, yanchor: "middle",
+          text: fmtPrice(last, digits), showarrow: false, bgcolor: color, borderpad: 2,
+          font: { color: th.onAccent, size: 10 }, name: "last-price",
+        },
+      ],
+    };
+  }
+
+  /** The UTC time axis; its formats follow the bars' width and whether the view crosses days. */
+  xAxis(axis, view, xRange) {
+    const { tickformat, hoverformat } = timeFormats(view.widthMs, view.t0, view.t1);
+    const ticks = {};
+    if (xRange) {
+      // Whole seconds, minutes, hours or days apart, and never finer than the labels show.
+      const minStep = view.widthMs >= DAY_MS ? DAY_MS : tickformat.includes("%S") ? 1000 : 60000;
+      const n = (this.gd.clientWidth || 600) / PX_PER_X_TICK;
+      Object.assign(ticks, { tickmode: "linear", tick0: "2000-01-03", dtick: timeStep(view.x1 - view.x0, n, minStep) });
+    }
+    return {
+      ...ticks,
       ...axis,
       type: "date",
       rangeslider: { visible: false },
@@ -207,7 +297,9 @@ export class PriceChart {
       y: my,
       text,
       hovertemplate: "%{text}<extra></extra>",
-      marker: { symbol: "triangle-down", size: 9, color: th.accent, line: { width: 1, color: th.panel } },
+      // Large enough to see and to hover (a 9 px triangle on a candle's high was neither).
+      marker: { symbol: "triangle-down", size: 14, color: th.accent, line: { width: 1.5, color: th.panel } },
+      hoverlabel: { bgcolor: th.panel2, bordercolor: th.accent },
       cliponaxis: false,
     };
   }
@@ -258,9 +350,13 @@ export class PriceChart {
     const candles = this.mode === "candles";
     // Plotly gets UTC date text, not epoch numbers (it would show those in the browser's zone).
     const xd = x.map(plotDate);
+    this.drawn = { ...bars, widthMs: view.widthMs };
     const traces = candles
       ? [...ohlcvTraces(this.theme, this.symbol, xd, bars), this.markers(x, bars.high, lastT)]
-      : [...lineTraces(this.theme, this.symbol, xd, bars), this.markers(x, bars.close, lastT)];
+      : [
+          ...lineTraces(this.theme, this.symbol, xd, bars, this.digits(this.symbol, bars.close.at(-1) ?? 1)),
+          this.markers(x, bars.close, lastT),
+        ];
     let xRange = null;
     let yRange = null;
     let volRange = null;
@@ -268,7 +364,12 @@ export class PriceChart {
       const { low, high, volume } = bars;
       xRange = [plotDate(x0), plotDate(x1)];
       const vr = visibleRange(x, low, high, x0, x1);
-      if (vr) yRange = this.yRange = stickyRange(this.yRange, vr[0], vr[1]);
+      if (vr && this.log && vr[0] > 0) {
+        // A log axis' range is in powers of ten.
+        yRange = [Math.log10(vr[0] * 0.995), Math.log10(vr[1] * 1.005)];
+      } else if (vr && !this.log) {
+        yRange = this.yRange = stickyRange(this.yRange, vr[0], vr[1]);
+      }
       if (candles) {
         const vv = visibleRange(x, volume, volume, x0, x1);
         const vmax = vv && vv[1] > 0 ? vv[1] : 1;
@@ -276,7 +377,8 @@ export class PriceChart {
         volRange = this.volRange = r[0] === 0 ? r : [0, r[1]];
       }
     }
-    return { traces, layout: this.layout(view, xRange, yRange, volRange) };
+    const last = bars.close.length ? bars.close[bars.close.length - 1] : null;
+    return { traces, layout: this.layout(view, xRange, this.log ? null : yRange, volRange, last), logRange: this.log ? yRange : null };
   }
 
   /**
@@ -289,6 +391,12 @@ export class PriceChart {
    */
   render(Plotly, t) {
     if (!this.dirty || !this.bars || !this.theme || !Plotly) return 0;
+    if (!this.bars.length) {
+      // Nothing to draw (yet): the note says so; the first bar makes the chart dirty again.
+      this.dirty = false;
+      this.showMsg();
+      return 0;
+    }
     const due = this.lastRender + this.minGap();
     if (t < due && !this.needsFull) return due;
     this.dirty = false;
@@ -296,18 +404,58 @@ export class PriceChart {
     const gd = this.gd;
     const config = { displayModeBar: false, displaylogo: false, responsive: false, scrollZoom: true };
     this.revision++;
-    const { traces, layout } = this.traces();
+    const { traces, layout, logRange } = this.traces();
+    if (logRange) withRange(layout.yaxis, logRange);
     Plotly.react(gd, traces, layout, config);
+    this.showReadout();
+    this.describe();
     this.needsFull = false;
     this.renders++;
+    if (this.msg && !this.msg.hidden) this.showMsg();
     const cost = performance.now() - t0;
     this.cost = this.cost === null ? cost : this.cost * 0.8 + cost * 0.2;
     this.lastRender = t;
     if (!this.listening && gd.on) {
       this.listening = true;
       gd.on("plotly_relayout", (ev) => this.onRelayout(ev));
+      gd.on("plotly_hover", (ev) => {
+        const pt = ev?.points?.find((p) => p.curveNumber === 0 || p.data?.type === "candlestick") ?? ev?.points?.[0];
+        this.hovered = pt && pt.curveNumber !== undefined ? pt.pointIndex ?? pt.pointNumber ?? -1 : -1;
+        this.showReadout();
+      });
+      gd.on("plotly_unhover", () => {
+        this.hovered = -1;
+        this.showReadout();
+      });
     }
     return 0;
+  }
+
+  /** The crosshair's readout: time, O/H/L/C and volume of the bar under the pointer, else the last. */
+  showReadout() {
+    const el = this.readout;
+    const b = this.drawn;
+    if (!el || !b) return;
+    const n = b.t.length;
+    let i = this.hovered >= 0 && this.hovered < n ? this.hovered : n - 1;
+    if (this.mode === "line" && this.hovered >= 0) i = Math.min(this.hovered, n - 1);
+    const text = i >= 0 ? fmtReadout(b, i, this.digits(this.symbol, b.close[i]), b.widthMs) : "";
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  /** The chart's text alternative: what it shows, in words. */
+  describe() {
+    const b = this.drawn;
+    const n = b ? b.t.length : 0;
+    if (!n) return;
+    const d = this.digits(this.symbol, b.close[n - 1]);
+    const lo = Math.min(...b.low);
+    const hi = Math.max(...b.high);
+    const label =
+      `${this.symbol} ${this.interval} ${this.mode === "candles" ? "candlestick" : "line"} chart` +
+      `${this.log ? " (log scale)" : ""}: ${n} bars, low ${fmtPrice(lo, d)}, high ${fmtPrice(hi, d)},` +
+      ` last ${fmtPrice(b.close[n - 1], d)}`;
+    if (this.gd.getAttribute("aria-label") !== label) this.gd.setAttribute("aria-label", label);
   }
 
   /** When render() will draw (0: at once), or Infinity when there is nothing to draw. */
@@ -383,7 +531,7 @@ function ohlcvTraces(th, symbol, x, bars) {
 }
 
 /** The line of closes in the band of the bars' highs and lows (trace 2 is the line). */
-function lineTraces(th, symbol, x, bars) {
+function lineTraces(th, symbol, x, bars, digits) {
   const band = th.band;
   return [
     { type: "scatter", mode: "lines", x, y: bars.high, line: { width: 0, color: band }, hoverinfo: "skip" },
@@ -404,7 +552,7 @@ function lineTraces(th, symbol, x, bars) {
       x: x.slice(),
       y: bars.close,
       line: { width: 1.4, color: th.accent },
-      hovertemplate: "%{y:,.2f}<extra></extra>",
+      hovertemplate: `%{y:,.${digits}f}<extra></extra>`,
     },
   ];
 }

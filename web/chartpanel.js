@@ -32,12 +32,16 @@ export class ChartPanel {
     this.send = send;
     this.interval = prefs.interval; // the one chosen (remembered); a symbol's data may be coarser
     this.mode = prefs.mode;
+    this.log = prefs.log === true;
     this.theme = readTheme();
     this.stream = new BarStream();
     this.finest = new Map(); // symbol -> its finest interval that worked, after a bad_interval
     this.requestId = null; // the `bars` op in flight (its errors carry the id)
     this.chart = new PriceChart($("price-chart"), {
       maxPoints,
+      msg: $("chart-msg"),
+      readout: $("readout"),
+      digits: (sym, p) => market.precision.digits(sym, p),
       onFollow: (on) => {
         $("follow").hidden = on;
       },
@@ -55,6 +59,7 @@ export class ChartPanel {
     for (const b of document.querySelectorAll("[data-mode]")) {
       b.addEventListener("click", () => this.setMode(b.dataset.mode));
     }
+    $("log-scale").addEventListener("click", () => this.setLog(!this.log));
     $("follow").addEventListener("click", () => {
       this.chart.follow();
       this.schedule();
@@ -94,6 +99,15 @@ export class ChartPanel {
     this.schedule();
   }
 
+  /** A log price scale, or linear (remembered). */
+  setLog(on) {
+    this.log = on;
+    save("log", on ? "1" : "0");
+    this.chart.setLog(on);
+    this.syncSegs();
+    this.schedule();
+  }
+
   /** The interval the chart of `sym` shows: the chosen one, or its data's finest when coarser. */
   shownInterval(sym) {
     return coarser(this.interval, this.finest.get(sym) ?? null);
@@ -114,6 +128,7 @@ export class ChartPanel {
       return;
     }
     chart.open(sym, iv, this.mode);
+    chart.setLog(this.log);
     chart.setTheme(this.theme);
     for (const it of this.recentNews(sym, NEWS_MARKERS).reverse()) chart.addNews(it);
     this.drawHead();
@@ -189,12 +204,14 @@ export class ChartPanel {
   }
 
   drawHead() {
+    this.chart.showMsg();
     const sym = this.selected();
     $("chart-sym").textContent = sym ?? "—";
     const q = sym ? this.market.book.get(sym) : null;
+    const d = q ? this.market.precision.digits(sym, q.price) : 2;
     const el = $("chart-last");
     const text = q
-      ? `${fmtPrice(q.price)}|${arrow(q.change)} ${fmtChange(q.change, q.price)} (${fmtPct(q.change_pct)})|${direction(q.change)}`
+      ? `${fmtPrice(q.price, d)}|${arrow(q.change)} ${fmtChange(q.change, q.price, d)} (${fmtPct(q.change_pct)})|${direction(q.change)}`
       : "";
     if (el.dataset.v === text) return;
     el.dataset.v = text;
@@ -224,5 +241,6 @@ export class ChartPanel {
     for (const b of document.querySelectorAll("[data-mode]")) {
       b.setAttribute("aria-pressed", String(b.dataset.mode === this.mode));
     }
+    $("log-scale").setAttribute("aria-pressed", String(this.log));
   }
 }

@@ -5,11 +5,16 @@ import { $ } from "./dom.js";
 import { searchSymbols } from "./logic/watchlist.js";
 
 const BLUR_CLOSE_MS = 150; // after a click on a result has landed
+const NOTE_MS = 5000;
 
 export class SearchBox {
-  /** @param {{market: {known: string[]}, watch: import("./watchlist.js").Watchlist}} deps */
+  /**
+   * @param {{market: {known: string[], names: Map<string, string>},
+   *          watch: import("./watchlist.js").Watchlist}} deps
+   */
   constructor({ market, watch }) {
     this.market = market;
+    this.noteTimer = null;
     this.watch = watch;
     this.input = $("search");
     this.list = $("search-list");
@@ -20,7 +25,8 @@ export class SearchBox {
   wire() {
     const input = this.input;
     input.addEventListener("input", () => {
-      this.results = searchSymbols(this.market.known, input.value, this.watch.symbols);
+      this.results = searchSymbols(this.market.known, input.value, this.watch.symbols, 8, this.market.names);
+      this.note("");
       this.active = 0;
       this.render();
     });
@@ -54,11 +60,21 @@ export class SearchBox {
       const typed = input.value.trim().toUpperCase();
       const sym = this.results[this.active] ?? (this.market.known.includes(typed) ? typed : null);
       if (sym) this.pick(sym);
+      else if (typed) this.note(`No symbol or company “${input.value.trim()}” on this server`);
     } else if (ev.key === "Escape") {
       input.value = "";
       this.show([]);
       this.watch.focusSelected();
     }
+  }
+
+  /** A short message under the box (an unknown symbol), gone after a while or on typing. */
+  note(text) {
+    const el = $("search-note");
+    el.textContent = text;
+    el.hidden = !text;
+    clearTimeout(this.noteTimer);
+    if (text) this.noteTimer = setTimeout(() => this.note(""), NOTE_MS);
   }
 
   /** Add `sym` to the watchlist and clear the box. */
@@ -82,7 +98,17 @@ export class SearchBox {
       li.role = "option";
       li.id = `opt-${s}`;
       li.dataset.symbol = s;
-      li.textContent = s;
+      const name = this.market.names.get(s);
+      const b = document.createElement("b");
+      b.textContent = s;
+      li.append(b);
+      if (name) {
+        const n = document.createElement("span");
+        n.className = "search-name";
+        n.textContent = name;
+        li.append(n);
+        li.title = `${s} · ${name}`;
+      }
       li.setAttribute("aria-selected", String(i === active));
       list.appendChild(li);
     });

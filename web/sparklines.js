@@ -81,6 +81,11 @@ export class Sparklines {
       const r = await api("/api/symbols");
       if (!r.ok) return new Map();
       const body = await r.json();
+      // The same list names the symbols, where a feed knows their names (the search uses them).
+      for (const s of body.symbols || []) {
+        if (typeof s.name === "string" && s.name) this.market.names?.set(s.symbol, s.name);
+      }
+      this.onNames?.();
       return new Map((body.symbols || []).filter((s) => s.finest).map((s) => [s.symbol, s.finest]));
     } catch {
       return new Map();

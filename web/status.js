@@ -3,7 +3,7 @@
 
 import { $, now } from "./dom.js";
 import { connectionStatus } from "./logic/connection.js";
-import { fmtMs } from "./logic/format.js";
+import { fmtMs, fmtTime } from "./logic/format.js";
 import { RateMeter, median } from "./logic/rate.js";
 import { save } from "./storage.js";
 
@@ -35,6 +35,15 @@ export class StatusBar {
       this.client.setWindow(ms);
     });
     $("pause").addEventListener("click", () => this.togglePause());
+    $("retry").addEventListener("click", () => this.retryNow());
+  }
+
+  /** Connect again at once instead of waiting out the backoff (the client's own connect()). */
+  retryNow() {
+    const ws = this.client.ws;
+    if (ws && ws.readyState <= WebSocket.OPEN) return; // already trying, or back
+    this.client.connect();
+    this.render();
   }
 
   /** A delta's updates: counted for upd/s, and their feed-to-screen latency sampled. */
@@ -69,9 +78,16 @@ export class StatusBar {
     if (this.replaying()) latText = "replay";
     const r = s.live ? this.rate.rate(t) : null;
     const rate = r === null ? "—" : r.toLocaleString("en-US");
-    const key = [state, detail, throttle, latText, rate, this.paused].join("|");
+    // Off the live stream, what is on screen is as of the last frame received: dimmed, and said.
+    const stale = state !== "live" && state !== "connecting" && this.client.book.size > 0;
+    const asOf = stale && this.client.lastFrameAt ? `as of ${fmtTime(this.client.lastFrameAt)} UTC` : "";
+    const key = [state, detail, throttle, latText, rate, this.paused, asOf].join("|");
     if (key === this.shown) return;
     this.shown = key;
+    document.body.classList.toggle("stale", stale);
+    $("as-of").textContent = asOf;
+    $("as-of").hidden = !asOf;
+    $("retry").hidden = state === "live" || state === "connecting";
     this.el.dataset.state = state;
     this.el.classList.toggle("paused", this.paused);
     $("conn-state").textContent = state;

@@ -19,6 +19,9 @@ export function readTheme() {
     upVol: light ? "rgba(22, 121, 79, 0.35)" : "rgba(63, 182, 139, 0.35)",
     downVol: light ? "rgba(196, 58, 47, 0.35)" : "rgba(229, 98, 91, 0.35)",
     band: light ? "rgba(31, 111, 214, 0.14)" : "rgba(91, 156, 245, 0.16)",
+    // Text on an up/down fill (the last-price label): dark on the dark theme's light greens and
+    // reds, white on the light theme's deep ones (>= 4.5:1 either way).
+    onAccent: light ? "#ffffff" : "#0d1117",
     font: v("--font") || "system-ui, sans-serif",
   };
 }

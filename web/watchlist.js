@@ -22,6 +22,7 @@ const SORT_EVERY_MS = 1000;
 const SELECT_SETTLE_MS = 150;
 const STALE_POLL_MS = 5000;
 const STALE_POLL_HIDDEN_MS = 15000;
+const UNDO_MS = 8000; // how long a removal can be undone
 const CELLS = ["sym", "spark", "last", "chg", "pct", "bid", "ask", "vol", "time", "x"];
 
 export class Watchlist {
@@ -47,6 +48,9 @@ export class Watchlist {
     this.allDirty = true;
     this.selectTimer = null;
     this.staleTimer = null;
+    this.undoable = null; // {sym, at}: the last removal, while its toast shows
+    this.toastTimer = null;
+    this.sparklines.onNames = () => this.nameRows();
   }
 
   wire() {
@@ -57,6 +61,13 @@ export class Watchlist {
       else this.select(tr.dataset.symbol, { focus: true });
     });
     this.tbody.addEventListener("keydown", (ev) => this.onKey(ev));
+    $("toast-undo").addEventListener("click", () => this.undo());
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key === "z" && (ev.ctrlKey || ev.metaKey) && this.undoable && !ev.target.closest("input, textarea")) {
+        ev.preventDefault();
+        this.undo();
+      }
+    });
     for (const b of document.querySelectorAll("th button[data-sort]")) {
       b.addEventListener("click", () => this.sortBy(b.dataset.sort));
     }
@@ -107,6 +118,38 @@ export class Watchlist {
         row.tr.title = "not known to this server";
       }
     }
+    const list = symbols.map((s) => String(s).toUpperCase()).join(", ");
+    if (list) this.toast(`${list}: not known to this server`);
+  }
+
+  /** A message at the bottom of the screen for a while, with an Undo button when `undo`. */
+  toast(text, undo = false) {
+    $("toast-text").textContent = text;
+    $("toast-undo").hidden = !undo;
+    $("toast").hidden = false;
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => {
+      $("toast").hidden = true;
+      this.undoable = null;
+    }, UNDO_MS);
+  }
+
+  /** Put the last removed symbol back where it was. */
+  undo() {
+    const u = this.undoable;
+    if (!u) return;
+    this.undoable = null;
+    clearTimeout(this.toastTimer);
+    $("toast").hidden = true;
+    this.add(u.sym, u.at);
+  }
+
+  /** The company names (where the server knows them) in the symbol cells' titles. */
+  nameRows() {
+    for (const [sym, row] of this.rows) {
+      const name = this.market.names?.get(sym);
+      if (name && row.cells.sym.title === sym) row.cells.sym.title = `${sym} · ${name}`;
+    }
   }
 
   /** Poll /healthz: symbols an upstream feed reports stale (`feeds[].stale`) are dimmed. */
@@ -148,7 +191,8 @@ export class Watchlist {
       cells[c] = td;
     }
     cells.sym.textContent = sym;
-    cells.sym.title = sym; // a long name is cut on screen
+    const name = this.market.names?.get(sym);
+    cells.sym.title = name ? `${sym} · ${name}` : sym; // a long symbol is cut on screen
     cells.spark.appendChild(this.sparklines.create(sym));
     const arr = document.createElement("span");
     arr.className = "arr";
@@ -165,7 +209,8 @@ export class Watchlist {
     const q = this.market.book.get(sym);
     if (!q) return;
     const c = row.cells;
-    setText(row, "last", c.last, fmtPrice(q.price));
+    const d = this.market.precision.digits(sym, q.price);
+    setText(row, "last", c.last, fmtPrice(q.price, d));
     const dir = direction(q.change);
     if (row.dir !== dir) {
       row.dir = dir;
@@ -173,14 +218,14 @@ export class Watchlist {
       c.pct.className = "pct " + dir;
     }
     setText(row, "arr", row.arr, arrow(q.change));
-    const chg = fmtChange(q.change, q.price);
+    const chg = fmtChange(q.change, q.price, d);
     if (row.cache.chg !== chg) {
       row.cache.chg = chg;
       row.chgText.data = chg;
     }
     setText(row, "pct", c.pct, fmtPct(q.change_pct));
-    setText(row, "bid", c.bid, fmtPrice(q.bid));
-    setText(row, "ask", c.ask, fmtPrice(q.ask));
+    setText(row, "bid", c.bid, fmtPrice(q.bid, d));
+    setText(row, "ask", c.ask, fmtPrice(q.ask, d));
     setText(row, "vol", c.vol, fmtVolume(q.volume));
     setText(row, "time", c.time, fmtTime(q.ts));
     if (row.flash) {
@@ -285,16 +330,19 @@ export class Watchlist {
     this.rows.get(this.selected)?.tr.focus();
   }
 
-  add(sym) {
+  /** Add `sym` (at the end, or at position `at`: an undone removal). */
+  add(sym, at = null) {
     sym = sym.toUpperCase();
     if (this.symbols.includes(sym)) {
       this.select(sym, { focus: true });
       return;
     }
     if (this.symbols.length >= MAX_WATCH) return;
-    this.symbols.push(sym);
+    const i = at === null ? this.symbols.length : Math.min(at, this.symbols.length);
+    const before = this.rows.get(this.symbols[i])?.tr ?? null;
+    this.symbols.splice(i, 0, sym);
     this.remember();
-    this.tbody.appendChild(this.makeRow(sym).tr);
+    this.tbody.insertBefore(this.makeRow(sym).tr, before);
     this.subscribe([sym]);
     this.sparklines.backfill([sym]);
     this.select(sym);
@@ -308,6 +356,8 @@ export class Watchlist {
     const order = this.order();
     const pos = order.indexOf(sym);
     this.symbols.splice(i, 1);
+    this.undoable = { sym, at: i };
+    this.toast(`Removed ${sym}`, true);
     const row = this.rows.get(sym);
     const hadFocus = row && row.tr.contains(document.activeElement);
     row?.tr.remove();

@@ -218,7 +218,7 @@ def test_dashboard_live(context: BrowserContext, ticker_server: type[ServerProce
     # Everything came from our own server: plotly.js too (no CDN).
     foreign = [u for u in console.requests if not u.startswith((server.url, "data:"))]
     assert foreign == []
-    assert server.url + "/vendor/plotly.min.js" in console.requests
+    assert any(u.startswith(server.url + "/vendor/plotly.min.js?v=") for u in console.requests)
 
 
 BARS = "window.__ticker.chart.bars.rows()"

@@ -40,3 +40,39 @@ test("time axis: dates for daily bars, dates with times across days, times withi
   // Nothing in view yet: the time alone.
   assert.equal(timeFormats(1000, NaN, NaN).tickformat, "%H:%M:%S");
 });
+
+test("price ticks: every label distinct, never fewer decimals than the quotes", async () => {
+  const { priceTicks } = await import("../../web/logic/axis.js");
+  const labels = (lo, hi, t) => {
+    const out = [];
+    const d = t.decimals;
+    for (let v = Math.ceil(lo / t.dtick) * t.dtick; v <= hi + 1e-12; v += t.dtick) out.push(v.toFixed(d));
+    return out;
+  };
+  for (const [lo, hi, digits] of [
+    [3.28, 3.31, 2],
+    [228.61, 229.38, 2],
+    [1.08301, 1.08342, 5],
+    [0.00001201, 0.00001262, 8],
+    [64000, 66000, 0],
+  ]) {
+    const t = priceTicks(lo, hi, 6, digits);
+    const ls = labels(lo, hi, t);
+    assert.ok(ls.length >= 2, `${lo}..${hi}: ${ls}`);
+    assert.equal(new Set(ls).size, ls.length, `duplicate labels ${ls}`);
+    assert.ok(t.decimals >= digits);
+    assert.equal(t.tickformat, `,.${t.decimals}f`);
+  }
+  assert.equal(priceTicks(3.28, 3.31, 10, 2).decimals, 3); // a 0.005 step needs 3
+  assert.equal(priceTicks(100, 200, 5, 2).decimals, 2);
+});
+
+test("time ticks: whole steps, never finer than the labels' resolution", async () => {
+  const { timeStep } = await import("../../web/logic/axis.js");
+  assert.equal(timeStep(3000, 8), 1000); // never below a second (labels show seconds)
+  assert.equal(timeStep(120e3, 6), 30e3);
+  assert.equal(timeStep(10 * 60e3, 8, 60e3), 120e3);
+  assert.equal(timeStep(3 * 60e3, 8, 60e3), 60e3); // minutes labels: at least a minute
+  assert.equal(timeStep(30 * 86400e3, 6, 86400e3), 7 * 86400e3);
+  assert.ok(timeStep(5 * 365 * 86400e3, 6, 86400e3) >= 28 * 86400e3);
+});

@@ -10,6 +10,7 @@ test("nothing stored: the defaults (the server's default window, its first symbo
   assert.deepEqual(parsePrefs(reader({})), {
     interval: "1s",
     mode: "candles",
+    log: false,
     windowMs: null,
     watch: [],
     watchStored: false,
@@ -21,11 +22,12 @@ test("nothing stored: the defaults (the server's default window, its first symbo
 
 test("stored settings are read back, unusable ones fall back", () => {
   const p = parsePrefs(
-    reader({ interval: "5s", mode: "line", window: "250", watchlist: '["aapl","MSFT"]', selected: "MSFT", sort: "price:-1" }),
+    reader({ interval: "5s", mode: "line", log: "1", window: "250", watchlist: '["aapl","MSFT"]', selected: "MSFT", sort: "price:-1" }),
   );
   assert.deepEqual(p, {
     interval: "5s",
     mode: "line",
+    log: true,
     windowMs: 250,
     watch: ["AAPL", "MSFT"],
     watchStored: true,

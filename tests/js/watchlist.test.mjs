@@ -74,3 +74,20 @@ test("keyboard moves: one row, ten rows, the ends, clamped; other keys are not m
   assert.equal(rowMove("Enter", 9, 20), null);
   assert.equal(rowMove("x", 9, 20), null);
 });
+
+test("symbol search by company name, after the ticker matches", () => {
+  const all = ["AAPL", "MSFT", "AMD", "MS", "GOOGL"];
+  const names = new Map([
+    ["AAPL", "Apple Inc."],
+    ["MSFT", "Microsoft Corporation"],
+    ["AMD", "Advanced Micro Devices, Inc."],
+    ["MS", "Morgan Stanley"],
+  ]);
+  assert.deepEqual(searchSymbols(all, "apple", [], 8, names), ["AAPL"]);
+  assert.deepEqual(searchSymbols(all, "micro", [], 8, names), ["MSFT", "AMD"]);
+  // Ticker matches first, then names.
+  assert.deepEqual(searchSymbols(all, "ms", [], 8, names), ["MSFT", "MS"]);
+  assert.deepEqual(searchSymbols(all, "soft", [], 8, names), ["MSFT"]);
+  assert.deepEqual(searchSymbols(all, "stan", ["MS"], 8, names), []);
+  assert.deepEqual(searchSymbols(all, "apple", []), []); // no names: tickers only
+});

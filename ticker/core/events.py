@@ -1,4 +1,4 @@
-"""Event types that flow from ticker_feeds into the core, and the feed API: :class:`Feed` and the
+"""Event types that flow from feeds into the core, and the feed API: :class:`Feed` and the
 optional capabilities a feed may have.
 
 Pure; no I/O and no project imports. Feeds (ours and third parties') build these and nothing else.
@@ -19,6 +19,7 @@ __all__ = [
     "Feed",
     "FeedFactory",
     "HasHealth",
+    "HasNames",
     "HasStallTimeout",
     "HasStatus",
     "Listing",
@@ -196,6 +197,15 @@ class HasStallTimeout(Protocol):
 
     @property
     def stall_timeout(self) -> float | None: ...
+
+
+@runtime_checkable
+class HasNames(Protocol):
+    """A feed that knows its symbols' names (``{"AAPL": "Apple Inc."}``): ``GET /api/symbols``
+    gives each one's ``name``, and the dashboard's search finds symbols by it. Called on the
+    event loop for each request: return a mapping it already holds."""
+
+    def names(self) -> Mapping[str, str]: ...
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from aiohttp import web
 from ticker import __version__
 from ticker.core.auth import entitled_only, news_visible, permits
 from ticker.core.bars import INTERVALS, IntervalError, interval_ms
-from ticker.core.events import Controllable
+from ticker.core.events import Controllable, HasNames
 from ticker.core.protocol import BARS_LIMIT, wire_rows
 from ticker.net.admission import ADMISSION
 from ticker.net.guard import grant_of
@@ -82,6 +83,7 @@ async def api_symbols(request: web.Request) -> web.Response:
     quotes = hub.book.quotes
     bars = hub.bars.symbols
     known = entitled_only(hub.book.known, grant_of(request).symbols)
+    names = _names(request.app)
     return _json(
         {
             "symbols": [
@@ -89,11 +91,29 @@ async def api_symbols(request: web.Request) -> web.Response:
                     "symbol": s,
                     "price": quotes[s]["price"] if s in quotes else None,
                     "finest": bars[s].finest_interval if s in bars else None,
+                    **({"name": names[s]} if s in names else {}),
                 }
                 for s in known
             ]
         }
     )
+
+
+def _names(app: web.Application) -> dict[str, str]:
+    """Symbol -> name, from the running feeds that know names (``HasNames``; the first wins)."""
+    out: dict[str, str] = {}
+    for r in app[RUNNERS]:
+        feed = r.feed
+        if feed is None or not isinstance(feed, HasNames):
+            continue
+        try:
+            names: object = feed.names()  # a plug-in's, shape unchecked: it must not break this
+        except Exception:
+            continue
+        for sym, name in names.items() if isinstance(names, Mapping) else ():
+            if isinstance(sym, str) and isinstance(name, str) and name:
+                out.setdefault(sym, name[:200])
+    return out
 
 
 async def api_quotes(request: web.Request) -> web.Response:

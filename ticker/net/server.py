@@ -3,9 +3,9 @@
 I/O shell. Routes: ``/ws`` (docs/protocol.md), ``/healthz``, ``/api/symbols``, ``/api/quotes``,
 ``/api/news``, ``/api/replay`` (replay control), ``/`` and ``/static/`` (files from ``web/``
 only), ``/vendor/plotly.min.js`` (from the installed ``plotly`` package, so the dashboard works
-offline); ``/metrics`` (Prometheus, ticker.ops.metrics); ``POST /api/ticks`` and
-``POST /api/news`` (ticker.net.publish). Who may use which is decided by one middleware
-(ticker.net.guard) before a handler runs.
+offline; these three gzipped and cacheable: ticker.net.static); ``/metrics`` (Prometheus,
+ticker.ops.metrics); ``POST /api/ticks`` and ``POST /api/news`` (ticker.net.publish). Who may
+use which is decided by one middleware (ticker.net.guard) before a handler runs.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from ticker.net.keys import (
 from ticker.net.publish import add_publish_routes
 from ticker.net.responses import Detached, bad_request, json_error
 from ticker.net.sse import add_sse_route
+from ticker.net.static import StaticFiles
 from ticker.net.wsconn import Sockets, WsConnection, detach
 from ticker.ops.metrics import Metrics
 
@@ -80,6 +81,14 @@ def plotly_js_path() -> Path:
     import plotly
 
     return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+@functools.cache
+def _plotly() -> tuple[Path, str]:
+    """plotly.min.js and plotly's version (imported at the first request: ~80 ms)."""
+    import plotly
+
+    return plotly_js_path(), str(plotly.__version__)
 
 
 # WebSocket
@@ -161,17 +170,6 @@ def _upgrade(request: web.Request, slot: Slot) -> web.StreamResponse:
 
 
 _DETACHED = Detached(status=101)
-
-
-# Static files
-
-
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(WEB_DIR / "index.html")
-
-
-async def plotly_js(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(plotly_js_path(), headers={"Cache-Control": "max-age=86400"})
 
 
 # Lifecycle
@@ -308,9 +306,7 @@ def create_app(
     add_sse_route(app)
     add_api_routes(app)
     add_publish_routes(app)
-    app.router.add_get("/vendor/plotly.min.js", plotly_js)
-    app.router.add_get("/", index)
-    app.router.add_static("/static/", WEB_DIR, follow_symlinks=False)
+    StaticFiles(WEB_DIR, _plotly).add_routes(app)
     return app
 
 

@@ -16,13 +16,83 @@ function numberFormat(digits) {
   return f;
 }
 
+/** The default decimals when nothing is known of a symbol: 2, or 4 below 1. */
 export function priceDigits(p) {
   return Math.abs(p) >= 1 ? 2 : 4;
 }
 
-export function fmtPrice(p) {
+export const MAX_DIGITS = 8;
+
+/**
+ * The decimals a number is written with (its shortest round-trip form): 228.37 -> 2,
+ * 1.08345 -> 5, 2.5e-7 -> 7; at most MAX_DIGITS (float noise such as 0.1 + 0.2 stops there).
+ */
+export function decimalsOf(x) {
+  if (typeof x !== "number" || !Number.isFinite(x) || Number.isInteger(x)) return 0;
+  const s = String(Math.abs(x));
+  const e = s.indexOf("e-");
+  if (e >= 0) {
+    const mant = s.slice(0, e);
+    const dot = mant.indexOf(".");
+    return Math.min(MAX_DIGITS, Number(s.slice(e + 2)) + (dot < 0 ? 0 : mant.length - dot - 1));
+  }
+  const dot = s.indexOf(".");
+  return dot < 0 ? 0 : Math.min(MAX_DIGITS, s.length - dot - 1);
+}
+
+/**
+ * Per-symbol price precision, learnt from the data: the decimals of a feed's tick size when it
+ * gives one (`tick_size`), else the most decimals seen in its prices (bid, ask, last), never fewer
+ * than 2 at 1 or more (prices read as money) nor fewer than the 4 significant digits a price below
+ * 1 needs. So sub-cent crypto keeps its digits and FX its pips, and a stock stays at cents.
+ */
+export class Precision {
+  constructor() {
+    this.seen = new Map(); // symbol -> decimals seen (or of its tick size)
+    this.tick = new Set(); // symbols whose decimals come from a tick size
+  }
+
+  /** A quote's prices (and tick size, if any) of `sym`. */
+  note(sym, q) {
+    if (!q) return;
+    if (typeof q.tick_size === "number" && q.tick_size > 0) {
+      this.seen.set(sym, decimalsOf(q.tick_size));
+      this.tick.add(sym);
+      return;
+    }
+    if (this.tick.has(sym)) return;
+    let d = this.seen.get(sym) ?? 0;
+    for (const v of [q.price, q.bid, q.ask]) {
+      if (typeof v === "number") d = Math.max(d, decimalsOf(v));
+    }
+    this.seen.set(sym, d);
+  }
+
+  /** Decimals to show `sym`'s prices with (`p`: a price of it, for a symbol not seen yet). */
+  digits(sym, p) {
+    const d = this.seen.get(sym);
+    const ref = typeof p === "number" && Number.isFinite(p) ? p : null;
+    if (d === undefined) return ref === null ? 2 : priceDigits(ref);
+    if (this.tick.has(sym)) return d;
+    return Math.max(d, minDigits(ref));
+  }
+
+  forget(sym) {
+    this.seen.delete(sym);
+    this.tick.delete(sym);
+  }
+}
+
+/** The fewest decimals a price is shown with: 2 from 1 up, else enough for 4 significant digits. */
+export function minDigits(p) {
+  if (p === null || p === 0 || Math.abs(p) >= 1) return 2;
+  return Math.min(MAX_DIGITS, Math.max(2, 3 - Math.floor(Math.log10(Math.abs(p)))));
+}
+
+/** A price with `digits` decimals (default: priceDigits). */
+export function fmtPrice(p, digits) {
   if (typeof p !== "number" || !Number.isFinite(p)) return "\u2014";
-  return numberFormat(priceDigits(p)).format(p);
+  return numberFormat(digits ?? priceDigits(p)).format(p);
 }
 
 function signed(v, digits, suffix = "") {
@@ -32,8 +102,9 @@ function signed(v, digits, suffix = "") {
   return (v > 0 ? "+" : MINUS) + s + suffix;
 }
 
-export function fmtChange(v, price) {
-  return signed(v, typeof price === "number" ? priceDigits(price) : 2);
+/** A change in price, signed, with the price's decimals (`digits`, else priceDigits of `price`). */
+export function fmtChange(v, price, digits) {
+  return signed(v, digits ?? (typeof price === "number" ? priceDigits(price) : 2));
 }
 
 export function fmtPct(v) {
@@ -130,4 +201,15 @@ export function wrapHtml(s, width = 56) {
   }
   if (cur) lines.push(cur);
   return lines.map(escapeHtml).join("<br>");
+}
+
+/**
+ * The crosshair's readout of bar `i` of columns `b` (t, open, high, low, close, volume): its time
+ * (UTC; the date alone for daily bars) and O/H/L/C with `digits` decimals, and its volume.
+ */
+export function fmtReadout(b, i, digits, widthMs = 1000) {
+  const t = b.t[i];
+  const when = widthMs >= 86400000 ? fmtClock(t).slice(0, 10) : fmtClock(t);
+  const p = (v) => fmtPrice(v, digits);
+  return `${when}  O ${p(b.open[i])}  H ${p(b.high[i])}  L ${p(b.low[i])}  C ${p(b.close[i])}  V ${fmtVolume(b.volume[i])}`;
 }

@@ -17,6 +17,7 @@ export function parsePrefs(load) {
   const out = {
     interval: intervalName(iv) ?? "1s", // "1min" (remembered by earlier versions) is "1m"
     mode: load("mode", "candles") === "line" ? "line" : "candles",
+    log: load("log", "0") === "1", // a log price scale
     windowMs: WINDOWS.includes(w) && windowText !== "" ? w : null, // null: the server's default
     watch: wl ?? [],
     watchStored: wl !== null, // false: the default list (the server's first symbols) is used

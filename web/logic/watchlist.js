@@ -22,19 +22,31 @@ export function parseWatchlist(text) {
   return out;
 }
 
-/** Symbols matching `query`: prefix matches first, then substring; excludes `exclude`. */
-export function searchSymbols(all, query, exclude = [], limit = 8) {
+/**
+ * Symbols matching `query`: ticker prefix matches first, then ticker substrings, then company
+ * names (`names`: symbol -> name, where a feed gives them) by a word's start, then anywhere in
+ * them; excludes `exclude`.
+ */
+export function searchSymbols(all, query, exclude = [], limit = 8, names = null) {
   const q = query.trim().toUpperCase();
   if (!q) return [];
   const ex = new Set(exclude);
-  const pre = [];
-  const sub = [];
+  const tiers = [[], [], [], []];
   for (const s of all) {
     if (ex.has(s)) continue;
-    if (s.startsWith(q)) pre.push(s);
-    else if (s.includes(q)) sub.push(s);
+    if (s.startsWith(q)) tiers[0].push(s);
+    else if (s.includes(q)) tiers[1].push(s);
+    else {
+      const name = names?.get(s)?.toUpperCase();
+      if (!name) continue;
+      const at = name.indexOf(q);
+      if (at < 0) continue;
+      // A word's start ("micro" in "Advanced Micro Devices") ranks before the middle of one.
+      const wordStart = at === 0 || /[^A-Z0-9]/.test(name[at - 1]);
+      tiers[wordStart ? 2 : 3].push(s);
+    }
   }
-  return pre.concat(sub).slice(0, limit);
+  return tiers.flat().slice(0, limit);
 }
 
 export const SORT_KEYS = Object.freeze([
