@@ -69,10 +69,11 @@ export class StatusBar {
     if (this.replaying()) latText = "replay";
     const r = s.live ? this.rate.rate(t) : null;
     const rate = r === null ? "—" : r.toLocaleString("en-US");
-    const key = [state, detail, throttle, latText, rate, this.paused].join("|");
+    const key = [state, detail, throttle, latText, rate, this.paused, s.transport].join("|");
     if (key === this.shown) return;
     this.shown = key;
     this.el.dataset.state = state;
+    this.el.dataset.transport = s.transport ?? "ws"; // (`SSE` on the fallback)
     this.el.classList.toggle("paused", this.paused);
     $("conn-state").textContent = state;
     $("conn-detail").textContent = detail;

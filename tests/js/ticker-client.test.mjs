@@ -48,6 +48,15 @@ function scripted() {
 const HELLO = { type: "hello", v: 1, session: "s", throttle_ms: 100, symbols: ["AAPL", "MSFT"], news_last_id: 5 };
 const tick = () => new Promise((r) => setTimeout(r, 0));
 
+/** Wait until `cond()`; fail after a generous deadline (a loaded machine fires timers late). */
+async function until(cond, what, ms = 10000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** Answer every request the link sent since `from` with an ack (and `extra(msg)`), then pong. */
 function answer(link, from = 0, extra = () => []) {
   for (const m of link.sent.slice(from)) {
@@ -297,4 +306,74 @@ test("webSocketTransport: JSON text frames both ways, nothing else", () => {
   conn.close();
   assert.deepEqual(got, ["open", { type: "pong", t: 1 }, ["close", 1006]]);
   assert.equal(ws.closedWith, 1000);
+});
+
+test("fallback: WebSocket attempts that end before hello, three in a row: the fallback, then a probe back", async () => {
+  const ws = scripted();
+  const fb = scripted();
+  fb.transport.label = "SSE";
+  const c = new TickerClient("ws://h/ws", {
+    transport: ws.transport,
+    fallback: fb.transport,
+    fallbackPolicy: { probeMs: 30 },
+    retry: { baseMs: 1, maxMs: 2 },
+    connectTimeoutMs: 5000,
+  });
+  made.push(c);
+  const steps = [];
+  c.on("status", (s) => steps.push(s.transport));
+  c.connect();
+  await c.subscribe(["AAPL"]).catch(() => {}); // kept; asked for on whichever transport
+  // The proxy refuses the upgrade: each WebSocket closes before its hello.
+  for (let i = 0; i < 3; i++) {
+    await until(() => ws.links.length === i + 1, `ws attempt ${i + 1}`);
+    ws.links[i].hangUp();
+  }
+  await until(() => fb.links.length === 1, "the fallback dialled");
+  assert.equal(ws.links.length, 3);
+  assert.equal(fb.links[0].url, "ws://h/ws"); // (the transport maps it to /sse)
+  const link = fb.links[0];
+  link.accept();
+  link.say(HELLO);
+  await tick();
+  answer(link);
+  await until(() => c.session.live, "live over the fallback");
+  assert.equal(c.status().transport, "SSE");
+  assert.equal(c.session.transport, "SSE");
+  assert.deepEqual(link.sent.find((m) => m.op === "subscribe").symbols, ["AAPL"]);
+  // The probe: a WebSocket beside the fallback; no hello (still refused): it backs off.
+  await until(() => ws.links.length === 4, "a probe");
+  assert.equal(c.conn, link, "the fallback stays in use while probing");
+  ws.links[3].hangUp();
+  await until(() => ws.links.length === 5, "a second probe");
+  // This one gets a hello: WebSockets work again; the client moves over and asks again.
+  ws.links[4].accept();
+  ws.links[4].say(HELLO);
+  await until(() => ws.links.length === 6, "redialled over the WebSocket");
+  assert.equal(link.open, false, "the fallback was closed");
+  const back = ws.links[5];
+  back.accept();
+  back.say(HELLO);
+  await tick();
+  answer(back);
+  await until(() => c.session.live, "live over the WebSocket");
+  assert.equal(c.status().transport, "ws");
+  assert.ok(back.sent.some((m) => m.op === "subscribe"));
+  assert.ok(steps.includes("SSE") && steps.at(-1) === "ws");
+});
+
+test("fallback: a WebSocket that said hello once is redialled as before (no switch on one drop)", async () => {
+  const ws = scripted();
+  const fb = scripted();
+  const c = new TickerClient("ws://h/ws", { transport: ws.transport, fallback: fb.transport, retry: { baseMs: 1, maxMs: 2 } });
+  made.push(c);
+  c.connect();
+  ws.links[0].accept();
+  ws.links[0].say(HELLO);
+  await tick();
+  ws.links[0].hangUp(); // had its hello: an ordinary drop
+  await until(() => ws.links.length === 2, "redialled");
+  ws.links[1].hangUp();
+  await until(() => ws.links.length === 3, "redialled");
+  assert.equal(fb.links.length, 0);
 });
