@@ -46,6 +46,10 @@ def _config(tmp: Path, listen: int, edges: list[int]) -> Path:
         f"http {{\n  access_log off;\n  client_body_temp_path {tmp}/body;\n"
         f"  proxy_temp_path {tmp}/proxy;\n  fastcgi_temp_path {tmp}/fcgi;\n"
         f"  uwsgi_temp_path {tmp}/uwsgi;\n  scgi_temp_path {tmp}/scgi;\n"
+        # Run as root, nginx's workers are `nobody`, who cannot write under pytest's private
+        # tmp dirs: a large answer a slow reader takes (plotly.min.js in a browser) must not
+        # spill into a temp file.
+        "  proxy_max_temp_file_size 0;\n"
         f"  include {tmp}/site.conf;\n}}\n"
     )
     return main
