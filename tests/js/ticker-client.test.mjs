@@ -6,7 +6,7 @@ import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { TickerClient, TickerError, webSocketTransport } from "../../web/ticker-client.js";
+import { TickerClient, TickerError, sseTransport, webSocketTransport } from "../../web/ticker-client.js";
 
 /** A transport whose "server" is the test: `sent` is what the client sent, `say` answers. */
 function scripted() {
@@ -377,3 +377,68 @@ test("fallback: a WebSocket that said hello once is redialled as before (no swit
   await until(() => ws.links.length === 3, "redialled");
   assert.equal(fb.links.length, 0);
 });
+
+test("sseTransport: /sse beside /ws, the token as a header, one reopen per turn, the close comment's code", async () => {
+  const calls = []; // {url, init, push(text), end()}
+  const fakeFetch = async (url, init) => {
+    let ctrl;
+    const body = new ReadableStream({ start: (c) => (ctrl = c) });
+    const call = {
+      url,
+      init,
+      push: (text) => ctrl.enqueue(new TextEncoder().encode(text)),
+      end: () => ctrl.close(),
+    };
+    init.signal?.addEventListener("abort", () => ctrl.error(new Error("aborted")));
+    calls.push(call);
+    if (url.includes("/api/bars")) {
+      return new Response(JSON.stringify({ symbol: "AAPL", interval: "1m", bars: [[60000, 1, 1, 1, 1, 1]] }), { status: 200 });
+    }
+    return new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } });
+  };
+  const transport = sseTransport(fakeFetch, { pollMinMs: 60000 });
+  assert.equal(transport.label, "SSE");
+  const got = [];
+  let opened = 0;
+  let closed = null;
+  const conn = transport("wss://h:8443/ws", ["ticker.v1", "bearer.tok"], {
+    open: () => opened++,
+    message: (m) => got.push(m),
+    close: (code, reason) => (closed = { code, reason }),
+  });
+  try {
+    await sseScript(conn, calls, got, () => opened, () => closed);
+  } finally {
+    conn.close(); // (its poll timer never outlives the test)
+  }
+});
+
+async function sseScript(conn, calls, got, opened, closed) {
+  await until(() => calls.length === 1, "the stream");
+  assert.equal(calls[0].url, "https://h:8443/sse?");
+  assert.equal(calls[0].init.headers.Authorization, "Bearer tok");
+  assert.equal(calls[0].init.headers.Accept, "text/event-stream");
+  calls[0].push(`event: hello\ndata: ${JSON.stringify(HELLO)}\n\n: keep-alive\n\n`);
+  await until(() => got.length === 1, "the hello");
+  assert.equal(opened(), 1);
+  assert.equal(conn.open, true);
+  // Two ops in one turn: one reopen, with both in its query; acked at its hello.
+  conn.send({ op: "subscribe", symbols: ["AAPL"], id: 1 });
+  conn.send({ op: "news", topics: ["*"], since: 5, id: 2 });
+  conn.send({ op: "bars", symbol: "AAPL", interval: "1m", limit: 10, id: 3 });
+  await until(() => calls.length === 3, "the reopen and the bars request");
+  const stream = calls.find((c) => c.url.includes("/sse?symbols"));
+  assert.equal(stream.url, "https://h:8443/sse?symbols=AAPL&news=*&since=5");
+  assert.equal(calls.find((c) => c.url.includes("/api/bars")).url, "https://h:8443/api/bars?symbol=AAPL&interval=1m&limit=10");
+  stream.push(`event: hello\ndata: ${JSON.stringify(HELLO)}\n\nevent: snapshot\ndata: {"type":"snapshot","seq":1,"quotes":{}}\n\n`);
+  await until(() => got.some((m) => m.type === "bars"), "the acks, the snapshot and the bars");
+  // The answers in the order of the ops (the bars' HTTP answer waited behind the acks), then
+  // the new stream's events.
+  assert.deepEqual(got.slice(1).map((m) => m.type + (m.id ?? "")), ["ack1", "ack2", "ack3", "bars", "snapshot"]);
+  // The server ends the stream (a slow consumer): the link closes with its code.
+  stream.push(": close 1013 slow consumer\n");
+  stream.end();
+  await until(() => closed() !== null, "the close");
+  assert.deepEqual(closed(), { code: 1013, reason: "slow consumer" });
+  assert.equal(conn.open, false);
+}
