@@ -1,4 +1,5 @@
-"""The nginx sample in deploy/ really fronts two edge nodes: WebSocket upgrade, both edges used.
+"""The nginx sample in deploy/ really fronts two edge nodes: WebSocket upgrade, both edges used,
+Server-Sent Events unbuffered.
 
 Runs Debian's nginx (installed by scripts/system-deps.sh) with deploy/nginx.conf, its edge
 addresses and listen port rewritten to this test's, in front of one ingest and two edge nodes on a
@@ -45,6 +46,10 @@ def _config(tmp: Path, listen: int, edges: list[int]) -> Path:
         f"http {{\n  access_log off;\n  client_body_temp_path {tmp}/body;\n"
         f"  proxy_temp_path {tmp}/proxy;\n  fastcgi_temp_path {tmp}/fcgi;\n"
         f"  uwsgi_temp_path {tmp}/uwsgi;\n  scgi_temp_path {tmp}/scgi;\n"
+        # Run as root, nginx's workers are `nobody`, who cannot write under pytest's private
+        # tmp dirs: a large answer a slow reader takes (plotly.min.js in a browser) must not
+        # spill into a temp file.
+        "  proxy_max_temp_file_size 0;\n"
         f"  include {tmp}/site.conf;\n}}\n"
     )
     return main
@@ -127,3 +132,26 @@ async def test_nginx_sample_fronts_two_edges(front: tuple[str, list[ServerProces
             assert 0 <= m["ticker_bus_lag_seconds"] < 10
         for ws in wss:
             await ws.close()
+        # Server-Sent Events through the sample's /sse location: an idle stream's hello (a few
+        # hundred bytes) arrives at once, and deltas flow.
+        assert await _sse_events(http, front_url + "/sse", until="hello") == ["hello"]
+        kinds = await _sse_events(http, front_url + "/sse?symbols=*&throttle_ms=100", until="delta")
+        assert kinds[:2] == ["hello", "snapshot"], kinds
+
+
+async def _sse_events(http: aiohttp.ClientSession, url: str, until: str) -> list[str]:
+    """The event types of a stream, up to the first ``until`` (within 5 s)."""
+    kinds: list[str] = []
+    async with http.get(url) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+
+        async def read() -> None:
+            async for line in r.content:
+                if line.startswith(b"event: "):
+                    kinds.append(line[7:].strip().decode())
+                    if kinds[-1] == until:
+                        return
+
+        await asyncio.wait_for(read(), 5000 * MS)
+    return kinds

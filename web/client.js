@@ -2,13 +2,15 @@
 // (connect, hello, throttle, subscribe, news `since` resume, resync on a seq gap, reconnect with
 // backoff, a silent link dropped: all there). What is the browser's stays here: the page's URL
 // and token, the `online` event (retry now), the hidden tab's slow window, the first news over
-// HTTP, and the hooks that tell the features what came in.
+// HTTP, and the hooks that tell the features what came in. Where the WebSocket cannot be
+// opened (a proxy that refuses `Upgrade`), the client falls back to Server-Sent Events
+// (`sseTransport`: the status says `live · SSE`) and tries the WebSocket again now and then.
 
 import { CLIENT_TOKEN, api } from "./api.js";
 import { now } from "./dom.js";
 import { desiredWindow } from "./logic/connection.js";
 import { RETRY } from "./logic/session.js";
-import { TickerClient } from "./ticker-client.js";
+import { TickerClient, sseTransport } from "./ticker-client.js";
 
 const quiet = () => {};
 
@@ -37,6 +39,7 @@ export class Client {
     const tc = new TickerClient(`${proto}//${location.host}/ws`, {
       token: CLIENT_TOKEN,
       WebSocket,
+      fallback: sseTransport((url, init) => fetch(url, init)),
       retry: RETRY,
       now,
       setup: (m) => this.setup(m),

@@ -81,7 +81,7 @@ export class StatusBar {
     // Off the live stream, what is on screen is as of the last frame received: dimmed, and said.
     const stale = state !== "live" && state !== "connecting" && this.client.book.size > 0;
     const asOf = stale && this.client.lastFrameAt ? `as of ${fmtTime(this.client.lastFrameAt)} UTC` : "";
-    const key = [state, detail, throttle, latText, rate, this.paused, asOf].join("|");
+    const key = [state, detail, throttle, latText, rate, this.paused, asOf, s.transport].join("|");
     if (key === this.shown) return;
     this.shown = key;
     document.body.classList.toggle("stale", stale);
@@ -89,6 +89,7 @@ export class StatusBar {
     $("as-of").hidden = !asOf;
     $("retry").hidden = state === "live" || state === "connecting";
     this.el.dataset.state = state;
+    this.el.dataset.transport = s.transport ?? "ws"; // (`SSE` on the fallback)
     this.el.classList.toggle("paused", this.paused);
     $("conn-state").textContent = state;
     $("conn-detail").textContent = detail;

@@ -14,6 +14,10 @@
 // The I/O shell around the pure Session (logic/session.js), book (logic/book.js) and Requests
 // (logic/requests.js). The wire is a small transport interface (`webSocketTransport`), so
 // another transport (another encoding, SSE) can be dropped in without touching the rest.
+// `sseTransport` is one: `GET /sse` read with fetch, the ops answered by reopening the stream or
+// over HTTP (logic/sse.js). Given as `fallback`, it takes over when WebSockets cannot be opened
+// (a proxy that refuses `Upgrade`), and a WebSocket is tried again now and then
+// (logic/fallback.js).
 //
 //   import { TickerClient } from "/static/ticker-client.js";      // a page
 //   import { TickerClient } from "./web/ticker-client.js";         // Node, with:
@@ -26,8 +30,10 @@
 
 import { wsAuth } from "./logic/access.js";
 import { applyDelta, applySnapshot } from "./logic/book.js";
+import { Fallback } from "./logic/fallback.js";
 import { Requests } from "./logic/requests.js";
 import { Session } from "./logic/session.js";
+import { SseLink, SseParser, barsQuery, closeComment } from "./logic/sse.js";
 
 /** The defaults (ms): like the Python client's (ticker.client). */
 export const DEFAULTS = Object.freeze({
@@ -109,6 +115,223 @@ export function webSocketTransport(WebSocketImpl) {
   };
 }
 
+/**
+ * The Server-Sent Events transport: `GET /sse` (docs/protocol.md), read with `fetch` (a
+ * streamed body), for where a WebSocket cannot be opened. Given the client's WebSocket URL
+ * (`ws://host/ws`), it reads `http://host/sse` and asks `http://host/api/bars`. The stream is one
+ * way: an op that changes what the client asks for (`subscribe`, `unsubscribe`, `news`,
+ * `throttle`, `fields`, `resync`) reopens the stream with the new query (the ops of one turn
+ * together: one reopen) and is acknowledged at the new stream's hello; news resumes with `since`
+ * the last item delivered. `bars` is answered by `GET /api/bars`; a live bars stream is polled
+ * at the window (at least every `pollMinMs`, 1 s), sending `bar` for the bars that changed (a
+ * fresh `bars` when the history went back, as after a replay seek). `ping` is answered while the
+ * stream is alive (its keep-alive comment comes every 15 s), so a dead stream is still noticed.
+ *
+ * Why fetch and not `EventSource`: the token goes in an `Authorization` header (an EventSource
+ * could only put it in the URL, where proxies log it), the keep-alive comments are seen (a
+ * silent link shows), reconnecting stays the client's (its backoff, its fallback decision), and
+ * the same code runs in Node >= 20 (tests/js/client.int.test.mjs) and in browsers.
+ *
+ * @param {typeof fetch} fetchImpl a WHATWG fetch whose response bodies stream (browsers',
+ *   Node >= 18's global)
+ * @param {{pollMinMs?: number, aliveMs?: number, now?: () => number}} [opts]
+ */
+export function sseTransport(fetchImpl, opts = {}) {
+  if (typeof fetchImpl !== "function") throw new TypeError("sseTransport(fetchImpl): a function");
+  const clock = opts.now ?? (() => Date.now());
+  const transport = (url, protocols, on) => {
+    const link = new SseLink(opts);
+    const u = new URL(url);
+    const http = u.protocol === "wss:" ? "https:" : u.protocol === "ws:" ? "http:" : u.protocol;
+    const prefix = `${http}//${u.host}${u.pathname.replace(/\/ws$/, "")}`;
+    const token = u.searchParams.get("token");
+    const tokenQuery = token === null ? "" : `token=${encodeURIComponent(token)}`;
+    const withToken = (q) => [q, tokenQuery].filter(Boolean).join("&");
+    const auth = {};
+    const bearer = (protocols ?? []).find((p) => p.startsWith("bearer."));
+    if (bearer) auth.Authorization = `Bearer ${bearer.slice("bearer.".length)}`;
+
+    let isOpen = false;
+    let closed = false;
+    let current = null; // the AbortController of the stream being read
+    let reopenQueued = false;
+    let pollTimer = null;
+    const polling = new Set(); // poll keys in flight
+
+    const deliver = (msgs) => {
+      for (const m of msgs) if (!closed) on.message(m);
+    };
+    const finish = (code, reason) => {
+      if (closed) return;
+      closed = true;
+      isOpen = false;
+      if (current) current.abort();
+      clearTimeout(pollTimer);
+      on.close(code, reason);
+    };
+    const get = async (path, query, init = {}) => {
+      const r = await fetchImpl(`${prefix}${path}?${withToken(query)}`, {
+        ...init,
+        headers: { ...auth, ...(init.headers ?? {}) },
+        cache: "no-store",
+      });
+      return r;
+    };
+    const json = async (r) => {
+      try {
+        return await r.json();
+      } catch {
+        return null;
+      }
+    };
+
+    async function read(gen, query, ctrl) {
+      let r;
+      try {
+        r = await get("/sse", query, { headers: { Accept: "text/event-stream" }, signal: ctrl.signal });
+      } catch {
+        if (gen === link.gen) finish(1006, "unreachable");
+        return;
+      }
+      if (gen !== link.gen || closed) {
+        ctrl.abort();
+        return;
+      }
+      if (r.status === 400 && isOpen) {
+        // The new query was refused (`too_many_symbols`, ...): its ops fail, the last good
+        // query is opened again.
+        const { msgs, reopen } = link.refused(gen, await json(r));
+        deliver(msgs);
+        if (reopen) openStream();
+        else finish(1008, "refused");
+        return;
+      }
+      if (!r.ok || !r.body) {
+        finish(1006, `HTTP ${r.status}`);
+        return;
+      }
+      if (!isOpen) {
+        isOpen = true;
+        on.open();
+      }
+      const reader = r.body.getReader();
+      const decoder = new TextDecoder();
+      const parser = new SseParser();
+      let end = null;
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || gen !== link.gen || closed) break;
+          link.bytes(clock());
+          for (const item of parser.push(decoder.decode(value, { stream: true }))) {
+            if (item.kind === "comment") {
+              end = closeComment(item.text) ?? end;
+              continue;
+            }
+            let obj;
+            try {
+              obj = JSON.parse(item.data);
+            } catch {
+              continue;
+            }
+            deliver(link.event(gen, item.event, obj));
+          }
+        }
+      } catch {
+        // aborted (a newer stream took over) or reset: below
+      }
+      if (gen === link.gen) finish(end?.code ?? 1006, end?.reason ?? "stream ended");
+    }
+
+    function openStream() {
+      if (current) current.abort();
+      const ctrl = new AbortController();
+      current = ctrl;
+      const query = link.reopen();
+      read(link.gen, query, ctrl);
+    }
+
+    function queueReopen() {
+      if (reopenQueued) return;
+      reopenQueued = true;
+      queueMicrotask(() => {
+        reopenQueued = false;
+        if (!closed && link.dirty) openStream();
+      });
+    }
+
+    async function answerBars(req) {
+      let status = 0;
+      let body = null;
+      try {
+        const r = await get("/api/bars", barsQuery(req));
+        status = r.status;
+        body = await json(r);
+      } catch {
+        // unreachable: answered as an error below
+      }
+      if (closed) return;
+      deliver(link.barsAnswer(req, status, body));
+      schedulePoll();
+    }
+
+    function schedulePoll() {
+      if (closed || pollTimer !== null || link.streams.size === 0) return;
+      pollTimer = setTimeout(() => {
+        pollTimer = null;
+        poll();
+        schedulePoll();
+      }, link.pollMs());
+    }
+
+    function poll() {
+      for (const { key, query } of link.polls()) {
+        if (polling.has(key)) continue;
+        polling.add(key);
+        (async () => {
+          try {
+            const body = await json(await get("/api/bars", query));
+            if (closed) return;
+            const { msgs, reset } = link.polled(key, body?.bars);
+            deliver(msgs);
+            const again = reset ? link.refetchQuery(key) : null;
+            if (again !== null) {
+              const whole = await json(await get("/api/bars", again));
+              if (!closed) deliver(link.refetched(key, whole?.bars));
+            }
+          } catch {
+            // the next poll tries again
+          } finally {
+            polling.delete(key);
+          }
+        })();
+      }
+    }
+
+    openStream();
+    return {
+      get open() {
+        return isOpen && !closed;
+      },
+      send(obj) {
+        if (!isOpen || closed) return false;
+        const { reopen, bars } = link.send(obj, clock());
+        if (reopen) queueReopen();
+        if (bars) answerBars(bars);
+        const msgs = link.drain();
+        // Answered after this turn, as a server would: the caller registers the request first.
+        if (msgs.length) queueMicrotask(() => deliver(msgs));
+        return true;
+      },
+      close() {
+        queueMicrotask(() => finish(1000, ""));
+      },
+    };
+  };
+  transport.label = "SSE";
+  return transport;
+}
+
 const quiet = () => {};
 
 export class TickerClient extends EventTarget {
@@ -119,6 +342,10 @@ export class TickerClient extends EventTarget {
    *   or as `?token=` when it has characters a subprotocol cannot carry)
    * @param {typeof WebSocket} [opts.WebSocket] the WebSocket constructor (default: the global)
    * @param {Function} [opts.transport] a transport (see webSocketTransport) instead
+   * @param {Function} [opts.fallback] a transport for when the WebSocket cannot be opened
+   *   (`sseTransport(fetch)`): taken after a few attempts in a row end before the hello; a
+   *   WebSocket is tried again now and then (logic/fallback.js)
+   * @param {{after?: number, probeMs?: number, probeMaxMs?: number}} [opts.fallbackPolicy]
    * @param {boolean} [opts.reconnect] reconnect when the link drops (default true)
    * @param {{baseMs?: number, maxMs?: number}} [opts.retry] the reconnect backoff
    * @param {(hello: object, client: TickerClient) => (void|Promise<void>)} [opts.setup] runs
@@ -138,6 +365,8 @@ export class TickerClient extends EventTarget {
     if (!this.transport) {
       throw new TypeError("no WebSocket: pass {WebSocket} (e.g. `import WebSocket from 'ws'`)");
     }
+    this.fallback = opts.fallback ?? null;
+    this.choice = new Fallback(opts.fallbackPolicy);
     this.opts = { ...DEFAULTS, ...opts };
     this.reconnect = opts.reconnect ?? true;
     this.setup = opts.setup ?? null;
@@ -160,6 +389,9 @@ export class TickerClient extends EventTarget {
     this.streams = new Map(); // "symbol interval" -> live bars request
 
     this.conn = null;
+    this.via = null; // the fallback's label while the connection uses it (null: the WebSocket)
+    this.greeted = false; // this connection had its hello
+    this.probeTimer = null;
     this.handshake = null; // the requests of the handshake in progress (null: none)
     this.lastFrameAt = 0;
     this.retryTimer = null;
@@ -195,10 +427,12 @@ export class TickerClient extends EventTarget {
   }
 
   /** The connection's state: step (`connecting`, `handshake`, `subscribing`, `live`, `waiting`,
-   * `reconnecting`, `closed`), live, failed attempts, when the next one is due, round trip. */
+   * `reconnecting`, `closed`), live, failed attempts, when the next one is due, round trip, and
+   * `transport` (`ws`, or the fallback's label: `SSE`). */
   status() {
     const s = this.session;
-    return { step: s.step, live: s.live, attempt: s.attempt, retryAt: s.retryAt, rtt: s.rtt };
+    const transport = this.via ?? "ws";
+    return { step: s.step, live: s.live, attempt: s.attempt, retryAt: s.retryAt, rtt: s.rtt, transport };
   }
 
   // Lifecycle
@@ -225,6 +459,7 @@ export class TickerClient extends EventTarget {
     clearInterval(this.pingTimer);
     clearTimeout(this.retryTimer);
     clearTimeout(this.connectTimer);
+    clearTimeout(this.probeTimer);
     const conn = this.conn;
     this.conn = null;
     if (conn) conn.close();
@@ -237,10 +472,14 @@ export class TickerClient extends EventTarget {
   dial() {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    const fallback = this.fallback !== null && this.choice.active;
+    this.via = fallback ? (this.fallback.label ?? "fallback") : null;
+    this.session.transport = this.via;
+    this.greeted = false;
     this.session.begin();
     this.handshake = null;
-    const { protocols, query } = wsAuth(this.token);
-    const url = query ? this.url + (this.url.includes("?") ? "&" : "?") + query.slice(1) : this.url;
+    const transport = fallback ? this.fallback : this.transport;
+    const { protocols, url } = this.target();
     let conn = null;
     const handlers = {
       open: () => {
@@ -259,7 +498,7 @@ export class TickerClient extends EventTarget {
       },
     };
     try {
-      conn = this.transport(url, protocols, handlers);
+      conn = transport(url, protocols, handlers);
     } catch {
       this.scheduleReconnect();
       return;
@@ -277,9 +516,17 @@ export class TickerClient extends EventTarget {
     conn.close();
   }
 
+  /** The URL and subprotocols to dial, with the token (logic/access.js). */
+  target() {
+    const { protocols, query } = wsAuth(this.token);
+    const url = query ? this.url + (this.url.includes("?") ? "&" : "?") + query.slice(1) : this.url;
+    return { protocols, url };
+  }
+
   /** The link is gone: its requests fail; reconnect after the backoff. */
   lost() {
     clearTimeout(this.connectTimer);
+    clearTimeout(this.probeTimer);
     this.conn = null;
     this.handshake = null;
     this.session.closed();
@@ -289,7 +536,67 @@ export class TickerClient extends EventTarget {
       this.close();
       return;
     }
+    // Attempts that end before their hello, a few in a row: the other transport, at once.
+    if (this.fallback !== null && !this.greeted && this.choice.failed()) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => this.dial(), 0);
+      return;
+    }
     this.scheduleReconnect();
+  }
+
+  // The fallback
+
+  /** While live on the fallback: a WebSocket probe after the policy's delay. */
+  scheduleProbe() {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+    if (this.closed || this.via === null) return;
+    this.probeTimer = setTimeout(() => this.probe(), this.choice.probeDelay());
+  }
+
+  /** Open a WebSocket beside the fallback: its hello moves the client back to WebSockets. */
+  probe() {
+    this.probeTimer = null;
+    if (this.closed || this.via === null || this.conn === null) return;
+    const { protocols, url } = this.target();
+    let settled = false;
+    let conn = null;
+    let timer = null;
+    const end = (ok) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (conn) conn.close();
+      if (this.closed || this.via === null) return;
+      if (!ok) {
+        this.choice.probeFailed();
+        this.scheduleProbe();
+        return;
+      }
+      this.choice.probeOk();
+      // Over to the WebSocket: the new connection asks again for everything (news `since`).
+      const old = this.conn;
+      if (old) {
+        this.session.dropped();
+        this.lost();
+        old.close();
+      }
+      if (!this.closed) this.dial();
+    };
+    try {
+      conn = this.transport(url, protocols, {
+        open: () => {},
+        message: (m) => {
+          if (m.type === "hello") end(true);
+        },
+        close: () => end(false),
+      });
+    } catch {
+      end(false);
+      return;
+    }
+    timer = setTimeout(() => end(false), this.opts.connectTimeoutMs);
   }
 
   scheduleReconnect() {
@@ -490,6 +797,9 @@ export class TickerClient extends EventTarget {
     this.serverThrottle = typeof m.throttle_ms === "number" ? m.throttle_ms : null;
     this.connects++;
     this.handshake = [];
+    this.greeted = true;
+    this.choice.hello();
+    if (this.via !== null) this.scheduleProbe();
     s.hello();
     this.restore(m);
     this.emit("hello", m);

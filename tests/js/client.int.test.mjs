@@ -2,7 +2,9 @@
 // `ws` package (tests/js/package.json; `make test` installs it): subscribe and the merged book
 // equals GET /api/quotes; bars equal GET /api/bars; an error frame rejects the request that
 // caused it; a seq gap (a delta dropped on its way in) is resynced; news resumes across a server
-// restart on the same port with no item missed or repeated.
+// restart on the same port with no item missed or repeated. Over Server-Sent Events
+// (sseTransport with Node's fetch) the same client keeps its book, window, news and live bars,
+// and a watchlist change reopens the stream.
 //
 // The server is `python -m ticker serve --port 0 ...` (its first stdout line is `listening on
 // http://HOST:PORT`), run by $TICKER_PYTHON, else the repository's .venv/bin/python, else
@@ -17,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { TickerClient, TickerError, webSocketTransport } from "../../web/ticker-client.js";
+import { TickerClient, TickerError, sseTransport, webSocketTransport } from "../../web/ticker-client.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const FACTOR = Number(process.env.TICKER_TEST_TIMEOUT_FACTOR) || 1;
@@ -291,4 +293,46 @@ test("news resumes across a server restart on the same port: none missed, none t
   assert.deepEqual(missedSecond, [], "none of the second server's missed (the outage's included)");
   assert.ok(servedSecond.some((id) => have.has(id)), "the second server's items arrived");
   assert.ok(Math.min(...servedSecond) > Math.max(...servedFirst), "ids keep increasing");
+});
+
+test("over SSE (sseTransport, Node's fetch): book, window, news once, live bars polled, a reopen", async (t) => {
+  if (env.reason) return t.skip(env.reason);
+  const srv = await serve("--feed", `replay:path=${replayFile()},speed=10`, "--feed", "simnews:rate=1200,seed=4");
+  const c = client(srv.wsUrl, { transport: sseTransport(fetch, { pollMinMs: 200 }) });
+  const news = [];
+  c.on("news", (n) => news.push(n.id));
+  const chart = new Map(); // t -> bar: the `bars` answer, then `bar` updates (a fresh `bars` replaces)
+  c.on("bars", (m) => {
+    if (m.interval !== "1s") return;
+    chart.clear();
+    for (const b of m.bars) chart.set(b[0], b);
+  });
+  c.on("bar", (m) => chart.set(m.bar[0], m.bar));
+  const hello = await c.connect();
+  assert.equal(hello.type, "hello");
+  assert.equal(await c.throttle(55), 60); // quantized as the server does
+  assert.deepEqual(await c.subscribe(["AAA"]), ["AAA"]);
+  await c.news(["*"]);
+  await c.bars("AAA", "1s", { limit: 5000, live: true });
+  await until(() => c.quotes.has("AAA") && news.length >= 5, "quotes and news over SSE");
+  assert.equal(c.quotes.has("BBB"), false);
+  assert.equal(c.status().live, true);
+  await c.subscribe(["BBB"]); // a new query: the stream is reopened
+  await until(() => c.quotes.has("BBB"), "BBB after the reopen");
+  const errors = [];
+  c.on("error", (m) => errors.push(m));
+  await assert.rejects(c.request({ op: "fields", fields: ["colour"] }), (e) => e.code === "bad_request");
+  assert.equal(c.status().live, true, "a refused query leaves the stream as it was");
+
+  await until(async () => (await srv.get("/healthz")).feeds.find((f) => f.name.startsWith("replay"))?.state === "finished", "the replay to finish", 60 * S);
+  const want = (await srv.get("/api/quotes?symbols=AAA,BBB")).quotes;
+  await until(() => JSON.stringify(sorted(c.quotes)) === JSON.stringify(sorted(want)), "book == /api/quotes", 10 * S);
+  const served = (await srv.get("/api/bars?symbol=AAA&interval=1s&limit=5000")).bars;
+  await until(() => JSON.stringify([...chart.values()]) === JSON.stringify(served), "polled bars == /api/bars", 10 * S);
+  assert.deepEqual(news, [...news].sort((a, b) => a - b), "news in order");
+  assert.equal(new Set(news).size, news.length, "no news item twice across the reopens");
+  const have = new Set(news);
+  const servedNews = (await srv.get("/api/news?limit=10000")).items.map((i) => i.id);
+  const missed = servedNews.filter((id) => id >= news[0] && id <= news.at(-1) && !have.has(id));
+  assert.deepEqual(missed, [], "none missed across the reopens");
 });

@@ -64,4 +64,7 @@ test("status line: connecting steps, then the retry countdown, offline, live wit
   assert.deepEqual(connectionStatus({ ...again, step: "handshake" }).detail, "handshake…");
   assert.deepEqual(connectionStatus({ ...base, live: true, rtt: 12.3 }), { state: "live", detail: "rtt 12 ms" });
   assert.deepEqual(connectionStatus({ ...base, live: true }), { state: "live", detail: "" });
+  // On the fallback the status names it instead of a round trip (a local one, meaningless).
+  assert.deepEqual(connectionStatus({ ...base, live: true, rtt: 0, transport: "SSE" }), { state: "live", detail: "SSE" });
+  assert.equal(connectionStatus({ ...base, transport: "SSE" }).state, "connecting");
 });

@@ -6,7 +6,7 @@ import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { TickerClient, TickerError, webSocketTransport } from "../../web/ticker-client.js";
+import { TickerClient, TickerError, sseTransport, webSocketTransport } from "../../web/ticker-client.js";
 
 /** A transport whose "server" is the test: `sent` is what the client sent, `say` answers. */
 function scripted() {
@@ -47,6 +47,15 @@ function scripted() {
 
 const HELLO = { type: "hello", v: 1, session: "s", throttle_ms: 100, symbols: ["AAPL", "MSFT"], news_last_id: 5 };
 const tick = () => new Promise((r) => setTimeout(r, 0));
+
+/** Wait until `cond()`; fail after a generous deadline (a loaded machine fires timers late). */
+async function until(cond, what, ms = 10000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 /** Answer every request the link sent since `from` with an ack (and `extra(msg)`), then pong. */
 function answer(link, from = 0, extra = () => []) {
@@ -298,3 +307,138 @@ test("webSocketTransport: JSON text frames both ways, nothing else", () => {
   assert.deepEqual(got, ["open", { type: "pong", t: 1 }, ["close", 1006]]);
   assert.equal(ws.closedWith, 1000);
 });
+
+test("fallback: WebSocket attempts that end before hello, three in a row: the fallback, then a probe back", async () => {
+  const ws = scripted();
+  const fb = scripted();
+  fb.transport.label = "SSE";
+  const c = new TickerClient("ws://h/ws", {
+    transport: ws.transport,
+    fallback: fb.transport,
+    fallbackPolicy: { probeMs: 30 },
+    retry: { baseMs: 1, maxMs: 2 },
+    connectTimeoutMs: 5000,
+  });
+  made.push(c);
+  const steps = [];
+  c.on("status", (s) => steps.push(s.transport));
+  c.connect();
+  await c.subscribe(["AAPL"]).catch(() => {}); // kept; asked for on whichever transport
+  // The proxy refuses the upgrade: each WebSocket closes before its hello.
+  for (let i = 0; i < 3; i++) {
+    await until(() => ws.links.length === i + 1, `ws attempt ${i + 1}`);
+    ws.links[i].hangUp();
+  }
+  await until(() => fb.links.length === 1, "the fallback dialled");
+  assert.equal(ws.links.length, 3);
+  assert.equal(fb.links[0].url, "ws://h/ws"); // (the transport maps it to /sse)
+  const link = fb.links[0];
+  link.accept();
+  link.say(HELLO);
+  await tick();
+  answer(link);
+  await until(() => c.session.live, "live over the fallback");
+  assert.equal(c.status().transport, "SSE");
+  assert.equal(c.session.transport, "SSE");
+  assert.deepEqual(link.sent.find((m) => m.op === "subscribe").symbols, ["AAPL"]);
+  // The probe: a WebSocket beside the fallback; no hello (still refused): it backs off.
+  await until(() => ws.links.length === 4, "a probe");
+  assert.equal(c.conn, link, "the fallback stays in use while probing");
+  ws.links[3].hangUp();
+  await until(() => ws.links.length === 5, "a second probe");
+  // This one gets a hello: WebSockets work again; the client moves over and asks again.
+  ws.links[4].accept();
+  ws.links[4].say(HELLO);
+  await until(() => ws.links.length === 6, "redialled over the WebSocket");
+  assert.equal(link.open, false, "the fallback was closed");
+  const back = ws.links[5];
+  back.accept();
+  back.say(HELLO);
+  await tick();
+  answer(back);
+  await until(() => c.session.live, "live over the WebSocket");
+  assert.equal(c.status().transport, "ws");
+  assert.ok(back.sent.some((m) => m.op === "subscribe"));
+  assert.ok(steps.includes("SSE") && steps.at(-1) === "ws");
+});
+
+test("fallback: a WebSocket that said hello once is redialled as before (no switch on one drop)", async () => {
+  const ws = scripted();
+  const fb = scripted();
+  const c = new TickerClient("ws://h/ws", { transport: ws.transport, fallback: fb.transport, retry: { baseMs: 1, maxMs: 2 } });
+  made.push(c);
+  c.connect();
+  ws.links[0].accept();
+  ws.links[0].say(HELLO);
+  await tick();
+  ws.links[0].hangUp(); // had its hello: an ordinary drop
+  await until(() => ws.links.length === 2, "redialled");
+  ws.links[1].hangUp();
+  await until(() => ws.links.length === 3, "redialled");
+  assert.equal(fb.links.length, 0);
+});
+
+test("sseTransport: /sse beside /ws, the token as a header, one reopen per turn, the close comment's code", async () => {
+  const calls = []; // {url, init, push(text), end()}
+  const fakeFetch = async (url, init) => {
+    let ctrl;
+    const body = new ReadableStream({ start: (c) => (ctrl = c) });
+    const call = {
+      url,
+      init,
+      push: (text) => ctrl.enqueue(new TextEncoder().encode(text)),
+      end: () => ctrl.close(),
+    };
+    init.signal?.addEventListener("abort", () => ctrl.error(new Error("aborted")));
+    calls.push(call);
+    if (url.includes("/api/bars")) {
+      return new Response(JSON.stringify({ symbol: "AAPL", interval: "1m", bars: [[60000, 1, 1, 1, 1, 1]] }), { status: 200 });
+    }
+    return new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } });
+  };
+  const transport = sseTransport(fakeFetch, { pollMinMs: 60000 });
+  assert.equal(transport.label, "SSE");
+  const got = [];
+  let opened = 0;
+  let closed = null;
+  const conn = transport("wss://h:8443/ws", ["ticker.v1", "bearer.tok"], {
+    open: () => opened++,
+    message: (m) => got.push(m),
+    close: (code, reason) => (closed = { code, reason }),
+  });
+  try {
+    await sseScript(conn, calls, got, () => opened, () => closed);
+  } finally {
+    conn.close(); // (its poll timer never outlives the test)
+  }
+});
+
+async function sseScript(conn, calls, got, opened, closed) {
+  await until(() => calls.length === 1, "the stream");
+  assert.equal(calls[0].url, "https://h:8443/sse?");
+  assert.equal(calls[0].init.headers.Authorization, "Bearer tok");
+  assert.equal(calls[0].init.headers.Accept, "text/event-stream");
+  calls[0].push(`event: hello\ndata: ${JSON.stringify(HELLO)}\n\n: keep-alive\n\n`);
+  await until(() => got.length === 1, "the hello");
+  assert.equal(opened(), 1);
+  assert.equal(conn.open, true);
+  // Two ops in one turn: one reopen, with both in its query; acked at its hello.
+  conn.send({ op: "subscribe", symbols: ["AAPL"], id: 1 });
+  conn.send({ op: "news", topics: ["*"], since: 5, id: 2 });
+  conn.send({ op: "bars", symbol: "AAPL", interval: "1m", limit: 10, id: 3 });
+  await until(() => calls.length === 3, "the reopen and the bars request");
+  const stream = calls.find((c) => c.url.includes("/sse?symbols"));
+  assert.equal(stream.url, "https://h:8443/sse?symbols=AAPL&news=*&since=5");
+  assert.equal(calls.find((c) => c.url.includes("/api/bars")).url, "https://h:8443/api/bars?symbol=AAPL&interval=1m&limit=10");
+  stream.push(`event: hello\ndata: ${JSON.stringify(HELLO)}\n\nevent: snapshot\ndata: {"type":"snapshot","seq":1,"quotes":{}}\n\n`);
+  await until(() => got.some((m) => m.type === "bars"), "the acks, the snapshot and the bars");
+  // The answers in the order of the ops (the bars' HTTP answer waited behind the acks), then
+  // the new stream's events.
+  assert.deepEqual(got.slice(1).map((m) => m.type + (m.id ?? "")), ["ack1", "ack2", "ack3", "bars", "snapshot"]);
+  // The server ends the stream (a slow consumer): the link closes with its code.
+  stream.push(": close 1013 slow consumer\n");
+  stream.end();
+  await until(() => closed() !== null, "the close");
+  assert.deepEqual(closed(), { code: 1013, reason: "slow consumer" });
+  assert.equal(conn.open, false);
+}

@@ -38,11 +38,14 @@ export function desiredWindow(hidden, windowMs, serverDefault) {
 
 /**
  * The status bar's connection state and detail for a Session (session.js): `live` (with the
- * ping's round trip), `connecting` with its step until the first failure, then `reconnecting` or
+ * ping's round trip, or the fallback transport's name: `live · SSE`), `connecting` with its step until the first failure, then `reconnecting` or
  * `offline` with the retry countdown or the step in progress.
  * @returns {{state: string, detail: string}}
  */
 export function connectionStatus(s, { online = true, now = 0 } = {}) {
+  // Over the fallback the round trip is the transport's own (no ping reaches the server): the
+  // status says which transport instead.
+  if (s.live && s.transport) return { state: "live", detail: s.transport };
   if (s.live) return { state: "live", detail: s.rtt !== null ? `rtt ${fmtMs(s.rtt)}` : "" };
   if (!s.everLive && s.attempt === 0) {
     return { state: "connecting", detail: s.step === "connecting" ? "" : s.step + "…" };

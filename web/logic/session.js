@@ -30,6 +30,7 @@ export class Session {
     this.rtt = null;
     this.snapshots = 0;
     this.newsCursor = null; // resume point: highest news id seen or known to be covered
+    this.transport = null; // the fallback's name (`SSE`) while on it; null: the WebSocket
   }
 
   setStep(step) {
