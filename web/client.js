@@ -13,6 +13,7 @@ import { RETRY } from "./logic/session.js";
 import { TickerClient, sseTransport } from "./ticker-client.js";
 
 const quiet = () => {};
+const PROBE_MS = 1000; // while the link is down: is the server back? (then connect at once)
 
 /**
  * @typedef {object} ClientHooks
@@ -35,6 +36,7 @@ export class Client {
     this.windowMs = null; // this tab's chosen window (null: the server default)
     this.serverDefault = null;
     this.subscribed = false; // the watchlist was asked for (the client keeps it from then on)
+    this.probing = false; // a /healthz probe is in flight (the link is down)
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const tc = new TickerClient(`${proto}//${location.host}/ws`, {
       token: CLIENT_TOKEN,
@@ -69,6 +71,22 @@ export class Client {
     // A hidden tab asks for a slow window; back in view it asks for its own again, and the
     // server answers a window change with a fresh snapshot: the catch-up.
     document.addEventListener("visibilitychange", () => this.sendThrottle());
+    // While the link is down, a cheap probe each second: the moment the server answers, connect
+    // (live again within about a second of its return, whatever the backoff's next wait).
+    setInterval(() => this.probe(), PROBE_MS);
+  }
+
+  async probe() {
+    if (this.probing || this.tc.session.connected || this.tc.conn) return;
+    this.probing = true;
+    try {
+      const r = await fetch("/healthz", { cache: "no-store", signal: AbortSignal.timeout(900) });
+      if (r.ok && !this.tc.session.connected && !this.tc.conn) this.connect();
+    } catch {
+      /* still down */
+    } finally {
+      this.probing = false;
+    }
   }
 
   connect() {

@@ -7,8 +7,8 @@
 import { seqStatus } from "./book.js";
 import { backoffDelay } from "./connection.js";
 
-/** The dashboard's reconnect backoff: 0.5 s doubling to 15 s (README "Behaviour"). */
-export const RETRY = Object.freeze({ baseMs: 500, maxMs: 15000 });
+/** The dashboard's reconnect backoff: 0.5 s doubling to 5 s, jittered (README "Behaviour"). */
+export const RETRY = Object.freeze({ baseMs: 500, maxMs: 5000 });
 
 export class Session {
   /**
