@@ -58,6 +58,11 @@ export class Client {
     tc.on("error", (m) => hooks.error(m));
   }
 
+  /** When the last frame arrived (wall clock, ms; 0: none yet): the offline "as of". */
+  get lastFrameAt() {
+    return this.tc.lastFrameAt;
+  }
+
   /** The window the server confirmed (ms; null before the first hello). */
   get serverThrottle() {
     return this.tc.serverThrottle;

@@ -40,8 +40,7 @@ export class StatusBar {
 
   /** Connect again at once instead of waiting out the backoff (the client's own connect()). */
   retryNow() {
-    const ws = this.client.ws;
-    if (ws && ws.readyState <= WebSocket.OPEN) return; // already trying, or back
+    if (this.client.tc.conn) return; // already trying, or back
     this.client.connect();
     this.render();
   }
