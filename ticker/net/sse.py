@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from ticker.aio import cancel_and_wait
 from ticker.core.sse import sse_requests
 from ticker.core.wire import SseWire
 from ticker.hub.broadcaster import Client, Hub
@@ -38,7 +37,7 @@ from ticker.net.admission import admit
 from ticker.net.guard import expire_when_due, grant_of
 from ticker.net.keys import HUB, SERVER_CONFIG
 from ticker.net.responses import Detached, bad_request, json_error
-from ticker.net.wsconn import CLOSE_TIMEOUT, detach
+from ticker.net.wsconn import CLOSE_TIMEOUT, Registry, detach
 
 __all__ = ["KEEPALIVE_S", "SSE_CHUNKED", "SSE_PLAIN", "STREAMS", "SseConnection", "Streams"]
 
@@ -116,32 +115,18 @@ class SseConnection(asyncio.Protocol):
             self._abort_timer = self.hub.loop.call_later(CLOSE_TIMEOUT, tr.abort)
 
 
-class Streams:
-    """The open streams of one app, and their keep-alive timer."""
+class Streams(Registry["SseConnection"]):
+    """The open streams of one app, and their keep-alive timer (a comment line each)."""
 
     def __init__(self, interval: float | None = None) -> None:
-        self.interval = KEEPALIVE_S if interval is None else interval
-        self.conns: dict[SseConnection, None] = {}
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(KEEPALIVE_S if interval is None else interval)
 
-    def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.get_running_loop().create_task(self._keepalive())
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+    def visit(self, now: float) -> None:
         for conn in list(self.conns):
-            conn.transport.abort()
-
-    async def _keepalive(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            for conn in list(self.conns):
-                c, tr = conn.client, conn.transport
-                if c is not None and not c.closing and not tr.is_closing():
-                    assert isinstance(c.wire, SseWire)
-                    tr.write(c.wire.comment())
+            c, tr = conn.client, conn.transport
+            if c is not None and not c.closing and not tr.is_closing():
+                assert isinstance(c.wire, SseWire)
+                tr.write(c.wire.comment())
 
 
 STREAMS = web.AppKey("streams", Streams)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ticker.aio import cancel_and_wait
 from ticker.core.wsframe import (
@@ -42,7 +42,7 @@ from ticker.core.wsframe import (
 if TYPE_CHECKING:
     from ticker.hub.broadcaster import Client, Hub
 
-__all__ = ["CLOSE_TIMEOUT", "Sockets", "WsConnection", "detach", "fast_unmask"]
+__all__ = ["CLOSE_TIMEOUT", "Registry", "Sockets", "WsConnection", "detach", "fast_unmask"]
 
 log = logging.getLogger("ticker.server")
 
@@ -242,34 +242,55 @@ class WsConnection(asyncio.Protocol):
             self.transport.write(_HEARTBEAT_PING)
 
 
-class Sockets:
-    """The upgraded connections of one app, and their one heartbeat timer."""
+class _Transported(Protocol):
+    transport: asyncio.Transport
 
-    def __init__(self, heartbeat: float) -> None:
-        self.heartbeat = heartbeat
-        self.conns: dict[WsConnection, None] = {}
+
+C = TypeVar("C", bound=_Transported)
+
+
+class Registry(Generic[C]):
+    """The open connections of one app, and one timer that visits all of them every ``every``
+    seconds (not one timer per connection); stopping it aborts whatever is still open."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.conns: dict[C, None] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None and self.heartbeat > 0:
-            self._task = asyncio.get_running_loop().create_task(self._beat())
+        if self._task is None and self.every > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop the heartbeat and abort whatever connection is still open."""
+        """Stop the timer and abort whatever connection is still open."""
         await cancel_and_wait(self._task)
         self._task = None
         for conn in list(self.conns):
             conn.transport.abort()
 
-    async def _beat(self) -> None:
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        # A tenth of a beat: a dead peer is gone within 1.6 x heartbeat of its last frame.
-        interval = self.heartbeat / 10
         while True:
-            await asyncio.sleep(interval)
-            now = loop.time()
-            for conn in list(self.conns):
-                conn.beat(now, self.heartbeat)
+            await asyncio.sleep(self.every)
+            self.visit(loop.time())
+
+    def visit(self, now: float) -> None:
+        """What the timer does for the connections (a subclass says)."""
+        raise NotImplementedError
+
+
+class Sockets(Registry[WsConnection]):
+    """The upgraded connections of one app, and their one heartbeat timer: a tenth of a beat,
+    so a dead peer is gone within 1.6 x heartbeat of its last frame."""
+
+    def __init__(self, heartbeat: float) -> None:
+        super().__init__(heartbeat / 10)
+        self.heartbeat = heartbeat
+
+    def visit(self, now: float) -> None:
+        for conn in list(self.conns):
+            conn.beat(now, self.heartbeat)
 
 
 def detach(protocol: Any, transport: asyncio.BaseTransport) -> bytes:
