@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -863,3 +865,20 @@ async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
     assert seqs == list(range(1, len(seqs) + 1)), "seq +1 per snapshot/delta"
     await ws.close()
     await reader
+
+
+def test_serve_raises_the_open_file_limit_to_the_hard_limit() -> None:
+    """Issue 20: 50,000 connections need 50,000 descriptors; a soft limit of 1,024 (a shell's
+    default) would refuse them long before max_connections."""
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+        "from ticker.net.server import raise_open_file_limit\n"
+        "print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[1])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=20
+    )
+    now, hard = out.stdout.split()
+    assert now == hard
