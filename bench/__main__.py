@@ -128,6 +128,11 @@ def main() -> None:
     p.add_argument("--only", default="", help="comma-separated workload names")
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
     p.add_argument("--procs", type=int, default=0, help="load-generator processes (0: auto)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the Ticker server over each measured period (bench/results/profile-*.txt)",
+    )
     p.add_argument("--no-naive", action="store_true", help="skip the naive baselines")
     p.add_argument(
         "--skip-extra", action="store_true", help="skip the replay and dashboard benchmarks"
@@ -149,7 +154,8 @@ def main() -> None:
                 f"{w.rate:g} ticks/s, {w.note}) against {server} ...",
                 flush=True,
             )
-            r = run_workload(server, w, a.duration, procs=a.procs or None)
+            prof = RESULTS / f"profile-{w.name}.txt" if a.profile and server == "ticker" else None
+            r = run_workload(server, w, a.duration, procs=a.procs or None, profile=prof)
             r.update(workload=w.name, server=server, note=w.note, symbols=w.symbols, rate=w.rate)
             rows.append(r)
             print(_table([r]).splitlines()[-1], flush=True)

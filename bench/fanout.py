@@ -312,13 +312,20 @@ def flags(r: dict[str, Any]) -> list[str]:
 
 
 def run_workload(
-    kind: str, w: Workload, duration: float, warmup: float = 3.0, procs: int | None = None
+    kind: str,
+    w: Workload,
+    duration: float,
+    warmup: float = 3.0,
+    procs: int | None = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """Run one workload against one server kind; returns the merged figures.
 
     Args:
         duration: measured seconds (the workload's own, when it has one, wins).
         procs: load-generator processes (default: :meth:`Workload.gen_procs`).
+        profile: write the server's py-spy profile over the measured period there (collapsed
+            stacks; ``py-spy`` must be on PATH, and may slow the server a little).
     """
     duration = w.duration or duration
     n_procs = procs or w.gen_procs()
@@ -352,6 +359,7 @@ def run_workload(
         cpu: dict[str, Any] = {}
         done = threading.Event()
         started = time.monotonic()
+        spy: subprocess.Popen[bytes] | None = None
 
         def sample_cpu() -> None:
             # The generators ramp, wait for all connections, warm up, then say so; they all
@@ -364,6 +372,14 @@ def run_workload(
             t0 = time.monotonic()
             s0, m0 = _cpu_seconds(proc.pid), _machine_cpu_seconds()
             g0 = [_cpu_seconds(p) for p in pids]
+            nonlocal spy
+            if profile is not None:
+                spy_args = ["-d", str(int(duration) - 1), "-f", "raw", "-r", "100", "--nonblocking"]
+                spy = subprocess.Popen(
+                    ["py-spy", "record", "-p", str(proc.pid), *spy_args, "-o", str(profile)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             done.wait(duration - 0.2)  # (a little early: the generators are still running)
             span = time.monotonic() - t0
             s1, m1 = _cpu_seconds(proc.pid), _machine_cpu_seconds()
@@ -372,6 +388,8 @@ def run_workload(
             cpu["server"] = 100 * (s1 - s0) / span
             cpu["gens"] = [100 * (b - a) / span for a, b in zip(g0, g1, strict=True)]
             cpu["machine"] = 100 * (m1 - m0) / span
+            if spy is not None:
+                spy.wait(30)
 
         th = threading.Thread(target=sample_cpu)
         th.start()

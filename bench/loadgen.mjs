@@ -7,7 +7,7 @@
 // With --sync it says {"event":"ready"} on stderr once connected and warmed up, and starts
 // measuring when a line arrives on stdin (so that several generators measure the same period).
 // Two kinds of client in one process, each with its own latency histogram:
-// - *parse* clients (the first --parse of them) do what a real client must: JSON.parse every frame
+// - *parse* clients (--parse of them, every (clients / parse)th) do what a real client must: JSON.parse every frame
 //   and apply each delta to their copy of the quotes; their latency is the one to trust.
 // - *scan* clients drain cheaply: they read type, seq and every `ts` in place (scan.mjs) and
 //   allocate nothing, so thousands of them cost the generator little CPU.
@@ -87,7 +87,10 @@ function start(i) {
   const opts = { perMessageDeflate: false, skipUTF8Validation: true };
   if (localAddresses.length) opts.localAddress = localAddresses[i % localAddresses.length];
   const ws = new WebSocket(url, opts);
-  const parses = i < parseN;
+  // Parse clients spread evenly over the connection order: a server writes to its clients in
+  // some order (Ticker: the order they joined), and the first ones get each frame first.
+  const parses = parseN > 0 && i % Math.max(1, Math.floor(clients / parseN)) === 0 &&
+    i / Math.max(1, Math.floor(clients / parseN)) < parseN;
   const book = parses ? {} : null; // a parse client's copy of its quotes
   let seq = 0, pendingHere = true, opened = false, greeted = false;
   pending++;
