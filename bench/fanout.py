@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class Workload:
     local_addresses: tuple[str, ...] = ()  # source addresses, past the ephemeral-port limit
     duration: float | None = None  # measured seconds (None: the run's --duration)
     server_args: tuple[str, ...] = ()
+    connect_wait: float = 120.0  # seconds the generators wait for every connection
 
     def gen_procs(self) -> int:
         """Load-generator processes: one per 1,250 clients, 2 to 8 (more processes than cores
@@ -91,6 +93,7 @@ WORKLOADS = [
         local_addresses=tuple(f"127.0.0.{i}" for i in range(2, 10)),
         duration=60.0,
         server_args=("--max-connections", "0"),
+        connect_wait=400.0,
     ),
 ]
 
@@ -294,6 +297,20 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _server_stats(ws_url: str) -> dict[str, Any]:
+    """What Ticker itself counted (``/healthz`` stats): its closes by code, slow consumers,
+    catch-ups, frames; {} when it does not answer."""
+    url = ws_url.replace("ws://", "http://").removesuffix("/ws") + "/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            health: dict[str, Any] = json.loads(resp.read())
+    except (OSError, ValueError):
+        return {}
+    stats = health.get("stats", {})
+    keep = ("closed_", "slow_", "flow_", "catchup", "frames_sent", "deltas_sent", "connections")
+    return {k: v for k, v in sorted(stats.items()) if k.startswith(keep)}
+
+
 def flags(r: dict[str, Any]) -> list[str]:
     """Why a run's latencies may not measure the server: a saturated or lagging generator, a
     busy machine, clients that never connected."""
@@ -344,6 +361,7 @@ def run_workload(
             args = ["--url", url, "--clients", str(n), "--duration", str(duration)]
             args += ["--warmup", str(warmup), "--ramp", "2500", "--inflight", str(inflight)]
             args += ["--parse", str(parse), "--first", str(first)]
+            args += ["--connect-wait", f"{w.connect_wait:g}"]
             if w.local_addresses:
                 addr = w.local_addresses[i % len(w.local_addresses)]
                 args += ["--local-address", addr]
@@ -364,7 +382,7 @@ def run_workload(
         def sample_cpu() -> None:
             # The generators ramp, wait for all connections, warm up, then say so; they all
             # start measuring together.
-            LoadGen.start_together(gens, 400 + warmup)
+            LoadGen.start_together(gens, w.connect_wait + 300 + warmup)
             if not LoadGen.wait_measuring(gens, 10) or done.is_set():
                 return
             cpu["connect_wall_s"] = time.monotonic() - started
@@ -394,12 +412,14 @@ def run_workload(
         th = threading.Thread(target=sample_cpu)
         th.start()
         try:
-            results = [g.result(timeout=duration + warmup + 480) for g in gens]
+            results = [g.result(timeout=duration + warmup + w.connect_wait + 360) for g in gens]
         finally:
             done.set()
             th.join()
         merged = _merge(results)
         merged["loadgen_procs"] = n_procs
+        if kind == "ticker":
+            merged["server_stats"] = _server_stats(url)
         if "server" in cpu:
             merged["server_cpu_pct"] = round(cpu["server"], 1)
             merged["loadgen_cpu_pct"] = [round(c, 1) for c in cpu["gens"]]

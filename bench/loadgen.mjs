@@ -3,7 +3,7 @@
 // Prints one JSON object on stdout at the end. Usage:
 //   node loadgen.mjs --url ws://127.0.0.1:8080/ws --clients 1000 --duration 20 \
 //        [--ramp 2000] [--inflight 1000] [--symbols '*' | --subset 5] [--throttle 100] [--warmup 3]
-//        [--parse 50] [--first 0] [--local-address 127.0.0.2,127.0.0.3] [--sync]
+//        [--parse 50] [--first 0] [--local-address 127.0.0.2,127.0.0.3] [--sync] [--connect-wait 120]
 // With --sync it says {"event":"ready"} on stderr once connected and warmed up, and starts
 // measuring when a line arrives on stdin (so that several generators measure the same period).
 // Two kinds of client in one process, each with its own latency histogram:
@@ -157,10 +157,11 @@ const ramper = setInterval(() => {
   for (let k = 0; k < batch && started < clients && pending < inflight; k++) start(started++);
   if (started >= clients) clearInterval(ramper);
 }, 10);
-// Wait until everyone is connected: at most 120 s after the ramp could have ended, and no longer
+// Wait until everyone is connected: at most --connect-wait (120) s after the ramp could have ended, and no longer
 // than 20 s without one more connection (a server stuck behind its backlog connects nobody
 // else). Then warm up, then measure.
-const deadline = now() + (clients / ramp) * 1000 + 120000;
+const connectWait = Number(args["connect-wait"] ?? 120) * 1000;
+const deadline = now() + (clients / ramp) * 1000 + connectWait;
 let seen = connected, progressAt = now();
 while (connected < clients && now() < deadline && now() - progressAt < 20000) {
   await new Promise((r) => setTimeout(r, 50));
