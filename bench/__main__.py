@@ -14,6 +14,7 @@ CPU, and flags a row whose generator saturated or whose machine was busy.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -129,6 +130,9 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
     p.add_argument("--procs", type=int, default=0, help="load-generator processes (0: auto)")
     p.add_argument(
+        "--clients", type=int, default=0, help="run the workloads with this many clients instead"
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="py-spy the Ticker server over each measured period (bench/results/profile-*.txt)",
@@ -146,6 +150,8 @@ def main() -> None:
     for w in WORKLOADS:
         if (only and w.name not in only) or (w.opt_in and w.name not in only):
             continue
+        if a.clients:
+            w = dataclasses.replace(w, clients=a.clients, note=f"{w.note}; {a.clients:,} clients")
         for server in ("ticker", *BASELINES):
             if server != "ticker" and (a.no_naive or not w.naive):
                 continue

@@ -111,7 +111,11 @@ BUSY_OTHER = 40.0
 
 def raise_nofile(want: int = NOFILE) -> int:
     """Raise this process's open-file limit (soft and, when allowed, hard) towards ``want``;
-    returns the soft limit now in force (children inherit it)."""
+    returns the soft limit now in force (children inherit it).
+
+    Raising the hard limit needs CAP_SYS_RESOURCE (root on a normal host; not in every sandbox):
+    without it the soft limit goes up to the hard one, and a workload with more clients than
+    that is flagged (a server process cannot hold them)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= want:
         return soft
@@ -320,6 +324,9 @@ def flags(r: dict[str, Any]) -> list[str]:
         out.append(f"loadgen saturated ({max(gens):.0f} % of a core)")
     if (r.get("loadgen_loop_delay_p99_ms") or 0.0) > LAGGING_LOOP_MS:
         out.append(f"loadgen loop lag p99 {r['loadgen_loop_delay_p99_ms']:.0f} ms")
+    nofile = r.get("open_file_limit")
+    if nofile is not None and r.get("clients", 0) + 64 > nofile:
+        out.append(f"open-file limit {nofile:,} < clients: one server process holds fewer")
     other = r.get("other_cpu_pct")
     if other is not None and other > BUSY_OTHER:
         out.append(f"machine busy (others {other:.0f} %)")
@@ -418,6 +425,7 @@ def run_workload(
             th.join()
         merged = _merge(results)
         merged["loadgen_procs"] = n_procs
+        merged["open_file_limit"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if kind == "ticker":
             merged["server_stats"] = _server_stats(url)
         if "server" in cpu:
