@@ -380,7 +380,7 @@ async def serve(
     The open-file limit is raised first (:func:`raise_open_file_limit`)."""
     nofile = raise_open_file_limit()
     limit = app[SERVER_CONFIG].max_connections
-    if 0 <= nofile < (limit or 0) + 64:
+    if 0 <= nofile < limit:  # (0: no limit, nothing to compare)
         log.warning(
             "open-file limit %d is below max_connections %d: connections past it are refused",
             nofile,
