@@ -272,8 +272,7 @@ class Hub:
                 continue
             encoding = fmt.encoding
             tail = encoding.delta_tail(sent_at, [fragments[s] for s in symbols])
-            delta_payload = encoding.delta_payload
-            framed = group.wire.delta
+            delta_frame = group.wire.delta_frame
             for client in group.members:
                 transport = client.transport
                 if transport.is_closing():
@@ -283,10 +282,10 @@ class Hub:
                     symbols, flush, now, transport.get_write_buffer_size(), news_id
                 )
                 if step is WRITE:
-                    frame = framed(delta_payload(flow.seq, tail))
+                    frame = delta_frame(flow.seq, tail)
                     transport.write(frame)
                 elif step is WRITE_MARKED:  # (the marker ping in the same write: one segment)
-                    frame = framed(delta_payload(flow.seq, tail))
+                    frame = delta_frame(flow.seq, tail)
                     transport.write(frame + ws_ping_frame(flow.marker or b""))
                 else:
                     if step is PAUSE:
