@@ -6,7 +6,7 @@ import orjson
 import pytest
 from hypothesis import given, strategies as st
 
-from ticker.core.book import DAY_MS, Book, integral
+from ticker.core.book import DAY_MS, Book, integral, to_tenth_ms
 from ticker.core.events import Bar, Listing, Tick
 from ticker.core.limits import TokenBucket
 
@@ -174,3 +174,10 @@ def test_restart_starts_the_day_afresh_without_a_previous_close_from_the_future(
     q = book.apply(Tick("A", 10.0, DAY0 + 1000.0, size=5.0))
     assert (q["open"], q["high"], q["low"], q["volume"]) == (10.0, 10.0, 10.0, 5.0)
     assert "prev_close" not in q
+
+
+@given(st.floats(0, 4e12, allow_nan=False))
+def test_to_tenth_ms_prints_with_at_most_one_decimal(ms: float) -> None:
+    r = to_tenth_ms(ms)
+    assert abs(r - ms) <= 0.05 + 1e-3
+    assert len(repr(r).split(".")[1]) == 1

@@ -28,7 +28,7 @@ from ticker import __version__
 from ticker.aio import cancel_and_wait
 from ticker.config import HubConfig
 from ticker.core.bars import INTERVALS, BarBook, IntervalError, Row
-from ticker.core.book import TS_DECIMALS, Book
+from ticker.core.book import Book, to_tenth_ms
 from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
 from ticker.core.protocol import Ack, BarHistory, BarUpdate, Error, NewsItem, Request, wire_rows
 from ticker.core.wire import WS_JSON, Format, Wire
@@ -248,7 +248,7 @@ class Hub:
             self._flush_bars(window, changes)
         by_format: dict[Format, dict[str, bytes]] = {}
         window.drained(changes)
-        sent_at = round(time.time() * 1000.0, TS_DECIMALS)
+        sent_at = to_tenth_ms(time.time() * 1000.0)
         flush = conflator.flushes
         news_id = self.news.last_id
         frames = 0
@@ -372,7 +372,7 @@ class Hub:
             self.stats["snapshots_sent"] += 1
         if sel.waiting:
             parts = [p for s, f in sel.waiting for p in window.changes_since((s,), f, fmt)]
-            tail = encoding.delta_tail(round(time.time() * 1000.0, TS_DECIMALS), parts)
+            tail = encoding.delta_tail(to_tenth_ms(time.time() * 1000.0), parts)
             out += wire.delta(encoding.delta_payload(flow.numbered(), tail))
             self.stats["deltas_sent"] += 1
         c.transport.write(out)
