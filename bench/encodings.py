@@ -1,12 +1,14 @@
-"""Bytes on the wire per encoding: a delta (and a symbol update within it) as JSON text frames,
+"""Bytes on the wire per quote: a delta (and a symbol update within it) as JSON text frames,
 MessagePack binary frames (``ticker.v1.msgpack``) and Server-Sent Events, on the fan-out
-workloads' feed shape (``sim``, seeded), with and without a field selection.
+workloads' feed shapes (``sim``, seeded, steady rate as in ``bench.fanout``), with and without a
+field selection; and how often each field changes (is in a delta's quote).
 
-I/O shell (an event loop, in process). One hub; for each (wire, fields) one connection on every
-symbol whose writes are counted; the sim feed runs for ``--seconds``. The deltas are the same
-flushes in every encoding, so the ratios compare like with like.
+I/O shell (an event loop, in process). One hub per shape; for each (wire, fields) one connection
+on every symbol whose writes are counted and decoded; the sim feed runs for ``--seconds``. The
+deltas are the same flushes in every encoding, so the ratios compare like with like. Bytes are
+whole frames as written (WebSocket header, SSE framing and HTTP chunk included).
 
-    python -m bench.encodings [--seconds 5] [--rate 1000] [--symbols 50]
+    python -m bench.encodings [--seconds 5] [--only W1,W3]
 """
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+from collections import Counter as Tally
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+import orjson
 
 from ticker.config import HubConfig
 from ticker.core.protocol import Fields, Subscribe
@@ -23,17 +31,52 @@ from ticker.core.wire import WS_JSON, WS_MSGPACK, SseWire, Wire
 from ticker.hub.broadcaster import Hub
 from ticker_feeds.sim import SimFeed
 
-__all__ = ["main", "measure"]
+__all__ = ["COMPACT", "SHAPES", "Shape", "main", "measure"]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A fan-out workload's feed and window (bench.fanout.WORKLOADS)."""
+
+    name: str
+    symbols: int
+    rate: float
+    window_ms: int
+    seconds: float  # at least (a slow feed needs longer for enough deltas)
+
+
+SHAPES = [
+    Shape("W1/W2", 50, 1000, 0, 5),  # W1 and W2: the same feed, throttle 0
+    Shape("W2d", 50, 1000, 100, 5),
+    Shape("W3", 50, 10, 0, 20),
+]
+
+COMPACT = [
+    "price",
+    "bid",
+    "ask",
+    "size",
+    "volume",
+    "open",
+    "high",
+    "low",
+    "prev_close",
+    "w_high",
+    "w_low",
+    "w_count",
+]
+"""Every field but ``change``/``change_pct``, which a client derives from ``price`` and
+``prev_close`` (``change = price - prev_close``, ``change_pct = 100 * change / prev_close``)."""
 
 
 class Counter:
-    """A transport that never backpressures and counts what the hub writes to it."""
+    """A transport that never backpressures and keeps what the hub writes to it."""
 
     def __init__(self) -> None:
-        self.writes: list[int] = []
+        self.writes: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        self.writes.append(len(data))
+        self.writes.append(data)
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -49,17 +92,38 @@ async def _noclose(code: int, reason: str) -> None:
     return None
 
 
-async def measure(
-    seconds: float, rate: float, symbols: int, window_ms: int
-) -> list[dict[str, Any]]:
-    """Run the sim feed into one hub with a connection per (wire, fields); bytes per delta."""
-    hub = Hub(HubConfig(flow_hold_ms=0, throttle_ms=window_ms))
+def _ws_payload(frame: bytes) -> bytes:
+    n = frame[1] & 0x7F
+    return frame[2 + (2 if n == 126 else 8 if n == 127 else 0) :]
+
+
+def _decode(frame: bytes, wire: Wire) -> dict[str, Any]:
+    """The message in one written frame."""
+    if isinstance(wire, SseWire):
+        data = frame.split(b"data: ", 1)[1].split(b"\n", 1)[0]
+        return dict(orjson.loads(data))
+    payload = _ws_payload(frame)
+    if wire.encoding.binary:
+        return dict(msgspec.msgpack.decode(payload))
+    return dict(orjson.loads(payload))
+
+
+async def measure(shape: Shape, seconds: float) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Run the sim feed into one hub with a connection per (wire, fields).
+
+    Returns:
+        a row per encoding (deltas, quotes, bytes per delta and per quote), and the share of
+        the full JSON connection's delta quotes that carry each field.
+    """
+    hub = Hub(HubConfig(flow_hold_ms=0, throttle_ms=shape.window_ms))
     cases: list[tuple[str, Wire, list[str] | None]] = [
         ("JSON (ticker.v1)", WS_JSON, None),
         ("MessagePack (ticker.v1.msgpack)", WS_MSGPACK, None),
         ("SSE (chunked)", SseWire(chunked=True), None),
-        ("JSON, fields=price", WS_JSON, ["price"]),
-        ("MessagePack, fields=price", WS_MSGPACK, ["price"]),
+        ("JSON, fields = all but change/change_pct", WS_JSON, COMPACT),
+        ("MessagePack, fields = all but change/change_pct", WS_MSGPACK, COMPACT),
+        ("JSON, fields = price", WS_JSON, ["price"]),
+        ("MessagePack, fields = price", WS_MSGPACK, ["price"]),
     ]
     conns = []
     for name, wire, fields in cases:
@@ -68,56 +132,96 @@ async def measure(
         hub.request(c, Subscribe(("*",)))
         if fields is not None:
             hub.request(c, Fields(tuple(fields)))
-        conns.append((name, tr, c))
-    feed = SimFeed({"symbols": str(symbols), "rate": str(rate), "seed": "1"})
+        conns.append((name, wire, tr, c))
+    opts = {"symbols": str(shape.symbols), "rate": f"{shape.rate:g}", "seed": "1", "burst": "1"}
+    feed = SimFeed(opts)
     loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    starts = {name: (len(tr.writes), c.flow.seq) for name, tr, c in conns}
+    warm = loop.time() + 1.0  # (the first deltas carry whole quotes)
+    end = warm + max(seconds, shape.seconds)
+    starts: dict[str, int] = {}
 
     async def pump() -> None:
         async for ev in feed.events():
             hub.publish(ev)
-            if loop.time() >= end:
+            now = loop.time()
+            if not starts and now >= warm:
+                starts.update({name: len(tr.writes) for name, _, tr, _ in conns})
+            if now >= end:
                 return
 
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds + 5):
+        async with asyncio.timeout(end - loop.time() + 5):
             await pump()
     await feed.aclose()
     await hub.stop()
-    out = []
-    for name, tr, c in conns:
-        first, seq0 = starts[name]
-        # (From here every write is one delta: no markers, no news.)
-        sizes = tr.writes[first:]
-        out.append(
+    rows: list[dict[str, Any]] = []
+    present: Tally[str] = Tally()
+    total = 0
+    for name, wire, tr, _ in conns:
+        frames = tr.writes[starts[name] :]
+        quotes = 0
+        for f in frames:
+            msg = _decode(f, wire)
+            assert msg["type"] == "delta", msg["type"]  # (no markers, no news from here)
+            quotes += len(msg["quotes"])
+            if not rows:  # the full JSON connection: which fields each quote carries
+                for q in msg["quotes"].values():
+                    present.update(q.keys())
+                    total += 1
+        nbytes = sum(len(f) for f in frames)
+        rows.append(
             {
                 "encoding": name,
-                "deltas": len(sizes),
-                "bytes_per_delta": sum(sizes) / max(1, len(sizes)),
-                "seq": c.flow.seq - seq0,
+                "deltas": len(frames),
+                "quotes": quotes,
+                "bytes_per_delta": nbytes / max(1, len(frames)),
+                "bytes_per_quote": nbytes / max(1, quotes),
             }
         )
+    share = {k: present[k] / max(1, total) for k in sorted(present, key=lambda k: -present[k])}
+    return rows, share
+
+
+def run(seconds: float = 5.0, only: Sequence[str] = ()) -> dict[str, Any]:
+    """Every shape (or those named in ``only``): {shape: {"rows": [...], "fields": {...}}}."""
+    out: dict[str, Any] = {}
+    for shape in SHAPES:
+        if only and shape.name not in only:
+            continue
+        rows, share = asyncio.run(measure(shape, seconds))
+        out[shape.name] = {"rows": rows, "fields": share}
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.encodings")
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--rate", type=float, default=1000.0)
-    p.add_argument("--symbols", type=int, default=50)
+    p.add_argument("--only", default="", help="comma-separated shapes (W1/W2, W2d, W3)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
-    for window in (0, 100):
-        rows = asyncio.run(measure(args.seconds, args.rate, args.symbols, window))
-        base = rows[0]["bytes_per_delta"]
-        print(f"\n{args.symbols} symbols, {args.rate:g} ticks/s, window {window} ms:")
-        print("| encoding | deltas | bytes per delta | vs JSON |")
-        print("|---|---|---|---|")
-        for r in rows:
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    res = run(args.seconds, only)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return
+    for name, r in res.items():
+        shape = next(s for s in SHAPES if s.name == name)
+        rows = r["rows"]
+        base = rows[0]["bytes_per_quote"]
+        print(
+            f"\n{name}: {shape.symbols} symbols, {shape.rate:g} ticks/s, "
+            f"window {shape.window_ms} ms:"
+        )
+        print("| encoding | deltas | quotes/delta | B/delta | B/quote | vs JSON |")
+        print("|---|---|---|---|---|---|")
+        for row in rows:
             print(
-                f"| {r['encoding']} | {r['deltas']:,} | {r['bytes_per_delta']:.1f} | "
-                f"{r['bytes_per_delta'] / base:.0%} |"
+                f"| {row['encoding']} | {row['deltas']:,} | "
+                f"{row['quotes'] / max(1, row['deltas']):.2f} | {row['bytes_per_delta']:,.1f} | "
+                f"{row['bytes_per_quote']:,.1f} | {row['bytes_per_quote'] / base:.0%} |"
             )
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in r["fields"].items())
+        print(f"\nshare of delta quotes carrying each field: {shares}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given, strategies as st
 
-from ticker.core.book import DAY_MS, Book
+from ticker.core.book import DAY_MS, Book, integral, to_tenth_ms
 from ticker.core.events import Bar, Listing, Tick
 from ticker.core.limits import TokenBucket
 
@@ -29,6 +30,24 @@ def test_first_tick_opens_the_session() -> None:
         "change_pct": 5.2632,
     }
     assert list(b.known) == ["AAPL"]
+
+
+def test_compact_numbers_ts_to_a_tenth_of_a_ms_whole_sizes_as_integers() -> None:
+    """Issue 20: the same values in fewer bytes (docs/protocol.md, Compact numbers)."""
+    b = Book()
+    q = b.apply(Tick("AAPL", 228.43, 1795715689321.9187, size=100.0, volume=120033.0))
+    assert q["ts"] == 1795715689321.9 and type(q["ts"]) is float
+    assert type(q["size"]) is int and type(q["volume"]) is int
+    assert b'"ts":1795715689321.9,' in orjson.dumps(q)
+    assert b'"size":100,"volume":120033' in orjson.dumps(q)
+    q = b.apply(Tick("AAPL", 228.44, 1795715689322.0, size=0.5))
+    assert q["size"] == 0.5 and q["volume"] == 120033.5 and type(q["volume"]) is float
+    assert integral(2.0**60) == 2.0**60 and type(integral(2.0**60)) is float  # (not exact)
+
+
+@given(st.floats(allow_nan=False))
+def test_integral_keeps_the_value(x: float) -> None:
+    assert integral(x) == x
 
 
 def test_high_low_volume_and_change_follow_ticks() -> None:
@@ -155,3 +174,10 @@ def test_restart_starts_the_day_afresh_without_a_previous_close_from_the_future(
     q = book.apply(Tick("A", 10.0, DAY0 + 1000.0, size=5.0))
     assert (q["open"], q["high"], q["low"], q["volume"]) == (10.0, 10.0, 10.0, 5.0)
     assert "prev_close" not in q
+
+
+@given(st.floats(0, 4e12, allow_nan=False))
+def test_to_tenth_ms_prints_with_at_most_one_decimal(ms: float) -> None:
+    r = to_tenth_ms(ms)
+    assert abs(r - ms) <= 0.05 + 1e-3
+    assert len(repr(r).split(".")[1]) == 1

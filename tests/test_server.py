@@ -11,6 +11,8 @@ import itertools
 import os
 import random
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -1008,3 +1010,20 @@ def test_sim_names_its_tickers() -> None:
     sim = SimFeed({"symbols": "AAPL+MSFT+ZZZZ"})
     assert isinstance(sim, HasNames)
     assert sim.names() == {"AAPL": "Apple Inc.", "MSFT": "Microsoft Corporation"}
+
+
+def test_serve_raises_the_open_file_limit_to_the_hard_limit() -> None:
+    """Issue 20: 50,000 connections need 50,000 descriptors; a soft limit of 1,024 (a shell's
+    default) would refuse them long before max_connections."""
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+        "from ticker.net.server import raise_open_file_limit\n"
+        "print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[1])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=20
+    )
+    now, hard = out.stdout.split()
+    assert now == hard

@@ -147,3 +147,18 @@ def test_sse_query_becomes_requests_in_order() -> None:
 def test_sse_query_never_raises(query: dict[str, str], last: str | None) -> None:
     out = sse_requests(query, last)
     assert isinstance(out, list | ProtocolError)
+
+
+@given(
+    st.integers(0, 2**40),
+    st.sampled_from([0, 1, 90, 100, 101, 102, 103, 125, 126, 200, 65_500, 65_536, 70_000]),
+)
+def test_fused_delta_frame_is_the_spliced_payload_framed(seq: int, size: int) -> None:
+    """The per-connection hot path (Wire.delta_frame: issue 20) makes the same bytes as splicing
+    seq into the shared tail and framing the payload, across every frame-length boundary."""
+    for wire in (*SUBPROTOCOLS.values(), SseWire(chunked=True), SseWire(chunked=False)):
+        enc = wire.encoding
+        tail = enc.delta_tail(
+            1795715689330.2, list(enc.fragments({"A": {"x": "y" * size}}).values())
+        )
+        assert wire.delta_frame(seq, tail) == wire.delta(enc.delta_payload(seq, tail))

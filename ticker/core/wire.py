@@ -15,6 +15,7 @@ gets equal objects.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -242,22 +243,66 @@ def ws_binary_frame(payload: bytes) -> bytes:
     return ws_frame(OP_BINARY, payload)
 
 
+_HEAD16 = struct.Struct("!BBH").pack
+
+
+def _json_text_delta(seq: int, tail: bytes) -> bytes:
+    """A JSON ``delta``'s whole WebSocket text frame: ``seq`` and the shared tail spliced and
+    framed in one step (the per-connection hot path: one formatting, one concatenation)."""
+    body = b'{"type":"delta","seq":%d%s' % (seq, tail)
+    n = len(body)
+    if n < 126:
+        return bytes((0x81, n)) + body
+    if n < 65536:
+        return _HEAD16(0x81, 126, n) + body
+    return ws_text_frame(body)
+
+
+_MSGPACK_DELTA_HEAD = b"\x84" + _pack("type") + _pack("delta") + _pack("seq")
+
+
+def _msgpack_binary_delta(seq: int, tail: bytes) -> bytes:
+    """A MessagePack ``delta``'s whole WebSocket binary frame, as :func:`_json_text_delta`."""
+    body = _MSGPACK_DELTA_HEAD + _pack(seq) + tail
+    n = len(body)
+    if n < 126:
+        return bytes((0x82, n)) + body
+    if n < 65536:
+        return _HEAD16(0x82, 126, n) + body
+    return ws_frame(OP_BINARY, body)
+
+
 class Wire:
     """A connection's encoding and framing: every byte the hub writes to it is made here.
 
     Attributes:
         encoding: the payload encoding.
         pings: whether the connection answers WebSocket pings (flow-control markers).
-        delta: one ``delta`` payload -> its frame (the hot path: a plain function where it can
-            be, so the per-connection loop makes one call).
+        delta: one ``delta`` payload -> its frame.
+        delta_frame: (``seq``, a group's delta tail) -> the whole frame: the per-connection hot
+            path, one call (for WebSocket wires a fused function: 0.4-0.7 µs less a frame than
+            splicing then framing, measured).
     """
 
-    __slots__ = ("delta", "encoding", "pings")
+    __slots__ = ("delta", "delta_frame", "encoding", "pings")
 
-    def __init__(self, encoding: Encoding, pings: bool, delta: Callable[[bytes], bytes]) -> None:
+    def __init__(
+        self,
+        encoding: Encoding,
+        pings: bool,
+        delta: Callable[[bytes], bytes],
+        delta_frame: Callable[[int, bytes], bytes] | None = None,
+    ) -> None:
         self.encoding = encoding
         self.pings = pings
         self.delta = delta
+        if delta_frame is None:
+            payload = encoding.delta_payload
+
+            def delta_frame(seq: int, tail: bytes) -> bytes:
+                return delta(payload(seq, tail))
+
+        self.delta_frame = delta_frame
 
     def frame(self, kind: str, payload: bytes, id: int | None = None) -> bytes:
         """One message of type ``kind`` (``id``: a news item's id)."""
@@ -270,8 +315,15 @@ class WsWire(Wire):
     __slots__ = ()
 
     def __init__(self, encoding: Encoding) -> None:
+        fused: dict[Encoding, Callable[[int, bytes], bytes]] = {
+            JSON: _json_text_delta,
+            MSGPACK: _msgpack_binary_delta,
+        }
         super().__init__(
-            encoding, pings=True, delta=ws_binary_frame if encoding.binary else ws_text_frame
+            encoding,
+            pings=True,
+            delta=ws_binary_frame if encoding.binary else ws_text_frame,
+            delta_frame=fused.get(encoding),
         )
 
     def frame(self, kind: str, payload: bytes, id: int | None = None) -> bytes:

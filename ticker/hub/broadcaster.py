@@ -28,7 +28,7 @@ from ticker import __version__
 from ticker.aio import cancel_and_wait
 from ticker.config import HubConfig
 from ticker.core.bars import INTERVALS, BarBook, IntervalError, Row
-from ticker.core.book import Book
+from ticker.core.book import Book, to_tenth_ms
 from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
 from ticker.core.protocol import Ack, BarHistory, BarUpdate, Error, NewsItem, Request, wire_rows
 from ticker.core.wire import WS_JSON, Format, Wire
@@ -248,7 +248,7 @@ class Hub:
             self._flush_bars(window, changes)
         by_format: dict[Format, dict[str, bytes]] = {}
         window.drained(changes)
-        sent_at = time.time() * 1000.0
+        sent_at = to_tenth_ms(time.time() * 1000.0)
         flush = conflator.flushes
         news_id = self.news.last_id
         frames = 0
@@ -272,8 +272,7 @@ class Hub:
                 continue
             encoding = fmt.encoding
             tail = encoding.delta_tail(sent_at, [fragments[s] for s in symbols])
-            delta_payload = encoding.delta_payload
-            framed = group.wire.delta
+            delta_frame = group.wire.delta_frame
             for client in group.members:
                 transport = client.transport
                 if transport.is_closing():
@@ -283,10 +282,10 @@ class Hub:
                     symbols, flush, now, transport.get_write_buffer_size(), news_id
                 )
                 if step is WRITE:
-                    frame = framed(delta_payload(flow.seq, tail))
+                    frame = delta_frame(flow.seq, tail)
                     transport.write(frame)
                 elif step is WRITE_MARKED:  # (the marker ping in the same write: one segment)
-                    frame = framed(delta_payload(flow.seq, tail))
+                    frame = delta_frame(flow.seq, tail)
                     transport.write(frame + ws_ping_frame(flow.marker or b""))
                 else:
                     if step is PAUSE:
@@ -373,7 +372,7 @@ class Hub:
             self.stats["snapshots_sent"] += 1
         if sel.waiting:
             parts = [p for s, f in sel.waiting for p in window.changes_since((s,), f, fmt)]
-            tail = encoding.delta_tail(time.time() * 1000.0, parts)
+            tail = encoding.delta_tail(to_tenth_ms(time.time() * 1000.0), parts)
             out += wire.delta(encoding.delta_payload(flow.numbered(), tail))
             self.stats["deltas_sent"] += 1
         c.transport.write(out)

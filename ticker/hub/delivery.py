@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterable
 
+from ticker.core.book import to_tenth_ms
 from ticker.core.protocol import ServerMessage, message_type
 from ticker.core.wsframe import ws_ping_frame
 from ticker.hub.closing import Closer
@@ -143,7 +144,7 @@ class Delivery:
             if parts:
                 self.stats["catchup_deltas"] += 1
                 enc = c.wire.encoding
-                tail = enc.delta_tail(time.time() * 1000.0, parts)
+                tail = enc.delta_tail(to_tenth_ms(time.time() * 1000.0), parts)
                 self.send_payload(c, "delta", enc.delta_payload(flow.numbered(), tail), marker)
             elif marker:
                 c.transport.write(marker)

@@ -60,7 +60,16 @@ from ticker.ops.metrics import Metrics
 if TYPE_CHECKING:
     from ticker.store.recorder import Recorder
 
-__all__ = ["HUB", "RUNNERS", "WEB_DIR", "create_app", "plotly_js_path", "serve", "tls_context"]
+__all__ = [
+    "HUB",
+    "RUNNERS",
+    "WEB_DIR",
+    "create_app",
+    "plotly_js_path",
+    "raise_open_file_limit",
+    "serve",
+    "tls_context",
+]
 
 log = logging.getLogger("ticker.server")
 
@@ -325,6 +334,25 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (every connection is a
+    file descriptor; a soft limit of 1,024 would refuse connections long before
+    ``max_connections``), as Go's runtime and nginx's ``worker_rlimit_nofile`` do.
+
+    Returns:
+        the soft limit now in force (unchanged where the platform has no such limit).
+    """
+    try:
+        import resource
+    except ImportError:  # (not on Windows)
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 async def serve(
     app: web.Application,
     host: str,
@@ -334,7 +362,16 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Run ``app`` until ``stop`` is set; print ``listening on http://HOST:PORT`` first
-    (``https://`` with ``ssl_context``: the server speaks TLS, WebSockets are ``wss://``)."""
+    (``https://`` with ``ssl_context``: the server speaks TLS, WebSockets are ``wss://``).
+    The open-file limit is raised first (:func:`raise_open_file_limit`)."""
+    nofile = raise_open_file_limit()
+    limit = app[SERVER_CONFIG].max_connections
+    if 0 <= nofile < limit:  # (0: no limit, nothing to compare)
+        log.warning(
+            "open-file limit %d is below max_connections %d: connections past it are refused",
+            nofile,
+            limit,
+        )
     runner = web.AppRunner(
         app,
         shutdown_timeout=2.0,
