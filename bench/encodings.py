@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from bench.ingest import _close, _NullTransport
 from ticker.config import HubConfig
 from ticker.core.protocol import Fields, Subscribe
 from ticker.core.wire import WS_JSON, WS_MSGPACK, SseWire, Wire
@@ -69,7 +70,7 @@ COMPACT = [
 ``prev_close`` (``change = price - prev_close``, ``change_pct = 100 * change / prev_close``)."""
 
 
-class Counter:
+class Counter(_NullTransport):
     """A transport that never backpressures and keeps what the hub writes to it."""
 
     def __init__(self) -> None:
@@ -77,19 +78,6 @@ class Counter:
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def abort(self) -> None:
-        pass
-
-
-async def _noclose(code: int, reason: str) -> None:
-    return None
 
 
 def _ws_payload(frame: bytes) -> bytes:
@@ -128,7 +116,7 @@ async def measure(shape: Shape, seconds: float) -> tuple[list[dict[str, Any]], d
     conns = []
     for name, wire, fields in cases:
         tr = Counter()
-        c = hub.connect(tr, _noclose, wire=wire)
+        c = hub.connect(tr, _close, wire=wire)
         hub.request(c, Subscribe(("*",)))
         if fields is not None:
             hub.request(c, Fields(tuple(fields)))
