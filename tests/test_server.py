@@ -36,6 +36,7 @@ from tests.wsutil import (
     until,
 )
 from ticker.config import HubConfig
+from ticker.core.book import compact
 from ticker.core.events import HasNames, Listing, News
 from ticker.net.server import create_app, plotly_js_path
 from ticker.net.static import module_graph
@@ -946,7 +947,8 @@ async def test_snapshot_plus_deltas_track_server_state_through_random_ops(
             apply_frame(state, f)
             if "seq" in f:
                 seqs.append(f["seq"])
-        return all(state.get(s) == book[s] for s in want)
+        # (The wire's quote is the book's, compact: ts to 0.1 ms, whole sizes as integers.)
+        return all(state.get(s) == compact(dict(book[s])) for s in want)
 
     assert want, "non-vacuous: something is subscribed"
     await until(in_step, what="client state equal to the server's")

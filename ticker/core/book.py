@@ -12,14 +12,25 @@ from typing import Any
 
 from ticker.core.events import Bar, Tick
 
-__all__ = ["DAY_MS", "QUOTE_FIELDS", "TS_DECIMALS", "Book", "Quote", "integral", "to_tenth_ms"]
+__all__ = [
+    "DAY_MS",
+    "QUOTE_FIELDS",
+    "TS_DECIMALS",
+    "Book",
+    "Quote",
+    "compact",
+    "integral",
+    "to_tenth_ms",
+]
 
 DAY_MS = 86_400_000.0
 """A market day in the book: a UTC day (the ``1d`` bar)."""
 TS_DECIMALS = 1
-"""A quote's ``ts`` (and a delta's ``t``) is kept to 0.1 ms: sub-millisecond, as a latency
+"""A quote's ``ts`` (and a delta's ``t``) goes out to 0.1 ms: sub-millisecond, as a latency
 measurement needs, without the float digits below it that no feed's clock carries
-(``1795715689321.9`` rather than ``1795715689321.9187``: 3 bytes less per quote and per delta)."""
+(``1795715689321.9`` rather than ``1795715689321.9187``: 3 bytes less per quote and per delta).
+The book keeps what the feed gave; :func:`compact` is applied where quotes leave for the wire
+(the conflator's flushed state), once per flushed symbol rather than once per tick."""
 _EXACT = 2.0**53
 _NEVER = -float("inf")
 
@@ -48,6 +59,20 @@ def to_tenth_ms(ms: float) -> float:
     nearest float to its one-decimal value, so it prints with at most one decimal; 3x faster
     than ``round(ms, 1)``, which goes through a decimal string (measured: 2.1 -> 0.75 µs)."""
     return _floor(ms * 10.0 + 0.5) / 10.0
+
+
+def compact(q: dict[str, Any]) -> dict[str, Any]:
+    """``q`` (a quote or a delta of one, changed in place and returned) with ``ts`` to 0.1 ms
+    and a whole ``size``/``volume`` as an integer: equal values, fewer bytes (docs/protocol.md,
+    Compact numbers)."""
+    ts = q.get("ts")
+    if ts is not None:
+        q["ts"] = _floor(ts * 10.0 + 0.5) / 10.0
+    for k in ("size", "volume"):
+        v = q.get(k)
+        if type(v) is float and v.is_integer() and -_EXACT < v < _EXACT:
+            q[k] = int(v)
+    return q
 
 
 def integral(x: float) -> float:
@@ -101,25 +126,18 @@ class Book:
             elif price < q["low"]:
                 q["low"] = price
         q["price"] = price
-        q["ts"] = _floor(ts * 10.0 + 0.5) / 10.0  # (to_tenth_ms inline: the per-tick path)
+        q["ts"] = ts
         if tick.bid is not None:
             q["bid"] = tick.bid
         if tick.ask is not None:
             q["ask"] = tick.ask
-        # Whole sizes and volumes as integers: the same JSON number in fewer bytes ("100", not
-        # "100.0"; a MessagePack int takes 1-5 bytes where a float takes 9). (integral, inline)
         size = tick.size
         if size is not None:
-            if type(size) is float and size.is_integer() and -_EXACT < size < _EXACT:
-                size = int(size)
             q["size"] = size
-        volume = tick.volume
-        if volume is None and size is not None:
-            volume = q.get("volume", 0) + size
-        if volume is not None:
-            if type(volume) is float and volume.is_integer() and -_EXACT < volume < _EXACT:
-                volume = int(volume)
-            q["volume"] = volume
+        if tick.volume is not None:
+            q["volume"] = tick.volume
+        elif size is not None:
+            q["volume"] = q.get("volume", 0) + size
         if tick.prev_close is not None:
             q["prev_close"] = tick.prev_close
         pc = q.get("prev_close")
@@ -147,9 +165,8 @@ class Book:
             if bar.low < q["low"]:
                 q["low"] = bar.low
             q["volume"] = q.get("volume", 0) + bar.volume
-        q["volume"] = integral(q["volume"])
         q["price"] = bar.close
-        q["ts"] = to_tenth_ms(ts)
+        q["ts"] = ts
         self._change(q, bar.close)
         return q
 

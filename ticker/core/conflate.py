@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ticker.core.book import Quote
+from ticker.core.book import Quote, compact
 
 __all__ = ["Conflator", "Subscription"]
 
@@ -91,7 +91,8 @@ class Conflator:
         if interval < 0 or math.isnan(interval):
             raise ValueError(f"interval must be >= 0, got {interval!r}")
         self.interval = interval
-        self.sent: dict[str, Quote] = {s: dict(q) for s, q in (quotes or {}).items()}
+        # (What leaves for the wire is compact: ts to 0.1 ms, whole sizes as integers.)
+        self.sent: dict[str, Quote] = {s: compact(dict(q)) for s, q in (quotes or {}).items()}
         # Flush number of each field's last change: a client known to hold the state of flush k
         # can be brought up to date with just the fields changed since k (changes_since).
         self.flushes = 0
@@ -148,18 +149,22 @@ class Conflator:
             q = quotes[sym]
             prev = sent.get(sym)
             if prev is None:
-                d = dict(q)
-                sent[sym] = dict(q)
+                d = compact(dict(q))
+                sent[sym] = dict(d)
                 versions[sym] = dict.fromkeys(q, n)
             else:
+                # (A raw size of 100.0 equals the 100 sent: unchanged; ts always differs.)
                 d = {k: v for k, v in q.items() if prev.get(k) != v}
                 if not d:
                     continue
+                compact(d)
+                if len(d) == 1 and d.get("ts") == prev["ts"]:
+                    continue  # (only ts below 0.1 ms moved: nothing the wire would show)
                 prev.update(d)
                 ver = versions[sym]
                 for k in d:
                     ver[k] = n
-                d["ts"] = q["ts"]
+                d["ts"] = prev["ts"]
             if count > 1:
                 d["w_high"] = hi
                 d["w_low"] = lo

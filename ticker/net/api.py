@@ -18,6 +18,7 @@ from aiohttp import web
 from ticker import __version__
 from ticker.core.auth import entitled_only, news_visible, permits
 from ticker.core.bars import INTERVALS, IntervalError, interval_ms
+from ticker.core.book import compact
 from ticker.core.events import Controllable, HasNames
 from ticker.core.protocol import BARS_LIMIT, wire_rows
 from ticker.net.admission import ADMISSION
@@ -123,7 +124,8 @@ async def api_quotes(request: web.Request) -> web.Response:
     entitled = grant_of(request).symbols
     if entitled is not None:
         syms = entitled_only(hub.book.quotes if syms is None else syms, entitled)
-    return _json({"quotes": hub.book.snapshot(syms)})
+    # (Compact, as over the WebSocket: a client's merged book equals this.)
+    return _json({"quotes": {s: compact(q) for s, q in hub.book.snapshot(syms).items()}})
 
 
 def _int_param(
