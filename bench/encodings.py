@@ -27,7 +27,7 @@ import orjson
 
 from bench.ingest import _close, _NullTransport
 from ticker.config import HubConfig
-from ticker.core.protocol import Fields, Subscribe
+from ticker.core.protocol import FIELDS, Fields, Subscribe
 from ticker.core.wire import WS_JSON, WS_MSGPACK, SseWire, Wire
 from ticker.hub.broadcaster import Hub
 from ticker_feeds.sim import SimFeed
@@ -52,20 +52,7 @@ SHAPES = [
     Shape("W3", 50, 10, 0, 20),
 ]
 
-COMPACT = [
-    "price",
-    "bid",
-    "ask",
-    "size",
-    "volume",
-    "open",
-    "high",
-    "low",
-    "prev_close",
-    "w_high",
-    "w_low",
-    "w_count",
-]
+COMPACT = [f for f in FIELDS if f not in ("symbol", "ts", "change", "change_pct")]
 """Every field but ``change``/``change_pct``, which a client derives from ``price`` and
 ``prev_close`` (``change = price - prev_close``, ``change_pct = 100 * change / prev_close``)."""
 
