@@ -48,10 +48,10 @@ def _pct(lat: dict[str, Any] | None, key: str = "p99") -> str:
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| workload | server | connected / open | connect s (/s) | quotes/s | frames/s | "
-        "B/frame | B/quote | p50 / p99 ms parse | p50 / p99 ms scan | server CPU % | "
+        "MB/s | B/frame | B/quote | p50 / p99 ms parse | p50 / p99 ms scan | server CPU % | "
         "loadgen CPU % (each) | others CPU % | RSS MB (KB/conn) | closes | flags |"
     )
-    lines = [head, "|" + "---|" * 16]
+    lines = [head, "|" + "---|" * 17]
     for r in rows:
         lat, plat = r.get("latency_ms"), r.get("latency_parse_ms")
         gens = r.get("loadgen_cpu_pct") or []
@@ -61,6 +61,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"| {r['workload']} ({r['note']}) | {r['server']} | {r['connected']:,} / "
             f"{r['still_open']:,} | {_fmt(r.get('connect_s'))} ({_fmt(r.get('connect_per_s'))}) | "
             f"{_fmt(r['updates_per_s'])} | {_fmt(r['frames_per_s'])} | "
+            f"{r['bytes_per_s'] / 1e6:,.2f} | "
             f"{_fmt(r.get('bytes_per_frame'))} | {_fmt(r.get('bytes_per_quote'))} | "
             f"{_pct(plat, 'p50')} / {_pct(plat)} (n={r.get('parse_clients', 0)}) | "
             f"{_pct(lat, 'p50')} / {_pct(lat)} | {_fmt(r['server_cpu_pct'])} | "

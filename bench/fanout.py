@@ -53,6 +53,7 @@ class Workload:
     duration: float | None = None  # measured seconds (None: the run's --duration)
     server_args: tuple[str, ...] = ()
     connect_wait: float = 120.0  # seconds the generators wait for every connection
+    transport: str = "ws"  # ws (JSON text frames) | msgpack (ticker.v1.msgpack) | sse (GET /sse)
 
     def gen_procs(self) -> int:
         """Load-generator processes: 2 for a few hundred clients, else one per 1,250 clients,
@@ -73,6 +74,9 @@ WORKLOADS = [
     Workload("W2", 1000, 50, 1000, 0, "throttle 0"),
     Workload("W2d", 1000, 50, 1000, None, "default 100 ms window"),
     Workload("W3", 5000, 50, 10, 0, "throttle 0"),
+    # W3 over the other transports (issue 16): the same hub, encoded once per encoding.
+    Workload("W3m", 5000, 50, 10, 0, "throttle 0, MessagePack", naive=False, transport="msgpack"),
+    Workload("W3s", 5000, 50, 10, 0, "throttle 0, SSE", naive=False, transport="sse"),
     Workload(
         "W4",
         10000,
@@ -372,7 +376,7 @@ def run_workload(
             args = ["--url", url, "--clients", str(n), "--duration", str(duration)]
             args += ["--warmup", str(warmup), "--ramp", "2500", "--inflight", str(inflight)]
             args += ["--parse", str(parse), "--first", str(first)]
-            args += ["--connect-wait", f"{w.connect_wait:g}"]
+            args += ["--connect-wait", f"{w.connect_wait:g}", "--transport", w.transport]
             if w.local_addresses:
                 addr = w.local_addresses[i % len(w.local_addresses)]
                 args += ["--local-address", addr]

@@ -1,9 +1,13 @@
-// Load generator for `make bench`: opens N WebSocket clients (ramped), subscribes, and measures
+// Load generator for `make bench`: opens N clients (ramped), subscribes, and measures
 // every quote's latency (receive time - quote ts) in log-bucket histograms (memory stays flat).
 // Prints one JSON object on stdout at the end. Usage:
 //   node loadgen.mjs --url ws://127.0.0.1:8080/ws --clients 1000 --duration 20 \
 //        [--ramp 2000] [--inflight 1000] [--symbols '*' | --subset 5] [--throttle 100] [--warmup 3]
 //        [--parse 50] [--first 0] [--local-address 127.0.0.2,127.0.0.3] [--sync] [--connect-wait 120]
+//        [--transport ws | msgpack | sse]
+// Transports: `ws` JSON text frames over a WebSocket (the default); `msgpack` the same
+// WebSocket offering the `ticker.v1.msgpack` subprotocol (binary frames, @msgpack/msgpack
+// decodes them); `sse` Server-Sent Events (`GET /sse?symbols=...`, the query instead of ops).
 // With --sync it says {"event":"ready"} on stderr once connected and warmed up, and starts
 // measuring when a line arrives on stdin (so that several generators measure the same period).
 // Two kinds of client in one process, each with its own latency histogram:
@@ -17,9 +21,11 @@
 // busy server is never sent more connects than it accepts (an overflowing listen queue drops them
 // and the clients wait out TCP's retransmission backoff: seconds, not load). Prints
 // {"event":"measuring"} on stderr when the measured period starts.
-import { WebSocket } from "ws";
+import http from "node:http";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
-import { scanFrame } from "./scan.mjs";
+import { decode as unpack } from "@msgpack/msgpack";
+import { WebSocket } from "ws";
+import { SseSplitter, scanFrame, scanMsgpack } from "./scan.mjs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -39,6 +45,8 @@ const subset = Number(args.subset ?? 0); // >0: each client watches that many sy
 const parseN = Number(args.parse ?? 0); // how many clients parse every frame
 const first = Number(args.first ?? 0); // this process's first client number (watchlists)
 const localAddresses = args["local-address"] ? args["local-address"].split(",") : [];
+const transport = args.transport ?? "ws"; // ws (JSON) | msgpack | sse
+if (!["ws", "msgpack", "sse"].includes(transport)) throw new Error(`unknown --transport ${transport}`);
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -82,43 +90,28 @@ const errorKinds = {};
 let measuring = false;
 const sockets = [];
 
-function start(i) {
-  // (UTF-8 is not checked: the frames are read as bytes, below.)
-  const opts = { perMessageDeflate: false, skipUTF8Validation: true };
-  if (localAddresses.length) opts.localAddress = localAddresses[i % localAddresses.length];
-  const ws = new WebSocket(url, opts);
+// The symbols one client watches: all of them (--symbols), or a watchlist of `subset` picked
+// deterministically per client from the server's list.
+function watchlist(i, known) {
+  if (!(subset > 0 && known.length)) return symbols;
+  const g = first + i, want = [];
+  for (let k = 0; k < subset; k++) want.push(known[(g * 7919 + k * 104729) % known.length]);
+  return [...new Set(want)];
+}
+
+// One client's reading of the server's frames (any transport): `decode` turns a frame into a
+// message (parse clients), `scan` reads it in place (scan clients).
+function reader(i, decode, scan) {
   // Parse clients spread evenly over the connection order: a server writes to its clients in
   // some order (Ticker: the order they joined), and the first ones get each frame first.
-  const parses = parseN > 0 && i % Math.max(1, Math.floor(clients / parseN)) === 0 &&
-    i / Math.max(1, Math.floor(clients / parseN)) < parseN;
+  const every = Math.max(1, Math.floor(clients / parseN));
+  const parses = parseN > 0 && i % every === 0 && i / every < parseN;
   const book = parses ? {} : null; // a parse client's copy of its quotes
-  let seq = 0, pendingHere = true, opened = false, greeted = false;
-  pending++;
-  const settled = () => { if (pendingHere) { pendingHere = false; pending--; } };
-  ws.on("open", () => {
-    settled();
-    opened = true; connected++; open++;
-    if (throttle !== null) ws.send(JSON.stringify({ op: "throttle", ms: throttle }));
-  });
-  ws.on("message", (data) => {
-    const t = now();
-    if (!greeted) {
-      greeted = true;
-      const m = JSON.parse(data);
-      if (m.type !== "hello") { errors++; return; }
-      let want = symbols;
-      if (subset > 0 && m.symbols.length) {
-        // A watchlist: `subset` symbols picked deterministically per client.
-        const g = first + i;
-        want = [];
-        for (let k = 0; k < subset; k++) want.push(m.symbols[(g * 7919 + k * 104729) % m.symbols.length]);
-      }
-      ws.send(JSON.stringify({ op: "subscribe", symbols: [...new Set(want)] }));
-      return;
-    }
+  let seq = 0;
+  return (data, t, size = data.length) => {
     if (parses) {
       // What a real client does: decode the frame, apply it to its quotes, then read them.
-      const m = JSON.parse(data);
+      const m = decode(data);
       const kind = m.type;
       if (kind === "snapshot") Object.assign(book, m.quotes);
       else if (kind === "delta") {
@@ -129,25 +122,115 @@ function start(i) {
       }
       if (!measuring) { if (m.seq) seq = m.seq; return; }
       const c = count.parse;
-      c.frames++; c.bytes += data.length;
+      c.frames++; c.bytes += size;
       if (m.seq !== undefined) { if (seq && m.seq !== seq + 1) seqGaps++; seq = m.seq; }
       if (kind === "delta") {
         for (const s in m.quotes) { c.quotes++; parseHist.record(t - book[s].ts); }
       } else if (kind === "snapshot") c.quotes += Object.keys(m.quotes).length;
       return;
     }
-    const f = scanFrame(data);
+    const f = scan(data);
     if (!measuring) { if (f.seq) seq = f.seq; return; }
     const c = count.scan;
-    c.frames++; c.bytes += data.length;
+    c.frames++; c.bytes += size;
     if (f.kind === null) return;
     if (f.seq !== null) { if (seq && f.seq !== seq + 1) seqGaps++; seq = f.seq; }
     c.quotes += f.ts.length;
     if (f.kind === "delta") for (const ts of f.ts) scanHist.record(t - ts);
+  };
+}
+
+function failed(e) {
+  errors++;
+  const k = String(e.code ?? e.message).slice(0, 60);
+  errorKinds[k] = (errorKinds[k] ?? 0) + 1;
+}
+
+// A WebSocket client: JSON text frames (`ticker.v1`, or nothing offered) or MessagePack binary
+// frames (`ticker.v1.msgpack`). Its ops go as JSON text either way (the server takes both).
+function startWs(i) {
+  // (UTF-8 is not checked: the frames are read as bytes, below.)
+  const opts = { perMessageDeflate: false, skipUTF8Validation: true };
+  if (localAddresses.length) opts.localAddress = localAddresses[i % localAddresses.length];
+  const ws = transport === "msgpack"
+    ? new WebSocket(url, ["ticker.v1.msgpack"], opts)
+    : new WebSocket(url, opts);
+  const read = transport === "msgpack"
+    ? reader(i, (d) => unpack(d), scanMsgpack)
+    : reader(i, (d) => JSON.parse(d), scanFrame);
+  let pendingHere = true, opened = false, greeted = false;
+  pending++;
+  const settled = () => { if (pendingHere) { pendingHere = false; pending--; } };
+  ws.on("open", () => {
+    settled();
+    opened = true; connected++; open++;
+    if (transport === "msgpack" && ws.protocol !== "ticker.v1.msgpack") {
+      failed({ code: `subprotocol ${JSON.stringify(ws.protocol)}` });
+    }
+    if (throttle !== null) ws.send(JSON.stringify({ op: "throttle", ms: throttle }));
   });
-  ws.on("error", (e) => { settled(); errors++; const k = String(e.code ?? e.message).slice(0, 60); errorKinds[k] = (errorKinds[k] ?? 0) + 1; });
+  ws.on("message", (data) => {
+    const t = now();
+    if (!greeted) {
+      greeted = true;
+      const m = transport === "msgpack" ? unpack(data) : JSON.parse(data);
+      if (m.type !== "hello") { errors++; return; }
+      ws.send(JSON.stringify({ op: "subscribe", symbols: watchlist(i, m.symbols) }));
+      return;
+    }
+    read(data, t);
+  });
+  ws.on("error", (e) => { settled(); failed(e); });
   ws.on("close", (code) => { settled(); if (opened) open--; closeCodes[code] = (closeCodes[code] ?? 0) + 1; });
   sockets.push(ws);
+}
+
+// A Server-Sent Events client: `GET /sse?symbols=...&throttle_ms=...`, read as a byte stream
+// (Node's http undoes the chunked encoding); each event's `data:` is the JSON message. Bytes
+// count the events as they arrive (their `event:`/`id:` lines included).
+function startSse(i) {
+  const u = new URL(url.replace(/^ws/, "http").replace(/\/ws$/, "/sse"));
+  u.searchParams.set("symbols", watchlist(i, knownSymbols).join(","));
+  if (throttle !== null) u.searchParams.set("throttle_ms", String(throttle));
+  const opts = {
+    host: u.hostname, port: u.port, path: u.pathname + u.search, agent: false,
+    headers: { Accept: "text/event-stream" },
+  };
+  if (localAddresses.length) opts.localAddress = localAddresses[i % localAddresses.length];
+  const read = reader(i, (d) => JSON.parse(d), scanFrame);
+  const split = new SseSplitter();
+  let pendingHere = true, opened = false;
+  pending++;
+  const settled = () => { if (pendingHere) { pendingHere = false; pending--; } };
+  const req = http.get(opts, (res) => {
+    settled();
+    if (res.statusCode !== 200) {
+      failed({ code: `HTTP ${res.statusCode}` });
+      res.resume();
+      return;
+    }
+    opened = true; connected++; open++;
+    res.on("data", (chunk) => {
+      const t = now();
+      const events = split.push(chunk);
+      // The chunk's bytes spread over the events it completed (a chunk is usually one event).
+      const size = events.length ? chunk.length / events.length : 0;
+      for (const data of events) read(data, t, size);
+    });
+    res.on("close", () => { if (opened) { opened = false; open--; closeCodes.sse_end = (closeCodes.sse_end ?? 0) + 1; } });
+    res.on("error", failed);
+  });
+  req.on("error", (e) => { settled(); failed(e); });
+  sockets.push({ terminate: () => req.destroy() });
+}
+
+const start = transport === "sse" ? startSse : startWs;
+
+// SSE clients name their symbols in the URL: the list comes from /api/symbols first.
+let knownSymbols = [];
+if (transport === "sse" && subset > 0) {
+  const api = url.replace(/^ws/, "http").replace(/\/ws$/, "/api/symbols");
+  knownSymbols = (await (await fetch(api)).json()).symbols.map((s) => s.symbol);
 }
 
 let started = 0;
