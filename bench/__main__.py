@@ -163,7 +163,8 @@ def main() -> None:
             )
             prof = RESULTS / f"profile-{w.name}.txt" if a.profile and server == "ticker" else None
             r = run_workload(server, w, a.duration, procs=a.procs or None, profile=prof)
-            r.update(workload=w.name, server=server, note=w.note, symbols=w.symbols, rate=w.rate)
+            label = f"{server} ({w.edges} edges, ingest, Redis)" if w.edges else server
+            r.update(workload=w.name, server=label, note=w.note, symbols=w.symbols, rate=w.rate)
             rows.append(r)
             print(_table([r]).splitlines()[-1], flush=True)
     extra: dict[str, Any] = {}
@@ -174,7 +175,11 @@ def main() -> None:
             except ModuleNotFoundError:
                 continue
             print(f"running the {name} benchmark ...", flush=True)
-            extra[name] = mod.run() if hasattr(mod, "run") else None
+            try:  # one that fails is reported; the others still run
+                extra[name] = mod.run() if hasattr(mod, "run") else None
+            except Exception as exc:  # any failure: reported, not hidden
+                extra[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(json.dumps(extra[name], default=str), flush=True)
     md = [
         f"# Benchmark results ({time.strftime('%Y-%m-%d %H:%M')}, "
         f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "

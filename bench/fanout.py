@@ -54,6 +54,9 @@ class Workload:
     server_args: tuple[str, ...] = ()
     connect_wait: float = 120.0  # seconds the generators wait for every connection
     transport: str = "ws"  # ws (JSON text frames) | msgpack (ticker.v1.msgpack) | sse (GET /sse)
+    # >0: Ticker runs as that many edge processes sharing one port (--reuse-port) behind an
+    # ingest node on a private redis-server, instead of one process (the in-memory bus).
+    edges: int = 0
 
     def gen_procs(self) -> int:
         """Load-generator processes: 2 for a few hundred clients, else one per 1,250 clients,
@@ -86,6 +89,10 @@ WORKLOADS = [
         "default window, 5-symbol watchlists",
         naive=False,
         extra={"subset": 5},
+        # The fan-out to those already connected takes most of the one process's time while
+        # the rest connect (a py-spy profile of the ramp: 73 % in write(2)): they come in
+        # slower than at W3, so the generators wait longer for them.
+        connect_wait=300.0,
     ),
     Workload(
         "W5",
@@ -102,6 +109,9 @@ WORKLOADS = [
         duration=60.0,
         server_args=("--max-connections", "0"),
         connect_wait=400.0,
+        # One process holds at most the open-file hard limit (20,000 in this sandbox, not
+        # raisable without CAP_SYS_RESOURCE): three edges on one port hold ~16,700 each.
+        edges=3,
     ),
 ]
 
@@ -224,30 +234,33 @@ class LoadGen:
         return report
 
 
-def _start_server(kind: str, w: Workload) -> tuple[subprocess.Popen[str], str]:
-    if kind == "ticker":
-        cmd = [
-            sys.executable,
-            "-m",
-            "ticker",
-            "serve",
-            "--port",
-            "0",
-            "--log-level",
-            "WARNING",
-            "--feed",
-            f"sim:symbols={w.symbols},rate={w.rate:g},seed=1,burst=1",
-            # Every benchmark client comes from 127.0.0.x (up to 50,000 of them).
-            "--max-connections-per-ip",
-            "0",
-            *w.server_args,
-        ]
-    else:
-        market = ["--port", "0", "--symbols", str(w.symbols), "--rate", f"{w.rate:g}"]
-        if kind == "node":  # the Node `ws` broadcaster (the issue's reference figures)
-            cmd = ["node", str(BENCH / "naive_node.mjs"), *market]
-        else:  # the aiohttp send loop
-            cmd = [sys.executable, "-m", "bench.naive", *market]
+@dataclass
+class Servers:
+    """What serves one run: ``url`` (the clients' ``ws://``), every server-side process (their CPU
+    and memory are summed: Ticker's edges, its ingest node and Redis count alike), and how to
+    stop them."""
+
+    url: str
+    procs: list[subprocess.Popen[Any]]
+    edges: list[subprocess.Popen[Any]]  # the processes clients connect to
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.stack.close()
+
+
+def _listening(cmd: list[str], what: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a server that prints ``listening on http://HOST:PORT`` first; returns it and its
+    ``ws://.../ws``."""
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -255,8 +268,66 @@ def _start_server(kind: str, w: Workload) -> tuple[subprocess.Popen[str], str]:
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
         proc.kill()
-        raise RuntimeError(f"{kind} server did not start: {line!r}")
+        proc.wait()
+        raise RuntimeError(f"{what} did not start: {line!r}")
     return proc, line.split()[-1].replace("http://", "ws://") + "/ws"
+
+
+def _ticker_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ticker", "serve", "--log-level", "WARNING", *args]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _start_server(kind: str, w: Workload) -> Servers:
+    feed = f"sim:symbols={w.symbols},rate={w.rate:g},seed=1,burst=1"
+    # Every benchmark client comes from 127.0.0.x (up to 50,000 of them).
+    edge_args = ("--max-connections-per-ip", "0", *w.server_args)
+    if kind == "ticker" and w.edges:
+        return _start_cluster(w, feed, edge_args)
+    if kind == "ticker":
+        cmd = _ticker_cmd("--port", "0", "--feed", feed, *edge_args)
+    else:
+        market = ["--port", "0", "--symbols", str(w.symbols), "--rate", f"{w.rate:g}"]
+        if kind == "node":  # the Node `ws` broadcaster (the issue's reference figures)
+            cmd = ["node", str(BENCH / "naive_node.mjs"), *market]
+        else:  # the aiohttp send loop
+            cmd = [sys.executable, "-m", "bench.naive", *market]
+    proc, url = _listening(cmd, f"{kind} server")
+    return Servers(url, [proc], [proc])
+
+
+def _start_cluster(w: Workload, feed: str, edge_args: tuple[str, ...]) -> Servers:
+    """A private redis-server, an ingest node running the feed, and ``w.edges`` edges sharing
+    one port (``--reuse-port``: the kernel spreads the connections over them)."""
+    from bench.redis import redis_server  # (bench.redis imports this module)
+
+    servers = Servers("", [], [])
+    try:
+        redis_port, redis_proc = servers.stack.enter_context(redis_server())
+        bus = ("--bus", f"redis://127.0.0.1:{redis_port}/0")
+        servers.procs.append(redis_proc)
+        ingest, _ = _listening(
+            _ticker_cmd("--port", "0", *bus, "--role", "ingest", "--feed", feed), "ingest node"
+        )
+        servers.procs.append(ingest)
+        port = _free_port()
+        for i in range(w.edges):
+            cmd = _ticker_cmd("--port", str(port), "--reuse-port", *bus, "--role", "edge")
+            edge, servers.url = _listening([*cmd, *edge_args], f"edge {i}")
+            servers.procs.append(edge)
+            servers.edges.append(edge)
+    except BaseException:
+        servers.stop()
+        raise
+    return servers
 
 
 def _merge_latency(lats: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -309,18 +380,31 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _server_stats(ws_url: str) -> dict[str, Any]:
+def _server_stats(ws_url: str, pids: set[int]) -> dict[str, Any]:
     """What Ticker itself counted (``/healthz`` stats): its closes by code, slow consumers,
-    catch-ups, frames; {} when it does not answer."""
+    catch-ups, frames; {} when it does not answer. Edges sharing a port answer in turn (each
+    request is a new connection, which the kernel gives to one of them; ``pid`` says which):
+    asked until each has answered, their counts summed."""
     url = ws_url.replace("ws://", "http://").removesuffix("/ws") + "/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            health: dict[str, Any] = json.loads(resp.read())
-    except (OSError, ValueError):
-        return {}
-    stats = health.get("stats", {})
     keep = ("closed_", "slow_", "flow_", "catchup", "frames_sent", "deltas_sent", "connections")
-    return {k: v for k, v in sorted(stats.items()) if k.startswith(keep)}
+    by_pid: dict[int, dict[str, Any]] = {}
+    for _ in range(20 * len(pids)):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                health: dict[str, Any] = json.loads(resp.read())
+        except (OSError, ValueError):
+            break
+        stats = health.get("stats", {})
+        by_pid[health.get("pid", 0)] = {k: v for k, v in stats.items() if k.startswith(keep)}
+        if pids <= set(by_pid):
+            break
+    out: dict[str, Any] = {}
+    for stats in by_pid.values():
+        for k, v in stats.items():
+            out[k] = out.get(k, 0) + v if isinstance(v, int | float) else v
+    if len(pids) > 1:
+        out["edges_answered"] = len(by_pid)
+    return dict(sorted(out.items()))
 
 
 def flags(r: dict[str, Any]) -> list[str]:
@@ -333,7 +417,8 @@ def flags(r: dict[str, Any]) -> list[str]:
     if (r.get("loadgen_loop_delay_p99_ms") or 0.0) > LAGGING_LOOP_MS:
         out.append(f"loadgen loop lag p99 {r['loadgen_loop_delay_p99_ms']:.0f} ms")
     nofile = r.get("open_file_limit")
-    if nofile is not None and r.get("clients", 0) + 64 > nofile:
+    per_process = r.get("clients", 0) / max(1, r.get("server_edges", 1))
+    if nofile is not None and per_process + 64 > nofile:
         out.append(f"open-file limit {nofile:,} < clients: one server process holds fewer")
     other = r.get("other_cpu_pct")
     if other is not None and other > BUSY_OTHER:
@@ -361,10 +446,19 @@ def run_workload(
     """
     duration = w.duration or duration
     n_procs = procs or w.gen_procs()
-    proc, url = _start_server(kind, w)
+    servers = _start_server(kind, w)
+    url = servers.url
+    server_pids = [p.pid for p in servers.procs]
+
+    def server_cpu() -> float:
+        return sum(_cpu_seconds(pid) for pid in server_pids)
+
+    def server_mb(key: str) -> float:
+        return sum(_status_mb(pid, key) for pid in server_pids)
+
     try:
         time.sleep(0.5)
-        base_rss = _status_mb(proc.pid, "VmRSS")
+        base_rss = server_mb("VmRSS")
         per = [w.clients // n_procs + (1 if i < w.clients % n_procs else 0) for i in range(n_procs)]
         sample = w.parse_sample()
         gens = []
@@ -403,21 +497,22 @@ def run_workload(
             cpu["connect_wall_s"] = time.monotonic() - started
             cpu["load1"] = os.getloadavg()[0]
             t0 = time.monotonic()
-            s0, m0 = _cpu_seconds(proc.pid), _machine_cpu_seconds()
+            s0, m0 = server_cpu(), _machine_cpu_seconds()
             g0 = [_cpu_seconds(p) for p in pids]
             nonlocal spy
             if profile is not None:
                 spy_args = ["-d", str(int(duration) - 1), "-f", "raw", "-r", "100", "--nonblocking"]
+                spy_args += ["-p", str(servers.edges[0].pid), "-o", str(profile)]
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "-p", str(proc.pid), *spy_args, "-o", str(profile)],
+                    ["py-spy", "record", *spy_args],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             done.wait(duration - 0.2)  # (a little early: the generators are still running)
             span = time.monotonic() - t0
-            s1, m1 = _cpu_seconds(proc.pid), _machine_cpu_seconds()
+            s1, m1 = server_cpu(), _machine_cpu_seconds()
             g1 = [_cpu_seconds(p) for p in pids]
-            cpu["rss_mb"] = _status_mb(proc.pid, "VmRSS")
+            cpu["rss_mb"] = server_mb("VmRSS")
             cpu["server"] = 100 * (s1 - s0) / span
             cpu["gens"] = [100 * (b - a) / span for a, b in zip(g0, g1, strict=True)]
             cpu["machine"] = 100 * (m1 - m0) / span
@@ -434,8 +529,10 @@ def run_workload(
         merged = _merge(results)
         merged["loadgen_procs"] = n_procs
         merged["open_file_limit"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        merged["server_edges"] = len(servers.edges)
+        merged["server_processes"] = len(servers.procs)
         if kind == "ticker":
-            merged["server_stats"] = _server_stats(url)
+            merged["server_stats"] = _server_stats(url, {p.pid for p in servers.edges})
         if "server" in cpu:
             merged["server_cpu_pct"] = round(cpu["server"], 1)
             merged["loadgen_cpu_pct"] = [round(c, 1) for c in cpu["gens"]]
@@ -448,7 +545,7 @@ def run_workload(
             merged["server_rss_mb"] = round(cpu["rss_mb"], 1)
         else:
             merged["server_cpu_pct"] = None
-        merged["server_peak_rss_mb"] = round(_peak_rss_mb(proc.pid), 1)
+        merged["server_peak_rss_mb"] = round(server_mb("VmHWM"), 1)  # (sum of each one's peak)
         merged["server_base_rss_mb"] = round(base_rss, 1)
         if merged["connected"] and "rss_mb" in cpu:
             merged["kb_per_connection"] = round(
@@ -459,8 +556,4 @@ def run_workload(
         merged["flags"] = flags(merged)
         return merged
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        servers.stop()

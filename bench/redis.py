@@ -37,7 +37,7 @@ import redis as redis_py
 
 from bench.fanout import ROOT, LoadGen, _cpu_seconds, _merge, _peak_rss_mb
 
-__all__ = ["main", "run"]
+__all__ = ["main", "redis_server", "run"]
 
 FEED = "sim:symbols=50,rate=1000,seed=1,burst=1"  # steady: runs compare
 PER_GEN = 500  # clients per load generator
@@ -72,7 +72,7 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 
 
 @contextmanager
-def _redis_server() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def redis_server() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A private ``redis-server`` on 127.0.0.1:<free port>, persistence off; stopped after."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     with tempfile.TemporaryDirectory(prefix="ticker-bench-redis-") as tmp:
@@ -145,7 +145,9 @@ def _measure(
         return {k: _cpu_seconds(p.pid) for k, p in watched.items()}
 
     def sample() -> None:
-        if not LoadGen.wait_measuring(gens, 200 + warmup) or done.is_set():
+        # The generators ramp, connect and warm up, then measure together on a `go`.
+        LoadGen.start_together(gens, 200 + warmup)
+        if not LoadGen.wait_measuring(gens, 10) or done.is_set():
             return
         marks["t0"], marks["snap0"], marks["cpu0"] = time.monotonic(), snapshot(), cpu()
         # Read again after `duration`, a little early so the generators are still running.
@@ -275,7 +277,7 @@ def _table(res: dict[str, Any]) -> str:
 def run(duration: float = 10.0, warmup: float = 3.0) -> dict[str, Any]:
     """Run both configurations; returns the figures (and prints a Markdown table)."""
     memory = _run_memory(duration, warmup)
-    with _redis_server() as (port, redis_proc):
+    with redis_server() as (port, redis_proc):
         red = _run_redis(port, redis_proc, duration, warmup)
     p_mem = (memory.get("latency_ms") or {}).get("p99")
     p_red = (red.get("latency_ms") or {}).get("p99")

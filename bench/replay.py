@@ -51,29 +51,12 @@ def _session(rows: int, seed: int = 1) -> pd.DataFrame:
 
 
 def _write_recording(df: pd.DataFrame, path: Path) -> None:
+    """The ticks as a recording (every other column of the recorder's schema null)."""
     n = len(df)
-    nulls = pa.nulls(n, pa.float64())
-    text = pa.nulls(n, pa.string())
-    table = pa.table(
-        {
-            "kind": pa.array(["tick"] * n),
-            "ts": df["ts"],
-            "symbol": df["symbol"],
-            "price": df["price"],
-            "size": df["size"],
-            "bid": df["bid"],
-            "ask": df["ask"],
-            "volume": nulls,
-            "prev_close": nulls,
-            "headline": text,
-            "source": text,
-            "url": text,
-            "summary": text,
-            "symbols": pa.nulls(n, pa.list_(pa.string())),
-        },
-        schema=SCHEMA,
-    )
-    pq.write_table(table, path, compression="zstd")
+    ticks = {"kind": pa.array(["tick"] * n), **{c: df[c] for c in ("ts", "symbol", "price")}}
+    ticks.update({c: df[c] for c in ("size", "bid", "ask")})
+    columns = {f.name: ticks.get(f.name, pa.nulls(n, f.type)) for f in SCHEMA}
+    pq.write_table(pa.table(columns, schema=SCHEMA), path, compression="zstd")
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

@@ -106,7 +106,7 @@ async def test_one_encoding_per_selection(srv: Server) -> None:
         await ws.send_json({"op": "fields", "fields": ["price"]})
         await recv_type(ws, "snapshot")
         socks.append(ws)
-    window = srv.hub.windows.by_ms[20]
+    window = srv.hub.windows.by_key[20, 0]
     groups = [g for g in window.groups.values() if g.members]
     assert len(groups) == 1 and len(groups[0].members) == 3
     await srv.push(tick("AAPL", 102.0))

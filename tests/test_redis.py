@@ -8,6 +8,7 @@ kills it), so tests never see each other's streams.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -448,3 +449,50 @@ async def test_bar_state_in_redis_is_bounded_and_written_with_the_ticks(
             await r.aclose()
     finally:
         await bus.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_edges_share_one_port_with_reuse_port(
+    ticker_server: type[ServerProcess],
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """``--reuse-port``: several edges listen on one port (as W5 runs past one process's
+    open-file limit), the kernel spreads connections over them, and every client is served the
+    same market whichever edge took it. Without the flag the second edge cannot bind."""
+    url = redis_server.url()
+    ticker_server("--bus", url, "--role", "ingest", "--feed", "sim:symbols=5,rate=200")
+    port = _free_port()
+    args = ("--bus", url, "--role", "edge", "--port", str(port))
+    edges = [ticker_server(*args, "--reuse-port") for _ in range(2)]
+    assert {e.port for e in edges} == {port}
+    taken = subprocess.run(  # taken, and it did not ask to share
+        [sys.executable, "-m", "ticker", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert taken.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    async with aiohttp.ClientSession() as http:
+        wss = [await client(http, edges[0]) for _ in range(40)]
+        for ws in wss:  # every client gets prices from whichever edge took it
+            await recv_until(ws, lambda f: f["type"] in ("delta", "snapshot") and bool(f["quotes"]))
+        # /healthz answers from one edge or the other (its `pid` says which), each counting
+        # only its own clients: both took some, and together all 40.
+        by_pid: dict[int, int] = {}
+        for _ in range(200):
+            async with aiohttp.ClientSession() as fresh:  # a new connection: a new pick
+                body = await health(fresh, edges[0])
+            by_pid[body["pid"]] = body["connections"]
+            if len(by_pid) == 2:
+                break
+        assert set(by_pid) == {e.proc.pid for e in edges if e.proc is not None}, by_pid
+        assert all(n > 0 for n in by_pid.values()) and sum(by_pid.values()) == 40, by_pid
+        for ws in wss:
+            await ws.close()

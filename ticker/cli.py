@@ -246,6 +246,14 @@ def _limit_args(p: argparse.ArgumentParser) -> None:
         help="a reverse proxy (address or network) whose X-Forwarded-For names the client for "
         "the per-address limit; repeatable",
     )
+    g.add_argument(
+        "--reuse-port",
+        dest="server.reuse_port",
+        action="store_true",
+        default=None,
+        help="bind with SO_REUSEPORT: several edges of one bus on one port, the kernel spreads "
+        "connections over them",
+    )
 
 
 def _recording_args(p: argparse.ArgumentParser) -> None:

@@ -188,10 +188,14 @@ class ServerConfig:
             hold a socket for long (``ticker serve`` only). 0: never.
         trusted_proxies: addresses or networks of reverse proxies whose ``X-Forwarded-For``
             names the client for the per-address limit (empty: the peer address counts).
+        reuse_port: bind with SO_REUSEPORT, so that several ``ticker serve`` processes (edges of
+            one bus) listen on the same port and the kernel spreads connections over them
+            (``ticker serve`` only; Linux and the BSDs).
 
     Raises:
         ValueError: a number field that is not a number >= 0 (an integer where the default is
-            one), or ``trusted_proxies`` that is not a list of addresses or networks.
+            one), ``trusted_proxies`` that is not a list of addresses or networks, or
+            ``reuse_port`` that is not a boolean.
     """
 
     max_frame_bytes: int = 64 * 1024
@@ -201,6 +205,7 @@ class ServerConfig:
     max_connections_per_ip: int = 1_000
     http_idle_s: float = 30.0
     trusted_proxies: tuple[str, ...] = ()
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         proxies: Any = self.trusted_proxies  # TOML gives a list; anything else is an error
@@ -208,7 +213,9 @@ class ServerConfig:
             raise ValueError(f"trusted_proxies must be a list of addresses, got {proxies!r}")
         parse_networks(proxies)  # raises ValueError naming a bad entry
         object.__setattr__(self, "trusted_proxies", tuple(proxies))
-        _check_numbers(self, skip=("trusted_proxies",))
+        if not isinstance(self.reuse_port, bool):
+            raise ValueError(f"reuse_port must be true or false, got {self.reuse_port!r}")
+        _check_numbers(self, skip=("trusted_proxies", "reuse_port"))
 
 
 SERVER_KEYS: Mapping[str, Any] = {

@@ -70,6 +70,14 @@ class Conflator:
         interval: the window in seconds; 0 means flush whenever something is pending.
         quotes: the book's live quotes; ``sent`` starts as a copy, so clients that join now get
             the current state in their snapshot.
+        phase: None: a flush is due ``interval`` after the last one. A number (seconds, on the
+            clock ``drain`` is given): flushes keep to the grid ``phase + k * interval``. A flush
+            up to ``interval / 8`` after a grid point counts as made there, so a late timer does
+            not push the next flush later (the gap after it is shorter by the lateness); a
+            flush further off the grid counts as made at the next grid point. Two flushes are
+            never closer than 7/8 of ``interval``. Windows of one interval at different phases
+            flush at different moments: their connections' frames are spread over the interval
+            instead of leaving in one burst.
 
     ``offer`` records that a symbol ticked (and its window high/low/count); ``drain`` returns, once
     per window, the changed fields of every symbol that ticked. Memory is bounded by the number of
@@ -81,16 +89,25 @@ class Conflator:
         "interval",
         "last_flush",
         "pending",
+        "phase",
         "sent",
         "ticks",
         "updates",
         "versions",
     )
 
-    def __init__(self, interval: float, quotes: Mapping[str, Quote] | None = None) -> None:
+    def __init__(
+        self,
+        interval: float,
+        quotes: Mapping[str, Quote] | None = None,
+        phase: float | None = None,
+    ) -> None:
         if interval < 0 or math.isnan(interval):
             raise ValueError(f"interval must be >= 0, got {interval!r}")
+        if phase is not None and not (interval > 0 and math.isfinite(phase)):
+            raise ValueError(f"a phase needs an interval > 0 and a finite phase, got {phase!r}")
         self.interval = interval
+        self.phase = phase
         # (What leaves for the wire is compact: ts to 0.1 ms, whole sizes as integers.)
         self.sent: dict[str, Quote] = {s: compact(dict(q)) for s, q in (quotes or {}).items()}
         # Flush number of each field's last change: a client known to hold the state of flush k
@@ -137,7 +154,17 @@ class Conflator:
         pending = self.pending
         if not pending or now < self.last_flush + self.interval:
             return {}
-        self.last_flush = now
+        phase = self.phase
+        if phase is None:
+            self.last_flush = now
+        else:
+            # A flush within an eighth of the interval after its grid point counts as made there
+            # (the next one keeps to the grid); a later one (the first after an idle spell, or a
+            # very late timer) as made at the next grid point. Either way no two flushes are
+            # closer than 7/8 of the interval.
+            interval = self.interval
+            point = now - (now - phase) % interval
+            self.last_flush = point if now - point <= interval / 8 else point + interval
         self.flushes += 1
         n = self.flushes
         sent = self.sent

@@ -145,7 +145,7 @@ class Hub:
         self._offer(symbol, price)
 
     def _offer(self, symbol: str, price: float) -> None:
-        for window in self.windows.by_ms.values():
+        for window in self.windows.by_key.values():
             window.conflator.offer(symbol, price)
             if window.handle is None:
                 self._schedule(window)
@@ -409,11 +409,15 @@ class Hub:
         if req.id is not None:
             fields = {"symbol": req.symbol, "interval": req.interval, "live": req.live}
             self.delivery.send(c, Ack(req.id, fields))
-        self.delivery.send(c, BarHistory(req.symbol, req.interval, wire_rows(rows)))
-        self.stats["bars_sent"] += 1
+        self._send_history(c, req.symbol, req.interval, rows)
         if out.stream is not None:
             out.stream.last_t = rows[-1][0] if rows else None
             out.stream.fresh = False
+
+    def _send_history(self, c: Client, symbol: str, interval: str, rows: list[Row]) -> None:
+        """A ``bars`` history (an answer, or a stream starting over), counted."""
+        self.delivery.send(c, BarHistory(symbol, interval, wire_rows(rows)))
+        self.stats["bars_sent"] += 1
 
     def _flush_bars(self, window: Window, changes: dict[str, Any]) -> None:
         """Send each live bars stream of ``window``'s connections whose symbol changed its new
@@ -441,8 +445,7 @@ class Hub:
             except IntervalError:
                 return
             stream.fresh = False
-            self.delivery.send(c, BarHistory(stream.symbol, stream.interval, wire_rows(rows)))
-            self.stats["bars_sent"] += 1
+            self._send_history(c, stream.symbol, stream.interval, rows)
         elif rows:
             wire = c.wire
             encode = wire.encoding.encode
@@ -678,7 +681,7 @@ class Hub:
             "connections": len(self.clients),
             "slow_consumers": len(self.delivery.behind),
             "held": sum(c.flow.state is FlowState.HELD for c in self.windows.members(0)),
-            "windows_ms": sorted(self.windows.by_ms),
+            "windows_ms": self.windows.intervals(),
             "groups": sum(len(w.groups) for w in self.windows),
             "symbols": len(self.book.known),
             "news_last_id": self.news.last_id,

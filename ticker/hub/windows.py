@@ -2,12 +2,17 @@
 
 Pure; no I/O (a window holds its flush timer's handle; the hub runs the timers and the writes).
 
-A *window* is one throttle interval (ms) with its own :class:`~ticker.core.conflate.Conflator`;
-a *group* is the connections of a window with equal subscriptions, wires (encoding and framing,
-:mod:`ticker.core.wire`) and field selections, which therefore get the very same delta bytes
-(only ``seq`` differs). A window exists while a connection sits in it. Encoded quotes are cached
-per :class:`~ticker.core.wire.Format` (encoding and fields): each symbol is encoded once per flush
-per format, whatever the number of groups.
+A *window* is one throttle interval (ms) at one *phase*, with its own
+:class:`~ticker.core.conflate.Conflator`. Connections on a long interval are dealt round-robin
+over several phases (:func:`phases`: one per 125 ms of the interval, at most 8), whose flushes
+keep to grids spread evenly over the interval: 50,000 connections on a 1 s window get their
+frames in 8 bursts of 6,250, 125 ms apart, instead of one burst of 50,000 whose last frame
+leaves long after its first. A *group* is the connections of a window with equal
+subscriptions, wires (encoding and framing, :mod:`ticker.core.wire`) and field selections,
+which therefore get the very same delta bytes (only ``seq`` differs). A window exists while a
+connection sits in it. Encoded quotes are cached per :class:`~ticker.core.wire.Format`
+(encoding and fields): each symbol is encoded once per flush per format, whatever the number of
+groups.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from ticker.hub.pacing import Pacer
 from ticker.hub.session import Session
 
 __all__ = [
+    "MAX_PHASES",
+    "PHASE_MS",
     "Client",
     "CloseFn",
     "Group",
@@ -31,7 +38,19 @@ __all__ = [
     "Transport",
     "Window",
     "Windows",
+    "phases",
 ]
+
+PHASE_MS = 125
+"""A window gets one phase per this many ms of its interval (so phases are this far apart)."""
+MAX_PHASES = 8
+"""At most this many phases per interval."""
+
+
+def phases(ms: int) -> int:
+    """How many phases a window of ``ms`` has: 1 below 250 ms (its one burst is short), else one
+    per :data:`PHASE_MS`, at most :data:`MAX_PHASES`."""
+    return max(1, min(MAX_PHASES, ms // PHASE_MS))
 
 
 class Transport(Protocol):
@@ -130,10 +149,20 @@ class Group:
 class Window:
     """One throttle window: its Conflator, its flush timer, its groups and encoding caches."""
 
-    __slots__ = ("clients", "conflator", "frag_cache", "groups", "handle", "ms", "since_cache")
+    __slots__ = (
+        "clients",
+        "conflator",
+        "frag_cache",
+        "groups",
+        "handle",
+        "ms",
+        "phase",
+        "since_cache",
+    )
 
-    def __init__(self, ms: int, conflator: Conflator) -> None:
+    def __init__(self, ms: int, conflator: Conflator, phase: int = 0) -> None:
         self.ms = ms
+        self.phase = phase  # which of the interval's phases (0 .. phases(ms) - 1)
         self.conflator = conflator
         # format -> symbol -> encoded full quote as last flushed (snapshots reuse it until the
         # next drain)
@@ -189,24 +218,29 @@ class Window:
 
 
 class Windows:
-    """The active windows (by ms) and the seat of every connection in them.
+    """The active windows (by ms and phase) and the seat of every connection in them.
 
     Args:
         book: the book (a new window's conflator starts from its quotes).
         rules: flow-control bounds (which windows clock their connections with markers).
     """
 
-    __slots__ = ("book", "by_ms", "retired", "rules")
+    __slots__ = ("book", "by_key", "retired", "rules", "turn")
 
     def __init__(self, book: Book, rules: FlowRules) -> None:
         self.book = book
         self.rules = rules
-        self.by_ms: dict[int, Window] = {}
+        self.by_key: dict[tuple[int, int], Window] = {}
         # Per window (ms): [ticks, updates] of its conflators that are gone (for /metrics).
         self.retired: dict[int, list[int]] = {}
+        self.turn = 0  # connections seated in a new interval so far (deals the phases)
 
     def __iter__(self) -> Iterator[Window]:
-        return iter(self.by_ms.values())
+        return iter(self.by_key.values())
+
+    def intervals(self) -> list[int]:
+        """The intervals (ms) that have connections, ascending."""
+        return sorted({w.ms for w in self.by_key.values()})
 
     def seat(
         self,
@@ -228,6 +262,12 @@ class Windows:
             return
         same = c.window if c.window is not None and c.window.ms == ms else None
         if same is not None:
+            phase = same.phase  # (a new subscription keeps its phase)
+        else:
+            n = phases(ms)
+            phase = self.turn % n if n > 1 else 0
+            self.turn += 1
+        if same is not None:
             # Only the group changes: hold the window while leaving its group. Were it dropped
             # (its last client) and made afresh from the book, the ticks still pending in it
             # would never reach this client, which keeps its other symbols without a snapshot.
@@ -237,9 +277,9 @@ class Windows:
         self.leave(c)
         if same is not None:
             same.clients -= 1
-        window = self.by_ms.get(ms)
+        window = self.by_key.get((ms, phase))
         if window is None:
-            window = self.by_ms[ms] = Window(ms, Conflator(ms / 1000.0, self.book.quotes))
+            window = self.by_key[ms, phase] = self._window(ms, phase)
         window.clients += 1
         group = window.groups.get(key)
         if group is None:
@@ -247,6 +287,12 @@ class Windows:
         group.members[c] = None
         c.window = window
         c.group = group
+
+    def _window(self, ms: int, phase: int) -> Window:
+        n = phases(ms)
+        interval = ms / 1000.0
+        grid = None if n == 1 else phase * interval / n  # (on the hub loop's clock)
+        return Window(ms, Conflator(interval, self.book.quotes, grid), phase)
 
     def leave(self, c: Client) -> None:
         """Take ``c`` out of its group and window (a window left empty is dropped)."""
@@ -263,22 +309,25 @@ class Windows:
                 totals = self.retired.setdefault(window.ms, [0, 0])
                 totals[0] += window.conflator.ticks
                 totals[1] += window.conflator.updates
-                del self.by_ms[window.ms]
+                del self.by_key[window.ms, window.phase]
         c.window = None
         c.group = None
 
     def members(self, ms: int) -> list[Client]:
-        """The connections in window ``ms`` now."""
-        window = self.by_ms.get(ms)
-        if window is None:
-            return []
-        return [c for g in window.groups.values() for c in g.members]
+        """The connections in interval ``ms`` now (every phase)."""
+        return [
+            c
+            for w in self.by_key.values()
+            if w.ms == ms
+            for g in w.groups.values()
+            for c in g.members
+        ]
 
     def stats(self) -> dict[int, tuple[int, int, int]]:
         """Per window (ms): (connections now, ticks flushed, symbol updates sent), cumulative
         over every time the window existed."""
         out = {ms: (0, t, u) for ms, (t, u) in self.retired.items()}
-        for w in self.by_ms.values():
-            _, t, u = out.get(w.ms, (0, 0, 0))
-            out[w.ms] = (w.clients, t + w.conflator.ticks, u + w.conflator.updates)
+        for w in self.by_key.values():  # (the phases of an interval add up)
+            n, t, u = out.get(w.ms, (0, 0, 0))
+            out[w.ms] = (n + w.clients, t + w.conflator.ticks, u + w.conflator.updates)
         return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -61,6 +62,7 @@ async def healthz(request: web.Request) -> web.Response:
         "problems": problems,
         "server": f"ticker/{__version__}",
         "uptime_s": round(time.time() - app[STARTED], 3),
+        "pid": os.getpid(),  # which process answered (several can share a port: --reuse-port)
         "feeds": feeds,
         "bus": bus,
         "tasks": len(asyncio.all_tasks()),  # leak check (tests/test_soak.py)

@@ -382,7 +382,14 @@ async def serve(
         keepalive_timeout=app[SERVER_CONFIG].http_idle_s,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, ssl_context=ssl_context)
+    site = web.TCPSite(
+        runner,
+        host,
+        port,
+        backlog=4096,
+        ssl_context=ssl_context,
+        reuse_port=app[SERVER_CONFIG].reuse_port or None,
+    )
     try:
         await site.start()
     except OSError:

@@ -61,7 +61,6 @@ COLUMNS = tuple(name for name in SCHEMA.names if name not in _NEWS_ONLY)
 _SUBSCHEMA = pa.schema([SCHEMA.field(c) for c in COLUMNS])
 _SECOND = 1_000.0
 _SECOND_MS = 1_000
-_DAY = INTERVALS["1d"]
 _OHLCV = ["t", "open", "high", "low", "close", "volume"]
 
 
@@ -218,7 +217,8 @@ def plan(table: pa.Table, retain_1d: int = DEFAULT_RETAIN["1d"]) -> HistoryPlan:
     newest = max(
         (pc.max(t.column("ts")).as_py() or 0.0 for t in (ticks, bars) if t.num_rows), default=0.0
     )
-    horizon = newest - newest % _DAY - (retain_1d - 1) * _DAY  # the oldest 1d bar kept
+    day_ms = INTERVALS["1d"]
+    horizon = newest - newest % day_ms - (retain_1d - 1) * day_ms  # the oldest 1d bar kept
     fresh_ticks = ticks.filter(pc.greater_equal(ticks.column("ts"), horizon))
     fresh_bars = bars.filter(pc.greater_equal(bars.column("ts"), horizon))
     out.old = ticks.num_rows - fresh_ticks.num_rows + bars.num_rows - fresh_bars.num_rows
@@ -257,7 +257,7 @@ def plan(table: pa.Table, retain_1d: int = DEFAULT_RETAIN["1d"]) -> HistoryPlan:
             }
         )
         # The quote's day (as the book counts it: late trades too) of each symbol's last trade.
-        day = num["ts"] - num["ts"] % _DAY
+        day = num["ts"] - num["ts"] % INTERVALS["1d"]
         last_day = df.assign(day=day).groupby("code", sort=False)["day"].transform("last")
         today = df.assign(day=day)[day == last_day.to_numpy()].groupby("code", sort=False)
         day_stats = pd.DataFrame(
@@ -429,7 +429,7 @@ def _quote(symbol: str, p: SymbolPlan, bars: BarBook, book: Book) -> None:
     the day's open, high, low and volume, then the last tick. Traded symbols take their day
     from their trades (:attr:`SymbolPlan.day`), the others from their ``1d`` bars."""
     try:
-        days = bars.of(symbol).bars(_DAY, 3)
+        days = bars.of(symbol).bars(INTERVALS["1d"], 3)
     except IntervalError:
         days = []
     last, today = p.last, p.day
