@@ -471,14 +471,14 @@ async def test_edges_share_one_port_with_reuse_port(
     args = ("--bus", url, "--role", "edge", "--port", str(port))
     edges = [ticker_server(*args, "--reuse-port") for _ in range(2)]
     assert {e.port for e in edges} == {port}
-    taken = subprocess.run(  # taken, and it did not ask to share
-        [sys.executable, "-m", "ticker", "serve", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    taken = await asyncio.create_subprocess_exec(  # taken, and it did not ask to share
+        *(sys.executable, "-m", "ticker", "serve", *args),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
-    assert taken.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    _, err = await asyncio.wait_for(taken.communicate(), 60)
+    assert taken.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in err.decode()
     async with aiohttp.ClientSession() as http:
         wss = [await client(http, edges[0]) for _ in range(40)]
         for ws in wss:  # every client gets prices from whichever edge took it

@@ -71,13 +71,14 @@ class Conflator:
         quotes: the book's live quotes; ``sent`` starts as a copy, so clients that join now get
             the current state in their snapshot.
         phase: None: a flush is due ``interval`` after the last one. A number (seconds, on the
-            clock ``drain`` is given): flushes keep to the grid ``phase + k * interval``. A flush
-            up to ``interval / 8`` after a grid point counts as made there, so a late timer does
-            not push the next flush later (the gap after it is shorter by the lateness); a
-            flush further off the grid counts as made at the next grid point. Two flushes are
-            never closer than 7/8 of ``interval``. Windows of one interval at different phases
-            flush at different moments: their connections' frames are spread over the interval
-            instead of leaving in one burst.
+            clock ``drain`` is given): flushes keep to the grid ``phase + k * interval``, at most
+            one per grid cell. A flush due by the grid counts as made at its grid point however
+            late it ran, so the next is due at the next grid point (a late timer neither skips a
+            window nor shifts the grid; the gap after it is shorter by its lateness). After a
+            quiet spell (and at the start) ``drain`` first joins the grid: it flushes nothing
+            and the pending changes are due at the next grid point. Windows of one interval at
+            different phases flush at different moments: their connections' frames are spread
+            over the interval instead of leaving in one burst.
 
     ``offer`` records that a symbol ticked (and its window high/low/count); ``drain`` returns, once
     per window, the changed fields of every symbol that ticked. Memory is bounded by the number of
@@ -158,13 +159,16 @@ class Conflator:
         if phase is None:
             self.last_flush = now
         else:
-            # A flush within an eighth of the interval after its grid point counts as made there
-            # (the next one keeps to the grid); a later one (the first after an idle spell, or a
-            # very late timer) as made at the next grid point. Either way no two flushes are
-            # closer than 7/8 of the interval.
+            # A flush due by the grid counts as made at the grid point before it, however late
+            # (the next one keeps to the grid: no window is skipped, none drifts). After a quiet
+            # spell (or at the start) the grid is joined first: nothing leaves before the next
+            # grid point, as if a flush had been made at the last one.
             interval = self.interval
             point = now - (now - phase) % interval
-            self.last_flush = point if now - point <= interval / 8 else point + interval
+            quiet = point - self.last_flush >= 1.5 * interval
+            self.last_flush = point
+            if quiet and now > point:
+                return {}
         self.flushes += 1
         n = self.flushes
         sent = self.sent
