@@ -103,7 +103,6 @@ WORKLOADS = [
         "1 s window, 5-symbol watchlists, 8 source addresses",
         naive=False,
         extra={"subset": 5},
-        opt_in=True,
         procs=8,
         local_addresses=tuple(f"127.0.0.{i}" for i in range(2, 10)),
         duration=60.0,

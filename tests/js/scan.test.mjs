@@ -21,19 +21,30 @@ function close(a, b) {
   a.ts.forEach((x, i) => assert.ok(Math.abs(x - b.ts[i]) < 1e-3, `${x} vs ${b.ts[i]}`));
 }
 
-test("frames read in place match JSON.parse (orjson and json.dumps spacing)", () => {
-  let seed = 7;
+// `count` random messages of every type (delta, snapshot, ack, news), 0-5 quotes each, some
+// without `ts`; `ts` fractional ms or whole ms (a uint64 in MessagePack), `seq` in every
+// MessagePack integer width.
+function randomMessages(seed, count) {
   const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  for (let n = 0; n < 500; n++) {
+  const out = [];
+  for (let n = 0; n < count; n++) {
     const quotes = {};
     const k = Math.floor(rnd() * 6);
     for (let j = 0; j < k; j++) {
       const sym = `S${j}`;
-      quotes[sym] = { symbol: sym, price: +(rnd() * 1000).toFixed(2), ts: 1.7e12 + rnd() * 1e9 };
+      const ts = rnd() < 0.5 ? 1.7e12 + Math.floor(rnd() * 1e9) : 1.7e12 + rnd() * 1e9;
+      quotes[sym] = { symbol: sym, price: +(rnd() * 1000).toFixed(2), ts, size: Math.floor(rnd() * 300) };
       if (rnd() < 0.3) delete quotes[sym].ts;
     }
     const type = ["delta", "snapshot", "ack", "news"][Math.floor(rnd() * 4)];
-    const msg = { type, seq: Math.floor(rnd() * 1e6) + 1, t: 1.7e12, quotes };
+    const seq = [5, 200, 70000, 5e6][Math.floor(rnd() * 4)] + Math.floor(rnd() * 100);
+    out.push({ type, seq, t: 1.7e12, quotes });
+  }
+  return out;
+}
+
+test("frames read in place match JSON.parse (orjson and json.dumps spacing)", () => {
+  for (const msg of randomMessages(7, 500)) {
     const compact = JSON.stringify(msg);
     const spaced = compact.replace(/":/g, '": ').replace(/,"/g, ', "');
     close(scanFrame(Buffer.from(compact)), viaJson(compact));
@@ -59,23 +70,8 @@ test("frames of other types carry no quotes", () => {
 // form, floats as float64, as the server's msgspec encodes them.
 
 test("MessagePack frames read in place match a MessagePack decoder", () => {
-  let seed = 11;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  for (let n = 0; n < 500; n++) {
-    const quotes = {};
-    const k = Math.floor(rnd() * 6);
-    for (let j = 0; j < k; j++) {
-      const sym = `S${j}`;
-      // ts: fractional ms (float64) or whole ms (a uint64), as the data carries it
-      const ts = rnd() < 0.5 ? 1.7e12 + Math.floor(rnd() * 1e9) : 1.7e12 + rnd() * 1e9;
-      quotes[sym] = { symbol: sym, price: +(rnd() * 1000).toFixed(2), ts, size: Math.floor(rnd() * 300) };
-      if (rnd() < 0.3) delete quotes[sym].ts;
-    }
-    const type = ["delta", "snapshot", "ack", "news"][Math.floor(rnd() * 4)];
-    const seq = [5, 200, 70000, 5e6][Math.floor(rnd() * 4)] + Math.floor(rnd() * 100);
-    const msg = { type, seq, t: 1.7e12, quotes };
-    const got = scanMsgpack(Buffer.from(encode(msg)));
-    close(got, viaJson(JSON.stringify(msg)));
+  for (const msg of randomMessages(11, 500)) {
+    close(scanMsgpack(Buffer.from(encode(msg))), viaJson(JSON.stringify(msg)));
   }
 });
 
