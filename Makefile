@@ -3,7 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Node test dependencies (`ws` for the JS client against a real server): tests/js/package.json.
+# Node dependencies: the tests' (`ws` for the JS client against a real server, a MessagePack
+# encoder; tests/js/package.json) and the load generator's (bench/package.json: tests/test_bench.py
+# runs it small).
 NODE_STAMP := tests/js/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
@@ -20,8 +22,9 @@ $(STAMP): pyproject.toml
 
 node-deps: $(NODE_STAMP)
 
-$(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
+$(NODE_STAMP): tests/js/package.json tests/js/package-lock.json bench/package.json bench/package-lock.json
 	npm ci --no-audit --no-fund --prefix tests/js
+	npm ci --no-audit --no-fund --prefix bench
 	touch $(NODE_STAMP)
 
 # Debian packages the tests need (headless Chromium for the dashboard, redis-server and nginx
@@ -59,4 +62,4 @@ soak: install
 	TICKER_SOAK_S=$${TICKER_SOAK_S:-600} $(BIN)/python -m pytest -q -s tests/test_soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules bench/node_modules

@@ -226,7 +226,12 @@ class LoadGen:
                 self.proc.wait()
         self._reader.join(5)
         assert self.proc.stdout is not None
-        lines = self.proc.stdout.read().strip().splitlines()
+        with self.proc.stdout:
+            lines = self.proc.stdout.read().strip().splitlines()
+        for pipe in (self.proc.stdin, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         if not lines:
             raise RuntimeError(f"load generator failed: {''.join(self.stderr)[-500:]}")
         report: dict[str, Any] = json.loads(lines[-1])
@@ -254,6 +259,8 @@ class Servers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
         self.stack.close()
 
 
