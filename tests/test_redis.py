@@ -8,6 +8,8 @@ kills it), so tests never see each other's streams.
 from __future__ import annotations
 
 import asyncio
+import math
+import signal
 import socket
 import subprocess
 import sys
@@ -21,11 +23,20 @@ import pyarrow.parquet as pq
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import ClientWebSocketResponse
+from hypothesis import given, strategies as st
 
 from tests.conftest import MS, ROOT, ServerProcess
 from tests.redisutil import RedisServer, redis_server  # noqa: F401 (a fixture)
 from tests.wsutil import Frame, recv, recv_type, recv_until
-from ticker.bus.redis import RedisBus, news_key, split_url
+from ticker.bus.redis import (
+    SKIP_GAP_S,
+    RedisBus,
+    far_behind,
+    max_lag_ms,
+    news_key,
+    split_options,
+    split_url,
+)
 from ticker.core.bars import INTERVALS, BarBook
 from ticker.core.codec import decode_event, encode_event
 from ticker.core.events import Listing, News, Reset, Tick
@@ -100,6 +111,30 @@ def test_url_prefix_is_ours_and_the_rest_goes_to_redis() -> None:
         "desk",
     )
     assert split_url("rediss://h/0") == ("rediss://h/0", "ticker")
+    assert split_options("redis://h/0?max_lag_s=2&db=1") == (
+        "redis://h/0?db=1",
+        {"prefix": "ticker", "max_lag_s": "2"},
+    )
+    assert max_lag_ms("redis://h/0") == 5000.0 and max_lag_ms("redis://h/0?max_lag_s=0") == 0.0
+    for bad in ("x", "-1", "inf", "nan", ""):
+        with pytest.raises(ValueError, match="max_lag_s"):
+            max_lag_ms(f"redis://h/0?max_lag_s={bad}")
+
+
+@given(
+    lag=st.integers(0, 10**6), read=st.integers(0, 2000), batch=st.integers(1, 2000),
+    max_lag=st.sampled_from([0.0, 1.0, 1000.0, 5000.0]),
+    since=st.sampled_from([0.0, SKIP_GAP_S - 1, SKIP_GAP_S, math.inf]),
+)  # fmt: skip
+def test_far_behind_means_a_full_read_older_than_the_bound(
+    lag: int, read: int, batch: int, max_lag: float, since: float
+) -> None:
+    skip = far_behind(lag, read, batch, max_lag, since)
+    if max_lag == 0 or read < batch or lag <= max_lag or since < SKIP_GAP_S:
+        # never off, never with nothing more waiting, never within the bound, never twice soon
+        assert not skip
+    else:
+        assert skip
 
 
 async def test_two_edges_one_ingest_and_news_resume_across_nodes(
@@ -496,3 +531,69 @@ async def test_edges_share_one_port_with_reuse_port(
         assert all(n > 0 for n in by_pid.values()) and sum(by_pid.values()) == 40, by_pid
         for ws in wss:
             await ws.close()
+
+
+async def test_an_edge_far_behind_skips_to_the_end_and_loses_no_news(
+    ticker_server: type[ServerProcess],
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """An edge stopped (SIGSTOP) while the ingest node writes ~3,000 ticks wakes up far behind
+    the ticks stream: with ``max_lag_s=1`` it skips to the end (bars, quotes and position loaded
+    as at start; every client resynced), reading less than was written, and still delivers every
+    news item; its bars equal those of an edge that read everything (``max_lag_s=0``)."""
+    url = redis_server.url()
+    ingest = ticker_server(
+        "--bus", url, "--role", "ingest", "--feed", "sim:symbols=5,rate=800", "--feed",
+        "simnews:rate=1200",
+    )  # fmt: skip
+    skipper = ticker_server("--bus", url + "&max_lag_s=1", "--role", "edge")
+    reader = ticker_server("--bus", url + "&max_lag_s=0", "--role", "edge")
+    async with aiohttp.ClientSession() as http:
+        ws = await client(http, skipper)
+        await recv_type(ws, "snapshot")
+        before = await collect_news(ws, 2)
+        await wait_health(http, ingest, lambda b: b["bus"]["written"] >= 1000)
+        stopped = [e.proc for e in (skipper, reader) if e.proc is not None]
+        for proc in stopped:
+            proc.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(4.0)  # ~3,200 ticks: more than one XREAD batch (1,000) behind
+        finally:
+            for proc in stopped:
+                proc.send_signal(signal.SIGCONT)
+        written_at_resume = (await health(http, ingest))["bus"]["written"]
+        body = await wait_health(http, skipper, lambda b: b["bus"]["skips"] >= 1)
+        assert body["bus"]["read"] < written_at_resume  # it did not read its way through
+        # Its client: a fresh snapshot after the skip, and every news item (none skipped).
+        seen: list[Frame] = []
+        await recv_until(ws, lambda f: f["type"] == "snapshot", 8000 * MS, seen)
+        r = aioredis.from_url(url.split("?")[0])
+        try:
+            entries: Any = await r.xrange(f"{split_url(url)[1]}:news")
+        finally:
+            await r.aclose()
+        written = [int(f[b"id"]) for _, f in entries if int(f[b"id"]) > before[-1]["id"]]
+        assert len(written) >= 20, written  # (~20 a second: some came while it was stopped)
+        got = [f["id"] for f in seen if f["type"] == "news"]
+
+        def has_all(f: Frame) -> bool:
+            if f["type"] == "news":
+                got.append(f["id"])
+            return bool(got) and got[-1] >= written[-1]
+
+        await recv_until(ws, has_all, 8000 * MS)
+        assert [i for i in got if i <= written[-1]] == written
+        await ws.close()
+        # Bars: the skipper loaded Redis's; they equal those of the edge that read every tick.
+        rl = await wait_health(http, reader, lambda b: b["bus"]["lag_ms"] < 1000)
+        assert rl["bus"]["skips"] == 0
+        for sym in ("AAPL", "MSFT"):
+            bars = []
+            for edge in (skipper, reader):
+                async with http.get(
+                    edge.url + f"/api/bars?symbol={sym}&interval=1s&limit=50"
+                ) as resp:
+                    bars.append((await resp.json())["bars"])
+            upto = min(bars[0][-1][0], bars[1][-1][0]) - 2000  # closed in both
+            closed = [[b for b in rows if b[0] <= upto] for rows in bars]
+            assert closed[0] and closed[0] == closed[1], sym

@@ -105,22 +105,64 @@ def news_key(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
+BUS_OPTIONS: dict[str, str] = {"prefix": "ticker", "max_lag_s": "5"}
+"""The bus URL's query parameters that are Ticker's (not redis-py's), with their defaults."""
+
+
+def split_options(url: str) -> tuple[str, dict[str, str]]:
+    """Pure; no I/O. ``redis://h:p/0?prefix=x&max_lag_s=2`` -> (``redis://h:p/0``,
+    ``{"prefix": "x", "max_lag_s": "2"}``): Ticker's options (:data:`BUS_OPTIONS`, defaults
+    filled in) out of the URL, the rest of it for redis-py unchanged (password, db, TLS)."""
+    parts = urlsplit(url)
+    options = dict(BUS_OPTIONS)
+    rest = []
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        if k in options:
+            options[k] = v
+        else:
+            rest.append((k, v))
+    return urlunsplit(parts._replace(query=urlencode(rest))), options
+
+
 def split_url(url: str) -> tuple[str, str]:
     """Pure; no I/O. ``redis://h:p/0?prefix=x`` -> (``redis://h:p/0``, ``x``).
 
     ``prefix`` (default ``ticker``) names this service's keys, so several services (or tests)
     can share one Redis; the rest of the URL goes to redis-py unchanged (password, db, TLS).
     """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = "ticker"
-    rest = []
-    for k, v in query:
-        if k == "prefix":
-            prefix = v
-        else:
-            rest.append((k, v))
-    return urlunsplit(parts._replace(query=urlencode(rest))), prefix
+    rest, options = split_options(url)
+    return rest, options["prefix"]
+
+
+def max_lag_ms(url: str) -> float:
+    """Pure. The bus URL's ``max_lag_s`` in ms (0: never skip).
+
+    Raises:
+        ValueError: not a number of seconds >= 0.
+    """
+    given = split_options(url)[1]["max_lag_s"]
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise ValueError(f"bus URL: max_lag_s must be a number of seconds >= 0, got {given!r}")
+    return seconds * 1000.0
+
+
+SKIP_GAP_S = 30.0
+"""An edge skips to the end of the ticks stream at most this often: a skip loads every bar from
+Redis, which an edge behind because it is overloaded can afford now and then, not in a loop."""
+
+
+def far_behind(
+    lag_ms: float, read: int, batch: int, max_lag_ms: float, since_skip_s: float = math.inf
+) -> bool:
+    """Pure. Whether an edge should skip to the end of the ticks stream: the last entry it read
+    is more than ``max_lag_ms`` old, the read was a full ``batch`` (more is waiting), and its
+    last skip was :data:`SKIP_GAP_S` or more ago. Reading on would serve quotes that old until it
+    caught up, if it ever does (an overloaded edge falls further behind). 0 = never."""
+    return max_lag_ms > 0 and read >= batch and lag_ms > max_lag_ms and since_skip_s >= SKIP_GAP_S
 
 
 def _quote_tick(q: dict[str, Any]) -> Tick:
@@ -186,6 +228,14 @@ class RedisBus:
         bars: the hub's bars (edge side): loaded from Redis at start, so an edge started late
             serves the bars of one that ran from the start. Its retention is also the one the
             ingest side keeps in Redis (default :data:`~ticker.core.bars.DEFAULT_RETAIN`).
+
+    The URL's ``max_lag_s`` (default 5; 0 = never): an edge whose reading of the ticks stream
+    falls further behind than that (:func:`far_behind`) skips to its end, at most every
+    :data:`SKIP_GAP_S`: it loads bars, symbols and quotes as at start and every client gets a
+    fresh snapshot (``skips``). News is never skipped.
+
+    Raises:
+        ValueError: a bad role, or a ``max_lag_s`` that is not a number >= 0.
     """
 
     def __init__(
@@ -208,7 +258,10 @@ class RedisBus:
         bars: BarBook | None = None,
     ) -> None:
         self.role = check_role(role)
-        self.url, self.prefix = split_url(url)
+        self.url, options = split_options(url)
+        self.prefix = options["prefix"]
+        self.max_lag_ms = max_lag_ms(url)
+        self._skipped_at = -math.inf  # (time.monotonic() of the last skip)
         self.sink = sink
         self.on_resync = on_resync
         self.ticks_maxlen = ticks_maxlen
@@ -283,6 +336,7 @@ class RedisBus:
                 "lease_errors",
                 "reconnects",
                 "resyncs",
+                "skips",
                 "takeovers",
                 "takeover_news",
                 "bars_written",
@@ -781,13 +835,15 @@ class RedisBus:
 
     # Edge: reader
 
-    async def _load(self, r: aioredis.Redis, first: bool) -> None:
+    async def _load(self, r: aioredis.Redis, first: bool, skip: bool = False) -> None:
         """Symbols and latest quotes into the hub; on first load, the retained news, and the
-        bars (when the hub's are given) with the ticks stream position they are as of."""
+        bars (when the hub's are given) with the ticks stream position they are as of. With
+        ``skip`` (far behind) the bars and the ticks position as at first load, the news
+        position kept."""
         symbols: Any = None
         quotes: Any = None
         loaded: dict[str, SymbolBars] = {}
-        if first:
+        if first or skip:
             if self.bars is not None:
                 # Bars, symbols, quotes and the ticks position in one transaction: the stream
                 # after it is exactly what they do not hold (a trade twice would count twice).
@@ -795,7 +851,10 @@ class RedisBus:
                 self._ids[self.k_ticks.encode()] = pos
             # Else, positions before the snapshot: entries written meanwhile are read again
             # (a tick twice is harmless to a quote: latest value wins; news is deduplicated).
-            for key in (self.k_news,) if self.bars is not None else (self.k_ticks, self.k_news):
+            keys = [] if self.bars is not None else [self.k_ticks]
+            if first:
+                keys.append(self.k_news)
+            for key in keys:
                 last: Any = await r.xrevrange(key, count=1)
                 self._ids[key.encode()] = last[0][0] if last else b"0-0"
         if symbols is None:
@@ -868,6 +927,7 @@ class RedisBus:
             now = time.time()
             self.last_read_at = now
             sink = self.sink
+            behind = 0
             for stream, entries in resp or ():
                 if not entries:
                     continue
@@ -880,4 +940,37 @@ class RedisBus:
                 last = entries[-1][0]
                 self._ids[stream] = last
                 self.counters["read"] += len(entries)
-                self.lag_ms = max(0, int(now * 1000) - _entry_ms(last))
+                lag_ms = max(0, int(now * 1000) - _entry_ms(last))
+                if stream == k_news:
+                    continue
+                self.lag_ms = lag_ms
+                since = time.monotonic() - self._skipped_at
+                if far_behind(lag_ms, len(entries), self.batch, self.max_lag_ms, since):
+                    behind = lag_ms
+            if behind:
+                try:
+                    await self._skip(r, behind)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # as a failed read: retried, reloaded, resynced
+                    self.counters["read_errors"] += 1
+                    self._failed("read", exc)
+                    self.reader_state = "retrying"
+                    await self._backoff(attempt)
+                    attempt += 1
+
+    async def _skip(self, r: aioredis.Redis, lag_ms: int) -> None:
+        """Far behind the ticks stream: jump to its end (bars, symbols, quotes as at start; the
+        news position kept) and give every client a fresh snapshot. A failure here is a read
+        failure: the reader retries (and reloads) as after any."""
+        self._skipped_at = time.monotonic()
+        await self._load(r, first=False, skip=True)
+        self.counters["skips"] += 1
+        self.lag_ms = 0
+        if self.on_resync is not None:
+            self.on_resync()
+        log.warning(
+            "redis reader %.1f s behind the ticks stream: skipped to its end; clients resynced",
+            lag_ms / 1000.0,
+            extra={"op": "read"},
+        )

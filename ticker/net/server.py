@@ -286,7 +286,8 @@ def create_app(
             (``ticker serve --history``; ticker.store.load).
 
     Raises:
-        ValueError: an unknown bus scheme or role, or a role other than ``all`` on memory.
+        ValueError: an unknown bus scheme or role, a role other than ``all`` on memory, or a
+            bad option in the bus URL.
     """
     check_role(role)
     scheme = bus.split(":", 1)[0]
@@ -294,6 +295,10 @@ def create_app(
         raise ValueError(f"bus must be memory://, redis:// or rediss://, got {bus!r}")
     if scheme == "memory" and role != "all":
         raise ValueError(f"role {role!r} needs a shared bus (redis://), not memory://")
+    if scheme != "memory":
+        from ticker.bus.redis import max_lag_ms
+
+        max_lag_ms(bus)  # (its options are checked now, not when the bus starts)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
     app[AUTH] = auth or AuthConfig()
     app[BUS_URL] = bus

@@ -90,6 +90,7 @@ _BUS_COUNTERS = (
     ("news_read", "news_read", "news items read from Redis (edge)"),
     ("reconnects", "reconnects", "times a Redis reader or writer came back after failures"),
     ("resyncs", "resyncs", "reloads of the quote snapshot after Redis came back (edge)"),
+    ("skips", "skips", "skips to the end of the ticks stream by an edge far behind it"),
     ("takeovers", "takeovers", "ingest leases acquired"),
 )
 
