@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 from tests.hubsim import Conn, Sim
 from ticker.config import HubConfig
 from ticker.core.events import Tick
-from ticker.hub.windows import MAX_PHASES, PHASE_MS, phases
+from ticker.hub.windows import MAX_PHASES, PHASE_MIN_CLIENTS, PHASE_MS, phases
 
 SYMS = ("AAA", "BBB", "CCC")
 
@@ -52,8 +52,15 @@ def test_phases_per_interval() -> None:
     assert phases(PHASE_MS * MAX_PHASES * 10) == MAX_PHASES
 
 
+def phased(config: HubConfig) -> Sim:
+    """A hub that deals connections over phases from the first (not from the 500th)."""
+    sim = Sim(config, SYMS)
+    sim.hub.windows.phase_min_clients = 0
+    return sim
+
+
 def test_a_one_second_window_is_spread_over_eight_phases() -> None:
-    sim = Sim(HubConfig(flow_hold_ms=0, throttle_ms=1000), SYMS)
+    sim = phased(HubConfig(flow_hold_ms=0, throttle_ms=1000))
     for s in SYMS:
         sim.hub.publish(Tick(s, 100.0, 1.7e12))
     conns = [sim.connect() for _ in range(16)]
@@ -87,7 +94,7 @@ def test_a_one_second_window_is_spread_over_eight_phases() -> None:
 
 
 def test_a_connection_keeps_its_phase_and_short_windows_have_one() -> None:
-    sim = Sim(HubConfig(flow_hold_ms=0, throttle_ms=100), SYMS)
+    sim = phased(HubConfig(flow_hold_ms=0, throttle_ms=100))
     a, b = sim.connect(), sim.connect()
     for conn in (a, b):
         conn.send({"op": "subscribe", "symbols": ["AAA"]})
@@ -107,7 +114,7 @@ def test_a_connection_keeps_its_phase_and_short_windows_have_one() -> None:
 @settings(max_examples=40, deadline=None)
 @given(ms=st.sampled_from([250, 500, 750, 1000, 2000]), n=st.integers(1, 40))
 def test_connections_are_dealt_evenly(ms: int, n: int) -> None:
-    sim = Sim(HubConfig(flow_hold_ms=0, throttle_ms=ms), SYMS)
+    sim = phased(HubConfig(flow_hold_ms=0, throttle_ms=ms))
     for _ in range(n):
         sim.connect().send({"op": "subscribe", "symbols": ["*"]})
     sizes = [w.clients for w in sim.hub.windows]
@@ -118,9 +125,23 @@ def test_connections_are_dealt_evenly(ms: int, n: int) -> None:
 
 @pytest.mark.parametrize("ms", [250, 1000])
 def test_phase_grids_are_spread_evenly(ms: int) -> None:
-    sim = Sim(HubConfig(flow_hold_ms=0, throttle_ms=ms), SYMS)
+    sim = phased(HubConfig(flow_hold_ms=0, throttle_ms=ms))
     for _ in range(phases(ms)):
         sim.connect().send({"op": "subscribe", "symbols": ["*"]})
     grid = sorted(w.conflator.phase or 0.0 for w in sim.hub.windows)
     step = ms / 1000.0 / phases(ms)
     assert grid == pytest.approx([k * step for k in range(phases(ms))])
+
+
+def test_phases_start_once_an_interval_holds_many_connections() -> None:
+    """Each phase keeps a copy of every quote: an interval with few connections (one short
+    burst) keeps one; from PHASE_MIN_CLIENTS on, newcomers are dealt over the phases."""
+    sim = Sim(HubConfig(flow_hold_ms=0, throttle_ms=1000), SYMS)
+    for _ in range(PHASE_MIN_CLIENTS):
+        sim.connect().send({"op": "subscribe", "symbols": ["*"]})
+    assert [(w.ms, w.phase, w.clients) for w in sim.hub.windows] == [(1000, 0, PHASE_MIN_CLIENTS)]
+    for _ in range(80):
+        sim.connect().send({"op": "subscribe", "symbols": ["*"]})
+    sizes = {w.phase: w.clients for w in sim.hub.windows}
+    assert sorted(sizes) == list(range(8)) and sum(sizes.values()) == PHASE_MIN_CLIENTS + 80
+    assert {sizes[k] for k in range(1, 8)} <= {10, 11}  # the newcomers, evenly

@@ -3,11 +3,12 @@
 Pure; no I/O (a window holds its flush timer's handle; the hub runs the timers and the writes).
 
 A *window* is one throttle interval (ms) at one *phase*, with its own
-:class:`~ticker.core.conflate.Conflator`. Connections on a long interval are dealt round-robin
-over several phases (:func:`phases`: one per 125 ms of the interval, at most 8), whose flushes
-keep to grids spread evenly over the interval: 50,000 connections on a 1 s window get their
-frames in 8 bursts of 6,250, 125 ms apart, instead of one burst of 50,000 whose last frame
-leaves long after its first. A *group* is the connections of a window with equal
+:class:`~ticker.core.conflate.Conflator`. Once a long interval holds many connections
+(:data:`PHASE_MIN_CLIENTS`), newcomers are dealt round-robin over several phases
+(:func:`phases`: one per 125 ms of the interval, at most 8), whose flushes keep to grids spread
+evenly over the interval: 50,000 connections on a 1 s window get their frames in 8 bursts of
+~6,250, 125 ms apart, instead of one burst of 50,000 whose last frame leaves long after its
+first. A *group* is the connections of a window with equal
 subscriptions, wires (encoding and framing, :mod:`ticker.core.wire`) and field selections,
 which therefore get the very same delta bytes (only ``seq`` differs). A window exists while a
 connection sits in it. Encoded quotes are cached per :class:`~ticker.core.wire.Format`
@@ -29,6 +30,7 @@ from ticker.hub.session import Session
 
 __all__ = [
     "MAX_PHASES",
+    "PHASE_MIN_CLIENTS",
     "PHASE_MS",
     "Client",
     "CloseFn",
@@ -45,6 +47,9 @@ PHASE_MS = 125
 """A window gets one phase per this many ms of its interval (so phases are this far apart)."""
 MAX_PHASES = 8
 """At most this many phases per interval."""
+PHASE_MIN_CLIENTS = 500
+"""Connections an interval holds before newcomers are dealt over phases: one burst to fewer is
+short (~5 ms), and each phase keeps its own conflator, i.e. a copy of every quote."""
 
 
 def phases(ms: int) -> int:
@@ -225,11 +230,15 @@ class Windows:
         rules: flow-control bounds (which windows clock their connections with markers).
     """
 
-    __slots__ = ("book", "by_key", "retired", "rules", "turn")
+    __slots__ = ("book", "by_key", "phase_min_clients", "retired", "rules", "turn")
 
-    def __init__(self, book: Book, rules: FlowRules) -> None:
+    def __init__(
+        self, book: Book, rules: FlowRules, phase_min_clients: int = PHASE_MIN_CLIENTS
+    ) -> None:
         self.book = book
         self.rules = rules
+        # Newcomers to an interval are dealt over its phases once it holds this many.
+        self.phase_min_clients = phase_min_clients
         self.by_key: dict[tuple[int, int], Window] = {}
         # Per window (ms): [ticks, updates] of its conflators that are gone (for /metrics).
         self.retired: dict[int, list[int]] = {}
@@ -237,6 +246,10 @@ class Windows:
 
     def __iter__(self) -> Iterator[Window]:
         return iter(self.by_key.values())
+
+    def clients_in(self, ms: int) -> int:
+        """Connections in interval ``ms`` now (every phase)."""
+        return sum(w.clients for w in self.by_key.values() if w.ms == ms)
 
     def intervals(self) -> list[int]:
         """The intervals (ms) that have connections, ascending."""
@@ -265,6 +278,8 @@ class Windows:
             phase = same.phase  # (a new subscription keeps its phase)
         else:
             n = phases(ms)
+            if n > 1 and self.clients_in(ms) < self.phase_min_clients:
+                n = 1
             phase = self.turn % n if n > 1 else 0
             self.turn += 1
         if same is not None:
