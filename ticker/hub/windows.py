@@ -3,17 +3,16 @@
 Pure; no I/O (a window holds its flush timer's handle; the hub runs the timers and the writes).
 
 A *window* is one throttle interval (ms) at one *phase*, with its own
-:class:`~ticker.core.conflate.Conflator`. Once a long interval holds many connections
-(:data:`PHASE_MIN_CLIENTS`), newcomers are dealt round-robin over several phases
-(:func:`phases`: one per 125 ms of the interval, at most 8), whose flushes keep to grids spread
-evenly over the interval: 50,000 connections on a 1 s window get their frames in 8 bursts of
-~6,250, 125 ms apart, instead of one burst of 50,000 whose last frame leaves long after its
-first. A *group* is the connections of a window with equal
-subscriptions, wires (encoding and framing, :mod:`ticker.core.wire`) and field selections,
-which therefore get the very same delta bytes (only ``seq`` differs). A window exists while a
-connection sits in it. Encoded quotes are cached per :class:`~ticker.core.wire.Format`
-(encoding and fields): each symbol is encoded once per flush per format, whatever the number of
-groups.
+:class:`~ticker.core.conflate.Conflator`; a window of 250 ms or more keeps to a grid. Once an
+interval holds many connections (:data:`PHASE_MIN_CLIENTS`), newcomers are dealt round-robin
+over several phases (:func:`phases`: one per 125 ms of the interval, at most 8), whose grids are
+spread evenly over the interval: 50,000 connections on a 1 s window get their frames in 8 bursts
+of ~6,250, 125 ms apart, instead of one burst of 50,000 whose last frame leaves long after its
+first. A *group* is the connections of a window with equal subscriptions, wires (encoding and
+framing, :mod:`ticker.core.wire`) and field selections, which therefore get the very same delta
+bytes (only ``seq`` differs). A window exists while a connection sits in it. Encoded quotes are
+cached per :class:`~ticker.core.wire.Format` (encoding and fields): each symbol is encoded once
+per flush per format, whatever the number of groups.
 """
 
 from __future__ import annotations
