@@ -889,6 +889,7 @@ class RedisBus:
         attempt = 0
         loaded = False
         k_news = self.k_news.encode()
+        behind = 0  # ms behind the ticks stream, when far enough to skip to its end
         while True:
             try:
                 if attempt or not loaded:
@@ -910,6 +911,9 @@ class RedisBus:
                     self._loaded.set()
                     attempt = 0
                     self.reader_state = "up"
+                if behind:
+                    await self._skip(r, behind)
+                    behind = 0
                 resp: Any = await r.xread(
                     self._ids,  # type: ignore[arg-type]
                     count=self.batch,
@@ -927,7 +931,6 @@ class RedisBus:
             now = time.time()
             self.last_read_at = now
             sink = self.sink
-            behind = 0
             for stream, entries in resp or ():
                 if not entries:
                     continue
@@ -946,23 +949,11 @@ class RedisBus:
                 self.lag_ms = lag_ms
                 since = time.monotonic() - self._skipped_at
                 if far_behind(lag_ms, len(entries), self.batch, self.max_lag_ms, since):
-                    behind = lag_ms
-            if behind:
-                try:
-                    await self._skip(r, behind)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # as a failed read: retried, reloaded, resynced
-                    self.counters["read_errors"] += 1
-                    self._failed("read", exc)
-                    self.reader_state = "retrying"
-                    await self._backoff(attempt)
-                    attempt += 1
+                    behind = lag_ms  # (skipped before the next read: a failure is a read's)
 
     async def _skip(self, r: aioredis.Redis, lag_ms: int) -> None:
         """Far behind the ticks stream: jump to its end (bars, symbols, quotes as at start; the
-        news position kept) and give every client a fresh snapshot. A failure here is a read
-        failure: the reader retries (and reloads) as after any."""
+        news position kept) and give every client a fresh snapshot."""
         self._skipped_at = time.monotonic()
         await self._load(r, first=False, skip=True)
         self.counters["skips"] += 1
