@@ -95,6 +95,12 @@ class SeenIds:
             self._seen.popitem(last=False)
         return True
 
+    def repeated(self, nid: object) -> bool:
+        """True when ``nid`` (a news item's ``id`` as the upstream sent it) is an id, a number or
+        a string, seen before; an item without a usable id is never a repeat."""
+        usable = isinstance(nid, int | str) and not isinstance(nid, bool)
+        return usable and not self.first(nid)
+
 
 class CountsGarbage:
     """A codec's count of frames that are not what the upstream documents: ``counters["garbage"]``,

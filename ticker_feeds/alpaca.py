@@ -335,11 +335,9 @@ class AlpacaCodec:
         if not headline or ts is None:
             self.garbage(f"bad news: {str(d)[:80]!r}")
             return None
-        nid = d.get("id")
-        if isinstance(nid, int | str) and not isinstance(nid, bool):
-            if not self._seen_news.first(nid):
-                self.counters["news_updates"] += 1
-                return None
+        if self._seen_news.repeated(d.get("id")):
+            self.counters["news_updates"] += 1
+            return None
         raw = d.get("symbols")
         syms = tuple(
             dict.fromkeys(

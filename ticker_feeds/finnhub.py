@@ -136,11 +136,9 @@ class FinnhubCodec(CountsGarbage):
         if not isinstance(headline, str) or not headline.strip() or secs is None or secs <= 0:
             self.garbage(f"bad news: {str(d)[:80]!r}")
             return None
-        nid = d.get("id")
-        if isinstance(nid, int | str) and not isinstance(nid, bool):
-            if not self._seen_news.first(nid):
-                self.counters["news_updates"] += 1
-                return None
+        if self._seen_news.repeated(d.get("id")):
+            self.counters["news_updates"] += 1
+            return None
         related = d.get("related")
         syms = related.split(",") if isinstance(related, str) else []
         source, url, summary = d.get("source"), d.get("url"), d.get("summary")
