@@ -4,6 +4,8 @@
 // the chart moves to another symbol or interval or the connection is new, and where to fall back
 // when the server answers `bad_interval`. Pure: no DOM, no socket; chartpanel.js sends and draws.
 
+import { lowerBound } from "./series.js";
+
 /** Every bar interval the server serves, finest first, with its width in ms. */
 export const INTERVALS = Object.freeze({
   "1s": 1000,
@@ -133,14 +135,8 @@ export class BarStore {
 
 /** Index of `x` in sorted `a`, or -1. */
 function indexOf(a, x) {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return a[lo] === x ? lo : -1;
+  const i = lowerBound(a, x);
+  return a[i] === x ? i : -1;
 }
 
 /**
