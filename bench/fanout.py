@@ -22,6 +22,7 @@ import json
 import math
 import os
 import resource
+import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WORKLOADS", "LoadGen", "Workload", "raise_nofile", "run_workload"]
+__all__ = [
+    "WORKLOADS",
+    "LoadGen",
+    "Workload",
+    "free_port",
+    "listening",
+    "raise_nofile",
+    "run_workload",
+    "stop",
+    "ticker_cmd",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -250,46 +261,56 @@ class Servers:
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
+        for proc in reversed(self.procs):  # (all asked to stop first: they stop together)
             if proc.poll() is None:
                 proc.terminate()
         for proc in reversed(self.procs):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop(proc)
         self.stack.close()
 
 
-def _listening(cmd: list[str], what: str) -> tuple[subprocess.Popen[str], str]:
-    """Start a server that prints ``listening on http://HOST:PORT`` first; returns it and its
-    ``ws://.../ws``."""
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop ``proc`` (SIGTERM, SIGKILL after 10 s) and close its stdout pipe."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def listening(cmd: list[str], what: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a server that prints ``listening on http://HOST:PORT`` first; returns it and that
+    ``http://HOST:PORT``."""
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
-        proc.kill()
-        proc.wait()
+        stop(proc)
         raise RuntimeError(f"{what} did not start: {line!r}")
-    return proc, line.split()[-1].replace("http://", "ws://") + "/ws"
+    return proc, line.split()[-1]
 
 
-def _ticker_cmd(*args: str) -> list[str]:
+def ticker_cmd(*args: str) -> list[str]:
+    """``ticker serve ARGS`` (warnings only)."""
     return [sys.executable, "-m", "ticker", "serve", "--log-level", "WARNING", *args]
 
 
-def _free_port() -> int:
-    import socket
-
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _ws(base: str) -> str:
+    return base.replace("http://", "ws://") + "/ws"
 
 
 def _start_server(kind: str, w: Workload) -> Servers:
@@ -299,15 +320,15 @@ def _start_server(kind: str, w: Workload) -> Servers:
     if kind == "ticker" and w.edges:
         return _start_cluster(w, feed, edge_args)
     if kind == "ticker":
-        cmd = _ticker_cmd("--port", "0", "--feed", feed, *edge_args)
+        cmd = ticker_cmd("--port", "0", "--feed", feed, *edge_args)
     else:
         market = ["--port", "0", "--symbols", str(w.symbols), "--rate", f"{w.rate:g}"]
         if kind == "node":  # the Node `ws` broadcaster (the issue's reference figures)
             cmd = ["node", str(BENCH / "naive_node.mjs"), *market]
         else:  # the aiohttp send loop
             cmd = [sys.executable, "-m", "bench.naive", *market]
-    proc, url = _listening(cmd, f"{kind} server")
-    return Servers(url, [proc], [proc])
+    proc, base = listening(cmd, f"{kind} server")
+    return Servers(_ws(base), [proc], [proc])
 
 
 def _start_cluster(w: Workload, feed: str, edge_args: tuple[str, ...]) -> Servers:
@@ -320,14 +341,15 @@ def _start_cluster(w: Workload, feed: str, edge_args: tuple[str, ...]) -> Server
         redis_port, redis_proc = servers.stack.enter_context(redis_server())
         bus = ("--bus", f"redis://127.0.0.1:{redis_port}/0")
         servers.procs.append(redis_proc)
-        ingest, _ = _listening(
-            _ticker_cmd("--port", "0", *bus, "--role", "ingest", "--feed", feed), "ingest node"
+        ingest, _ = listening(
+            ticker_cmd("--port", "0", *bus, "--role", "ingest", "--feed", feed), "ingest node"
         )
         servers.procs.append(ingest)
-        port = _free_port()
+        port = free_port()
         for i in range(w.edges):
-            cmd = _ticker_cmd("--port", str(port), "--reuse-port", *bus, "--role", "edge")
-            edge, servers.url = _listening([*cmd, *edge_args], f"edge {i}")
+            cmd = ticker_cmd("--port", str(port), "--reuse-port", *bus, "--role", "edge")
+            edge, base = listening([*cmd, *edge_args], f"edge {i}")
+            servers.url = _ws(base)
             servers.procs.append(edge)
             servers.edges.append(edge)
     except BaseException:

@@ -24,7 +24,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,7 +34,16 @@ from typing import Any
 
 import redis as redis_py
 
-from bench.fanout import ROOT, LoadGen, _cpu_seconds, _merge, _peak_rss_mb
+from bench.fanout import (
+    LoadGen,
+    _cpu_seconds,
+    _merge,
+    _peak_rss_mb,
+    free_port,
+    listening,
+    stop,
+    ticker_cmd,
+)
 
 __all__ = ["main", "redis_server", "run"]
 
@@ -43,13 +51,6 @@ FEED = "sim:symbols=50,rate=1000,seed=1,burst=1"  # steady: runs compare
 PER_GEN = 500  # clients per load generator
 RAMP = 2500  # connections per second per generator
 TARGET_P99_DELTA_MS = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _ping(port: int) -> bool:
@@ -61,23 +62,13 @@ def _ping(port: int) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextmanager
 def redis_server() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A private ``redis-server`` on 127.0.0.1:<free port>, persistence off; stopped after."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     with tempfile.TemporaryDirectory(prefix="ticker-bench-redis-") as tmp:
         for _ in range(5):  # another process may take the port between probe and bind
-            port = _free_port()
+            port = free_port()
             proc = subprocess.Popen(
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", tmp, "--loglevel", "warning"],
@@ -92,22 +83,13 @@ def redis_server() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
                     yield port, proc
                     return
             finally:
-                _stop(proc)
+                stop(proc)
         raise RuntimeError("could not start redis-server on a free port")
 
 
 def _serve(*extra: str) -> tuple[subprocess.Popen[str], str]:
     """``ticker serve --port 0 ...``; returns the process and its ``http://host:port``."""
-    cmd = [sys.executable, "-m", "ticker", "serve", "--port", "0", "--log-level", "WARNING"]
-    proc = subprocess.Popen(
-        [*cmd, *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        _stop(proc)
-        raise RuntimeError(f"ticker serve {' '.join(extra)} did not start: {line!r}")
-    return proc, line.split()[-1]
+    return listening(ticker_cmd("--port", "0", *extra), f"ticker serve {' '.join(extra)}")
 
 
 def _health(base: str) -> dict[str, Any]:
@@ -181,7 +163,7 @@ def _run_memory(duration: float, warmup: float) -> dict[str, Any]:
         time.sleep(0.5)
         r = _measure([base, base], duration, warmup, {"server": proc})
     finally:
-        _stop(proc)
+        stop(proc)
     r.pop("snapshots")
     return r
 
@@ -224,7 +206,7 @@ def _run_redis(
         r = _measure(edges, duration, warmup, procs, snapshot)
     finally:
         for p in started:
-            _stop(p)
+            stop(p)
         client.close()
     s0, s1 = r.pop("snapshots")
     if s0 and s1:

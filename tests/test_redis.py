@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import math
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from aiohttp import ClientWebSocketResponse
 from hypothesis import given, strategies as st
 
 from tests.conftest import MS, ROOT, ServerProcess
-from tests.redisutil import RedisServer, redis_server  # noqa: F401 (a fixture)
+from tests.redisutil import RedisServer, free_port, redis_server  # noqa: F401 (a fixture)
 from tests.wsutil import Frame, recv, recv_type, recv_until
 from ticker.bus.redis import (
     SKIP_GAP_S,
@@ -486,13 +485,6 @@ async def test_bar_state_in_redis_is_bounded_and_written_with_the_ticks(
         await bus.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_edges_share_one_port_with_reuse_port(
     ticker_server: type[ServerProcess],
     redis_server: RedisServer,  # noqa: F811
@@ -502,7 +494,7 @@ async def test_edges_share_one_port_with_reuse_port(
     same market whichever edge took it. Without the flag the second edge cannot bind."""
     url = redis_server.url()
     ticker_server("--bus", url, "--role", "ingest", "--feed", "sim:symbols=5,rate=200")
-    port = _free_port()
+    port = free_port()
     args = ("--bus", url, "--role", "edge", "--port", str(port))
     edges = [ticker_server(*args, "--reuse-port") for _ in range(2)]
     assert {e.port for e in edges} == {port}
