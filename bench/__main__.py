@@ -31,7 +31,10 @@ BASELINES = ("naive", "node")  # the aiohttp send loop, the Node `ws` server
 
 
 def _ensure_node_deps() -> None:
-    if not (ROOT / "bench" / "node_modules" / "ws").is_dir():
+    """``npm ci`` the load generator's dependencies when one of them is missing."""
+    bench = ROOT / "bench"
+    wanted = json.loads((bench / "package.json").read_text())["dependencies"]
+    if not all((bench / "node_modules" / name).is_dir() for name in wanted):
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(ROOT / "bench")], check=True
         )
