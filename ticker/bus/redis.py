@@ -56,7 +56,18 @@ from ticker.core.events import Bar, Event, Listing, News, Reset, Tick
 from ticker.core.news_id import news_id_floor
 from ticker.core.roles import check_role, ingests, serves
 
-__all__ = ["NEWS_SCRIPT", "RedisBus", "decode_bar_head", "news_key", "split_url"]
+__all__ = [
+    "BUS_OPTIONS",
+    "NEWS_SCRIPT",
+    "SKIP_GAP_S",
+    "RedisBus",
+    "decode_bar_head",
+    "far_behind",
+    "max_lag_ms",
+    "news_key",
+    "split_options",
+    "split_url",
+]
 
 log = logging.getLogger("ticker.redisbus")
 
